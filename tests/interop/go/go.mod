@@ -1,0 +1,3 @@
+module tether.dev/interop
+
+go 1.26.8
