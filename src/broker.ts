@@ -1,0 +1,198 @@
+/**
+ * go-plugin's GRPCBroker without multiplexing: either side can serve extra
+ * gRPC services on a new listener under a numeric id (`acceptAndServe`) and
+ * announce it over the broker stream; the other side waits for that
+ * announcement and dials it (`dial`). Used for callbacks, e.g. a plugin
+ * calling back into a service the host provides.
+ *
+ * @module
+ */
+
+import type { DescService } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import type { ConnInfo } from "./gen/plugin/grpc_broker_pb.ts";
+import { TetherError } from "./errors.ts";
+import { AsyncQueue } from "./queue.ts";
+import { createServiceClient, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
+import {
+  channelCredentials,
+  channelOptions,
+  type Endpoint,
+  grpcTarget,
+  type ListenOptions,
+  type RunningServer,
+  startServer,
+  type TlsMaterial,
+} from "./transport.ts";
+
+/** go-plugin's wait for a peer's connection info, and how long unclaimed info is kept. */
+export const BROKER_TIMEOUT_MS = 5_000;
+
+/** A connection dialed through the broker. */
+export interface BrokerConnection {
+  /** Where it is connected. */
+  readonly endpoint: Endpoint;
+  /** A typed client for a service the other side serves on this connection. */
+  client<S extends DescService>(service: S): ServiceClient<S>;
+  /** Closes the connection. */
+  close(): void;
+}
+
+/** A ConnInfo-shaped plain object, as the broker stream carries. */
+export type ConnInfoInit = Pick<ConnInfo, "serviceId" | "network" | "address"> & {
+  knock?: { knock: boolean; ack: boolean; error: string };
+};
+
+/**
+ * One side's broker. Tether creates it; plugins reach it as
+ * `PluginContext.broker`, hosts as `PluginClient.broker`.
+ *
+ * @example
+ * ```ts ignore
+ * // In a plugin: serve an Adder for the host to dial, and return its id.
+ * const id = broker.nextId();
+ * await broker.acceptAndServe(id, [registration(Adder, { add: (r) => ({ sum: r.a + r.b }) })]);
+ * // In the host: dial it.
+ * const conn = await client.broker.dial(id);
+ * const adder = conn.client(Adder);
+ * ```
+ */
+export class Broker {
+  #nextId = 0;
+  readonly #outgoing = new AsyncQueue<ConnInfoInit>();
+  readonly #known = new Map<number, { info: ConnInfoInit; timer: ReturnType<typeof setTimeout> }>();
+  readonly #waiters = new Map<number, (info: ConnInfoInit) => void>();
+  readonly #servers = new Set<RunningServer>();
+  readonly #connections = new Set<grpc.Client>();
+  #closed = false;
+  readonly #tls: TlsMaterial | undefined;
+  readonly #listen: ListenOptions;
+
+  /**
+   * @param tls this side's TLS material (the same as its main connection's), or none for plaintext
+   * @param listen where new listeners go (same rules as the plugin's main listener)
+   */
+  constructor(tls: TlsMaterial | undefined, listen: ListenOptions) {
+    this.#tls = tls;
+    this.#listen = listen;
+  }
+
+  /** The messages this side sends on the broker stream. */
+  get outgoing(): AsyncIterable<ConnInfoInit> {
+    return this.#outgoing;
+  }
+
+  /** A fresh id for {@linkcode Broker.acceptAndServe}; each side counts from 1. */
+  nextId(): number {
+    return ++this.#nextId;
+  }
+
+  /** Takes in a message from the peer's broker stream. */
+  receive(info: ConnInfoInit): void {
+    if (info.knock?.knock) {
+      // Knocks only come with multiplexing, which Tether never asks for nor offers.
+      this.#outgoing.push({
+        serviceId: info.serviceId,
+        network: "",
+        address: "",
+        knock: { knock: true, ack: false, error: "gRPC broker multiplexing is not supported by this side" },
+      });
+      return;
+    }
+    const waiter = this.#waiters.get(info.serviceId);
+    if (waiter) {
+      this.#waiters.delete(info.serviceId);
+      waiter(info);
+      return;
+    }
+    const old = this.#known.get(info.serviceId);
+    if (old) clearTimeout(old.timer);
+    const timer = setTimeout(() => this.#known.delete(info.serviceId), BROKER_TIMEOUT_MS);
+    this.#known.set(info.serviceId, { info, timer });
+  }
+
+  /**
+   * Serves `services` on a new listener and tells the peer where, under `id`.
+   * Resolves once the listener is up and the announcement is queued; the
+   * server runs until the broker closes.
+   */
+  async acceptAndServe(id: number, services: readonly ServiceRegistration[]): Promise<Endpoint> {
+    this.#assertOpen();
+    let running: RunningServer;
+    try {
+      running = await startServer(services, { ...this.#listen, socketPath: undefined }, this.#tls);
+    } catch (cause) {
+      throw new TetherError("broker", `could not listen for brokered connection ${id}: ${String(cause)}`, {
+        cause,
+      });
+    }
+    this.#servers.add(running);
+    this.#outgoing.push({ serviceId: id, network: running.endpoint.network, address: running.endpoint.address });
+    return running.endpoint;
+  }
+
+  /**
+   * Waits (up to 5 s, as go-plugin) for the peer to announce `id`, then
+   * connects to it with this side's TLS settings.
+   */
+  async dial(id: number, timeoutMs = BROKER_TIMEOUT_MS): Promise<BrokerConnection> {
+    this.#assertOpen();
+    const info = await this.#waitFor(id, timeoutMs);
+    if (info.network !== "unix" && info.network !== "tcp") {
+      throw new TetherError("broker", `brokered connection ${id} has unknown network ${JSON.stringify(info.network)}`);
+    }
+    const endpoint: Endpoint = { network: info.network, address: info.address };
+    const channel = new grpc.Client(grpcTarget(endpoint), channelCredentials(this.#tls), channelOptions(this.#tls));
+    this.#connections.add(channel);
+    return {
+      endpoint,
+      client: (service) => createServiceClient(channel, service),
+      close: () => {
+        this.#connections.delete(channel);
+        channel.close();
+      },
+    };
+  }
+
+  #waitFor(id: number, timeoutMs: number): Promise<ConnInfoInit> {
+    const known = this.#known.get(id);
+    if (known) {
+      clearTimeout(known.timer);
+      this.#known.delete(id);
+      return Promise.resolve(known.info);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(id);
+        reject(
+          new TetherError(
+            "broker",
+            `timeout waiting for connection info for broker id ${id} (${timeoutMs} ms): ` +
+              "the other side must call acceptAndServe with that id",
+          ),
+        );
+      }, timeoutMs);
+      this.#waiters.set(id, (info) => {
+        clearTimeout(timer);
+        resolve(info);
+      });
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new TetherError("closed", "the broker is closed (the plugin connection ended)");
+  }
+
+  /** Stops every brokered server and connection and ends the stream. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#outgoing.close();
+    for (const { timer } of this.#known.values()) clearTimeout(timer);
+    this.#known.clear();
+    for (const server of this.#servers) server.stop();
+    this.#servers.clear();
+    for (const channel of this.#connections) channel.close();
+    this.#connections.clear();
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * The bridge between protobuf-es service descriptors and grpc-js: typed
+ * clients for any `DescService`, and grpc-js service definitions for
+ * implementations of one. Knows nothing of plugins or processes.
+ *
+ * @module
+ */
+
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
+
+/** Per-call options of a {@linkcode ServiceClient} method. */
+export interface CallOptions {
+  /** Cancels the call (the plugin sees CANCELLED); the promise rejects with `rpc`/CANCELLED. */
+  readonly signal?: AbortSignal;
+  /** Deadline for the call, in milliseconds from now; sent to the plugin as `grpc-timeout`. */
+  readonly timeoutMs?: number;
+  /** Extra request metadata (gRPC headers). */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+type UnaryMethod<I extends DescMessage, O extends DescMessage> = { methodKind: "unary"; input: I; output: O };
+type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+  methodKind: "server_streaming";
+  input: I;
+  output: O;
+};
+type ClientStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+  methodKind: "client_streaming";
+  input: I;
+  output: O;
+};
+type BidiStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+  methodKind: "bidi_streaming";
+  input: I;
+  output: O;
+};
+
+/**
+ * A typed client for a protobuf service: one method per RPC, named by its
+ * protobuf-es local name (`Get` becomes `get`). Unary calls return a promise;
+ * server streams are async iterables; client and bidi streams take one.
+ */
+export type ServiceClient<S extends DescService> = {
+  [K in keyof S["method"]]: S["method"][K] extends UnaryMethod<infer I, infer O>
+    ? (request: MessageInitShape<I>, options?: CallOptions) => Promise<MessageShape<O>>
+    : S["method"][K] extends ServerStreamingMethod<infer I, infer O>
+      ? (request: MessageInitShape<I>, options?: CallOptions) => AsyncIterable<MessageShape<O>>
+    : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
+      ? (requests: AsyncIterable<MessageInitShape<I>>, options?: CallOptions) => Promise<MessageShape<O>>
+    : S["method"][K] extends BidiStreamingMethod<infer I, infer O>
+      ? (requests: AsyncIterable<MessageInitShape<I>>, options?: CallOptions) => AsyncIterable<MessageShape<O>>
+    : never;
+};
+
+/** What a service implementation learns about the call it handles. */
+export interface HandlerContext {
+  /** Aborted when the caller cancels or its deadline passes. */
+  readonly signal: AbortSignal;
+  /** The request metadata (gRPC headers), lower-case keys. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** The full method path, e.g. `/tether.kv.v1.KV/Get`. */
+  readonly method: string;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/**
+ * An implementation of a protobuf service: one function per RPC, named by
+ * its protobuf-es local name. Throw {@linkcode TetherError} with `code: "rpc"`
+ * and a `status` to send that status; any other error is sent as UNKNOWN with
+ * its message, as grpc-go does for plain errors.
+ */
+export type ServiceImplementation<S extends DescService> = {
+  [K in keyof S["method"]]: S["method"][K] extends UnaryMethod<infer I, infer O>
+    ? (request: MessageShape<I>, context: HandlerContext) => Awaitable<MessageInitShape<O>>
+    : S["method"][K] extends ServerStreamingMethod<infer I, infer O>
+      ? (request: MessageShape<I>, context: HandlerContext) => AsyncIterable<MessageInitShape<O>>
+    : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
+      ? (requests: AsyncIterable<MessageShape<I>>, context: HandlerContext) => Awaitable<MessageInitShape<O>>
+    : S["method"][K] extends BidiStreamingMethod<infer I, infer O>
+      ? (requests: AsyncIterable<MessageShape<I>>, context: HandlerContext) => AsyncIterable<MessageInitShape<O>>
+    : never;
+};
+
+/** A service and its implementation, as given to a server. */
+export interface ServiceRegistration<S extends DescService = DescService> {
+  /** The protobuf-es service descriptor. */
+  readonly service: S;
+  /** The functions that answer its RPCs. */
+  readonly implementation: ServiceImplementation<S>;
+}
+
+/**
+ * Pairs a service with its implementation, checking the implementation's
+ * type against the service.
+ *
+ * @example
+ * ```ts
+ * import { registration } from "./rpc.ts";
+ * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
+ * const adder = registration(Adder, { add: (req) => ({ sum: req.a + req.b }) });
+ * console.log(adder.service.typeName); // "tether.kv.v1.Adder"
+ * ```
+ */
+export function registration<S extends DescService>(
+  service: S,
+  implementation: ServiceImplementation<S>,
+): ServiceRegistration<S> {
+  return { service, implementation };
+}
+
+/** go-plugin sets both message size limits to MaxInt32. */
+export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/** The full gRPC path of a method, e.g. `/plugin.GRPCController/Shutdown`. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function serializer<D extends DescMessage>(schema: D): (value: MessageInitShape<D>) => Buffer {
+  return (value) => {
+    const bytes = toBinary(schema, create(schema, value));
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
+  // Plain Uint8Array view: bytes fields then come out as Uint8Array, not as slices of a Buffer.
+  return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+/**
+ * Wraps a gRPC failure as a {@linkcode TetherError} with code `rpc`.
+ * `describe` may turn it into a more telling error (e.g. `exited`).
+ */
+export type ErrorMapper = (error: TetherError) => TetherError | Promise<TetherError>;
+
+function rpcError(path: string, error: unknown): TetherError {
+  if (error instanceof TetherError) return error;
+  const e = error as Partial<grpc.ServiceError>;
+  const status = (typeof e.code === "number" ? e.code : 2) as GrpcStatusCode;
+  const details = e.details ?? e.message ?? String(error);
+  return new TetherError("rpc", `${path} failed: ${grpcStatusName(status)}: ${details}`, {
+    status,
+    cause: error,
+  });
+}
+
+function callMetadata(options: CallOptions | undefined): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  for (const [key, value] of Object.entries(options?.metadata ?? {})) metadata.set(key, value);
+  return metadata;
+}
+
+function callOptions(options: CallOptions | undefined): grpc.CallOptions {
+  return options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+}
+
+/** Hooks an AbortSignal to a call's cancel(); returns the unhook function. */
+function linkSignal(signal: AbortSignal | undefined, call: { cancel(): void }): () => void {
+  if (!signal) return () => {};
+  if (signal.aborted) {
+    call.cancel();
+    return () => {};
+  }
+  const onAbort = () => call.cancel();
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+
+async function* pump<T>(
+  path: string,
+  stream: AsyncIterable<T> & { cancel(): void },
+  mapError: ErrorMapper,
+  unlink: () => void,
+): AsyncGenerator<T> {
+  let finished = false;
+  try {
+    for await (const message of stream) yield message;
+    finished = true;
+  } catch (error) {
+    finished = true;
+    throw await mapError(rpcError(path, error));
+  } finally {
+    unlink();
+    // The consumer stopped early: tell the server.
+    if (!finished) stream.cancel();
+  }
+}
+
+async function feed<T>(
+  requests: AsyncIterable<T>,
+  call: { write(message: T): boolean; end(): void; once(event: "drain", listener: () => void): unknown },
+): Promise<void> {
+  for await (const request of requests) {
+    if (!call.write(request)) await new Promise<void>((resolve) => call.once("drain", resolve));
+  }
+  call.end();
+}
+
+/**
+ * Makes a typed client for `service` on an open grpc-js client (channel).
+ *
+ * @example
+ * ```ts ignore
+ * import * as grpc from "@grpc/grpc-js";
+ * import { createServiceClient } from "./rpc.ts";
+ * import { KV } from "./gen/tether/kv/v1/kv_pb.ts";
+ * const channel = new grpc.Client("unix:/tmp/plugin1", grpc.credentials.createInsecure());
+ * const kv = createServiceClient(channel, KV);
+ * await kv.put({ key: "a", value: new TextEncoder().encode("1") });
+ * ```
+ */
+export function createServiceClient<S extends DescService>(
+  channel: grpc.Client,
+  service: S,
+  mapError: ErrorMapper = (error) => error,
+): ServiceClient<S> {
+  const client: Record<string, unknown> = {};
+  for (const method of service.methods) {
+    const path = methodPath(method);
+    const serialize = serializer(method.input);
+    const deserialize = deserializer(method.output);
+    switch (method.methodKind) {
+      case "unary":
+        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
+          new Promise((resolve, reject) => {
+            let unlink = () => {};
+            const call = channel.makeUnaryRequest(
+              path,
+              serialize,
+              deserialize,
+              request,
+              callMetadata(options),
+              callOptions(options),
+              (error, response) => {
+                unlink();
+                if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
+                else resolve(response);
+              },
+            );
+            unlink = linkSignal(options?.signal, call);
+          });
+        break;
+      case "server_streaming":
+        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
+          const call = channel.makeServerStreamRequest(
+            path,
+            serialize,
+            deserialize,
+            request,
+            callMetadata(options),
+            callOptions(options),
+          );
+          return pump(path, call, mapError, linkSignal(options?.signal, call));
+        };
+        break;
+      case "client_streaming":
+        client[method.localName] = (
+          requests: AsyncIterable<MessageInitShape<DescMessage>>,
+          options?: CallOptions,
+        ) =>
+          new Promise((resolve, reject) => {
+            let unlink = () => {};
+            const call = channel.makeClientStreamRequest(
+              path,
+              serialize,
+              deserialize,
+              callMetadata(options),
+              callOptions(options),
+              (error, response) => {
+                unlink();
+                if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
+                else resolve(response);
+              },
+            );
+            unlink = linkSignal(options?.signal, call);
+            feed(requests, call).catch((error) => {
+              call.cancel();
+              reject(error);
+            });
+          });
+        break;
+      case "bidi_streaming":
+        client[method.localName] = (
+          requests: AsyncIterable<MessageInitShape<DescMessage>>,
+          options?: CallOptions,
+        ) => {
+          const call = channel.makeBidiStreamRequest(
+            path,
+            serialize,
+            deserialize,
+            callMetadata(options),
+            callOptions(options),
+          );
+          feed(requests, call).catch(() => call.cancel());
+          return pump(path, call, mapError, linkSignal(options?.signal, call));
+        };
+        break;
+    }
+  }
+  return client as ServiceClient<S>;
+}
+
+function toServiceError(error: unknown): Partial<grpc.StatusObject> {
+  if (error instanceof TetherError && error.status !== undefined) {
+    return { code: error.status, details: error.message };
+  }
+  const e = error as { code?: unknown; details?: unknown; message?: unknown };
+  if (typeof e?.code === "number" && e.code >= 0 && e.code <= 16 && typeof e.details === "string") {
+    return { code: e.code, details: e.details };
+  }
+  return {
+    code: grpc.status.UNKNOWN,
+    details: typeof e?.message === "string" ? e.message : String(error),
+  };
+}
+
+function handlerContext(
+  call: { metadata: grpc.Metadata; on(event: "cancelled", listener: () => void): unknown },
+  path: string,
+): HandlerContext {
+  const controller = new AbortController();
+  const onCancel = () => controller.abort(new TetherError("rpc", `${path} was cancelled by the caller`));
+  call.on("cancelled", onCancel);
+  const metadata: Record<string, string> = {};
+  for (const [key, value] of Object.entries(call.metadata.getMap())) {
+    if (typeof value === "string") metadata[key] = value;
+  }
+  return { signal: controller.signal, metadata, method: path };
+}
+
+async function writeAll<T>(
+  call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>,
+  responses: AsyncIterable<T>,
+): Promise<void> {
+  try {
+    for await (const response of responses) {
+      if (call.cancelled) return;
+      if (!call.write(response)) await new Promise<void>((resolve) => call.once("drain", resolve));
+    }
+    call.end();
+  } catch (error) {
+    call.emit("error", toServiceError(error));
+  }
+}
+
+/**
+ * Turns a service and its implementation into what grpc-js's
+ * `Server.addService` takes.
+ *
+ * @example
+ * ```ts
+ * import * as grpc from "@grpc/grpc-js";
+ * import { grpcServiceDefinition } from "./rpc.ts";
+ * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
+ * const server = new grpc.Server();
+ * const { definition, handlers } = grpcServiceDefinition({
+ *   service: Adder,
+ *   implementation: { add: (req) => ({ sum: req.a + req.b }) },
+ * });
+ * server.addService(definition, handlers);
+ * ```
+ */
+export function grpcServiceDefinition<S extends DescService>(
+  registered: ServiceRegistration<S>,
+): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
+  const definition: Record<string, grpc.MethodDefinition<MessageInitShape<DescMessage>, MessageInitShape<DescMessage>>> =
+    {};
+  const handlers: grpc.UntypedServiceImplementation = {};
+  const implementation = registered.implementation as Record<string, unknown>;
+  for (const method of registered.service.methods) {
+    const path = methodPath(method);
+    const fn = implementation[method.localName] as ((...args: unknown[]) => unknown) | undefined;
+    definition[method.name] = {
+      path,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: serializer(method.input),
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output),
+      responseDeserialize: deserializer(method.output),
+      originalName: method.localName,
+    };
+    if (typeof fn !== "function") {
+      const unimplemented = { code: grpc.status.UNIMPLEMENTED, details: `method ${path} not implemented` };
+      handlers[method.name] = method.methodKind === "unary" || method.methodKind === "client_streaming"
+        ? (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(unimplemented)
+        : (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit("error", unimplemented);
+      continue;
+    }
+    switch (method.methodKind) {
+      case "unary":
+        handlers[method.name] = (
+          call: grpc.ServerUnaryCall<unknown, unknown>,
+          callback: grpc.sendUnaryData<unknown>,
+        ) => {
+          const context = handlerContext(call, path);
+          Promise.resolve()
+            .then(() => fn.call(implementation, call.request, context))
+            .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
+        };
+        break;
+      case "server_streaming":
+        handlers[method.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+          const context = handlerContext(call, path);
+          try {
+            void writeAll(call, fn.call(implementation, call.request, context) as AsyncIterable<unknown>);
+          } catch (error) {
+            call.emit("error", toServiceError(error));
+          }
+        };
+        break;
+      case "client_streaming":
+        handlers[method.name] = (
+          call: grpc.ServerReadableStream<unknown, unknown>,
+          callback: grpc.sendUnaryData<unknown>,
+        ) => {
+          const context = handlerContext(call, path);
+          Promise.resolve()
+            .then(() => fn.call(implementation, call as AsyncIterable<unknown>, context))
+            .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
+        };
+        break;
+      case "bidi_streaming":
+        handlers[method.name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+          const context = handlerContext(call, path);
+          try {
+            void writeAll(call, fn.call(implementation, call as AsyncIterable<unknown>, context) as AsyncIterable<unknown>);
+          } catch (error) {
+            call.emit("error", toServiceError(error));
+          }
+        };
+        break;
+    }
+  }
+  return { definition: definition as grpc.ServiceDefinition, handlers };
+}

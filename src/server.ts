@@ -1,0 +1,282 @@
+/**
+ * The plugin side: {@linkcode serve} makes a Deno program a go-plugin (gRPC)
+ * plugin that a Tether host or any Go go-plugin host can launch.
+ *
+ * @module
+ */
+
+import { Broker } from "./broker.ts";
+import { TetherError } from "./errors.ts";
+import { Health, HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.ts";
+import { GRPCBroker } from "./gen/plugin/grpc_broker_pb.ts";
+import { GRPCController } from "./gen/plugin/grpc_controller_pb.ts";
+import {
+  assertCookie,
+  chooseVersion,
+  formatHandshakeLine,
+  type HandshakeConfig,
+  offeredVersions,
+  PluginEnv,
+} from "./handshake.ts";
+import { formatHclogJson, type Logger } from "./logs.ts";
+import { certificatePemToDer, generateCertificate } from "./mtls.ts";
+import { GrpcStatus } from "./errors.ts";
+import { registration, type ServiceRegistration } from "./rpc.ts";
+import { StdioCapture } from "./stdio.ts";
+import { type Endpoint, type RunningServer, startServer, type TlsMaterial } from "./transport.ts";
+
+/** What a plugin's services can use while they run. */
+export interface PluginContext {
+  /** The plugin side of go-plugin's broker: serve or dial extra connections by id. */
+  readonly broker: Broker;
+  /** The plugin's log (hclog JSON on stderr by default, which the host parses). */
+  readonly logger: Logger;
+  /** The protocol version agreed with the host. */
+  readonly protocolVersion: number;
+}
+
+/** The services of one protocol version, or a function that makes them once the broker exists. */
+export type ServiceList =
+  | readonly ServiceRegistration[]
+  | ((plugin: PluginContext) => readonly ServiceRegistration[]);
+
+/** Manual TLS for the plugin's server (go-plugin's TLSProvider): no certificate goes in the handshake line. */
+export interface ServeTlsOptions {
+  /** The plugin's server certificate, PEM. */
+  readonly certPem: string;
+  /** Its private key, PEM. */
+  readonly keyPem: string;
+  /** The CA(s) the host's client certificate must chain to, PEM. */
+  readonly caPem: string;
+}
+
+/** How to serve a plugin. */
+export interface ServeOptions {
+  /** Cookie and version(s); must match the host's. */
+  readonly handshake: HandshakeConfig;
+  /** The services for `handshake.protocolVersion`. */
+  readonly services?: ServiceList;
+  /** Services per protocol version, when the plugin speaks several (go-plugin's VersionedPlugins). */
+  readonly versionedServices?: Readonly<Record<number, ServiceList>>;
+  /** Where the plugin logs. Default: hclog JSON lines on the real stderr, all levels, as Go plugins do. */
+  readonly logger?: Logger;
+  /** Manual TLS; without it, AutoMTLS is used when the host sends `PLUGIN_CLIENT_CERT`, else plaintext. */
+  readonly tls?: ServeTlsOptions;
+  /** Exit the process once the host asks for Shutdown or goes away. Default `true`. */
+  readonly exitOnShutdown?: boolean;
+}
+
+/** A running plugin server. */
+export interface PluginServer {
+  /** Where it listens. */
+  readonly endpoint: Endpoint;
+  /** The protocol version agreed with the host. */
+  readonly protocolVersion: number;
+  /** Resolves when the server has stopped. */
+  readonly done: Promise<void>;
+  /** Stops serving, removes the socket and restores stdout/stderr. */
+  stop(): Promise<void>;
+}
+
+const NOT_A_PLUGIN = "This binary is a plugin. These are not meant to be executed directly.\n" +
+  "Please execute the program that consumes these plugins, which will\n" +
+  "load any plugins automatically\n";
+
+const MISCONFIGURED = "Misconfigured ServeConfig given to serve this plugin: no magic cookie\n" +
+  "key or value was set. Please notify the plugin author and report\n" +
+  "this as a bug.\n";
+
+const encoder = new TextEncoder();
+
+/** Reads an environment variable, treating "not granted" as unset: a sandboxed plugin sees only its grants. */
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+function fail(capture: StdioCapture, message: string): never {
+  capture.realStderr(encoder.encode(message));
+  Deno.exit(1);
+}
+
+/**
+ * Serves a plugin: checks the cookie, picks the protocol version, listens on
+ * a unix socket (TCP on Windows), prints the handshake line, and serves the
+ * given services next to go-plugin's health, controller, broker and stdio
+ * services. After the handshake, `console` and stdout/stderr writes go to the
+ * host through GRPCStdio. SIGINT is ignored (the host decides when the plugin
+ * stops); the plugin exits on Shutdown, or when its host process is gone.
+ *
+ * Run directly (without a host), it prints go-plugin's "This binary is a
+ * plugin" message and exits with status 1.
+ *
+ * @example
+ * ```ts ignore
+ * import { registration, serve } from "@tether/tether/plugin";
+ * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
+ *
+ * await serve({
+ *   handshake: { protocolVersion: 1, magicCookieKey: "ADDER_PLUGIN", magicCookieValue: "hello" },
+ *   services: [registration(Adder, { add: (req) => ({ sum: req.a + req.b }) })],
+ * });
+ * ```
+ */
+export async function serve(options: ServeOptions): Promise<PluginServer> {
+  const capture = new StdioCapture();
+  try {
+    assertCookie(options.handshake);
+  } catch {
+    fail(capture, MISCONFIGURED);
+  }
+  const { magicCookieKey, magicCookieValue } = options.handshake;
+  if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
+
+  const logger: Logger = options.logger ?? {
+    log: (record) => capture.realStderr(encoder.encode(formatHclogJson({ timestamp: new Date(), ...record }))),
+  };
+
+  const byVersion = new Map<number, ServiceList>();
+  for (const [version, list] of Object.entries(options.versionedServices ?? {})) byVersion.set(Number(version), list);
+  if (options.handshake.protocolVersion !== undefined && options.services) {
+    byVersion.set(options.handshake.protocolVersion, options.services);
+  }
+  if (byVersion.size === 0) {
+    const versions = offeredVersions(options.handshake);
+    for (const version of versions) byVersion.set(version, options.services ?? []);
+  }
+  const protocolVersion = chooseVersion(env(PluginEnv.protocolVersions) ?? "", [...byVersion.keys()], (entry) =>
+    capture.realStderr(encoder.encode(`server sent invalid plugin version ${JSON.stringify(entry)}`)));
+
+  let tls: TlsMaterial | undefined;
+  let serverCertDer: Uint8Array | undefined;
+  if (options.tls) {
+    tls = { certPem: options.tls.certPem, keyPem: options.tls.keyPem, peerCaPem: options.tls.caPem };
+  } else {
+    const hostCertPem = env(PluginEnv.clientCert);
+    if (hostCertPem) {
+      let hostCertDer: Uint8Array;
+      try {
+        hostCertDer = certificatePemToDer(hostCertPem);
+      } catch (error) {
+        logger.log({ level: "error", message: "cannot use the host's certificate", fields: { error: String(error) } });
+        Deno.exit(1);
+      }
+      const own = await generateCertificate();
+      serverCertDer = own.certDer;
+      tls = { certPem: own.certPem, keyPem: own.keyPem, peerCaPem: hostCertPem, pinnedPeerDer: hostCertDer };
+    }
+  }
+
+  const windows = Deno.build.os === "windows";
+  const listen = {
+    network: windows ? "tcp" as const : "unix" as const,
+    socketPath: env(PluginEnv.tetherSocketPath),
+    socketDir: env(PluginEnv.unixSocketDir) || env("TMPDIR") || "/tmp",
+    socketGroup: env(PluginEnv.unixSocketGroup),
+    minPort: Number(env(PluginEnv.minPort) ?? 0) || 0,
+    maxPort: Number(env(PluginEnv.maxPort) ?? 0) || 0,
+  };
+  const broker = new Broker(tls, { ...listen, socketPath: undefined });
+  const context: PluginContext = { broker, logger, protocolVersion };
+  const list = byVersion.get(protocolVersion) ?? [];
+  const appServices = typeof list === "function" ? list(context) : list;
+
+  const stopped = Promise.withResolvers<void>();
+  let running: RunningServer | undefined;
+  let stopping: Promise<void> | undefined;
+  const exitOnShutdown = options.exitOnShutdown ?? true;
+  const ignoreSigint = () => {};
+  let parentWatch: ReturnType<typeof setInterval> | undefined;
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (parentWatch !== undefined) clearInterval(parentWatch);
+      try {
+        Deno.removeSignalListener("SIGINT", ignoreSigint);
+      } catch {
+        // Not registered on this platform.
+      }
+      broker.close();
+      capture.uninstall();
+      running?.stop();
+      stopped.resolve();
+      if (exitOnShutdown) Deno.exit(0);
+    })();
+    return stopping;
+  };
+
+  const internal: ServiceRegistration[] = [
+    registration(Health, {
+      check: (request) => {
+        if (request.service !== "" && request.service !== "plugin") {
+          throw new TetherError("rpc", `unknown service ${request.service}`, { status: GrpcStatus.NOT_FOUND });
+        }
+        return { status: HealthCheckResponse_ServingStatus.SERVING };
+      },
+      watch: async function* (_request, call) {
+        yield { status: HealthCheckResponse_ServingStatus.SERVING };
+        await new Promise((resolve) => call.signal.addEventListener("abort", resolve, { once: true }));
+      },
+    }),
+    registration(GRPCController, {
+      shutdown: () => {
+        // Answer first; go-plugin hosts do not wait for the answer, but a clean one is kinder.
+        setTimeout(() => void stop(), 10);
+        return {};
+      },
+    }),
+    registration(GRPCBroker, {
+      startStream: (requests) => {
+        (async () => {
+          try {
+            for await (const info of requests) broker.receive(info);
+          } catch {
+            // The host closed the stream; the broker closes with the server.
+          }
+        })();
+        return broker.outgoing;
+      },
+    }),
+    capture.service(),
+  ];
+
+  try {
+    running = await startServer([...internal, ...appServices], listen, tls);
+  } catch (error) {
+    logger.log({ level: "error", message: "plugin could not listen", fields: { error: String(error) } });
+    Deno.exit(1);
+  }
+
+  capture.realStdout(encoder.encode(formatHandshakeLine({
+    appVersion: protocolVersion,
+    network: running.endpoint.network,
+    address: running.endpoint.address,
+    protocol: "grpc",
+    serverCertDer,
+  })));
+  capture.install();
+
+  try {
+    Deno.addSignalListener("SIGINT", ignoreSigint);
+  } catch {
+    // SIGINT cannot be caught here; nothing to ignore.
+  }
+  // A host that died (even by SIGKILL) must not leave its plugins behind.
+  const parent = Deno.ppid;
+  parentWatch = setInterval(() => {
+    if (Deno.ppid !== parent) {
+      logger.log({ level: "info", message: "host process is gone; plugin exiting", fields: { parent } });
+      void stop();
+    }
+  }, 1000);
+
+  return {
+    endpoint: running.endpoint,
+    protocolVersion,
+    done: stopped.promise,
+    stop,
+  };
+}
