@@ -23,8 +23,13 @@
  * @module
  */
 
-export { type ManualTlsOptions, PluginClient, type PluginClientOptions, type PluginExit } from "./src/client.ts";
-export { Broker, type BrokerConnection } from "./src/broker.ts";
+export {
+  type ManualTlsOptions,
+  PluginClient,
+  type PluginClientOptions,
+  type PluginExit,
+} from "./src/client.ts";
+export { Broker, type BrokerConnection, type ConnInfoInit } from "./src/broker.ts";
 export {
   GrpcStatus,
   type GrpcStatusCode,
@@ -34,20 +39,19 @@ export {
   type TetherErrorOptions,
 } from "./src/errors.ts";
 export type { HandshakeConfig } from "./src/handshake.ts";
+export { consoleLogger, type Logger, type LogLevel, type LogRecord, silentLogger } from "./src/logs.ts";
 export {
-  consoleLogger,
-  type Logger,
-  type LogLevel,
-  type LogRecord,
-  silentLogger,
-} from "./src/logs.ts";
-export {
+  type Awaitable,
+  type BidiStreamingMethod,
   type CallOptions,
+  type ClientStreamingMethod,
   type HandlerContext,
   registration,
+  type ServerStreamingMethod,
   type ServiceClient,
   type ServiceImplementation,
   type ServiceRegistration,
+  type UnaryMethod,
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
 export type { Endpoint } from "./src/transport.ts";

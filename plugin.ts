@@ -25,13 +25,19 @@ export {
   type ServeTlsOptions,
   type ServiceList,
 } from "./src/server.ts";
-export { Broker, type BrokerConnection } from "./src/broker.ts";
+export { Broker, type BrokerConnection, type ConnInfoInit } from "./src/broker.ts";
 export { GrpcStatus, type GrpcStatusCode, TetherError, type TetherErrorCode } from "./src/errors.ts";
 export type { HandshakeConfig } from "./src/handshake.ts";
 export { formatHclogJson, type Logger, type LogLevel, type LogRecord } from "./src/logs.ts";
 export {
+  type Awaitable,
+  type BidiStreamingMethod,
+  type ClientStreamingMethod,
   type HandlerContext,
   registration,
+  type ServerStreamingMethod,
+  type ServiceClient,
   type ServiceImplementation,
   type ServiceRegistration,
+  type UnaryMethod,
 } from "./src/rpc.ts";

@@ -10,7 +10,6 @@
 
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { ConnInfo } from "./gen/plugin/grpc_broker_pb.ts";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { createServiceClient, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
@@ -25,6 +24,14 @@ import {
   type TlsMaterial,
 } from "./transport.ts";
 
+/**
+ * Socket path of a plugin-side broker listener, next to the plugin's main
+ * socket: a sandbox grants these paths up front.
+ */
+export function pluginBrokerSocket(mainSocket: string, id: number): string {
+  return `${mainSocket.slice(0, mainSocket.lastIndexOf("/"))}/p-broker-${id}.sock`;
+}
+
 /** go-plugin's wait for a peer's connection info, and how long unclaimed info is kept. */
 export const BROKER_TIMEOUT_MS = 5_000;
 
@@ -38,10 +45,17 @@ export interface BrokerConnection {
   close(): void;
 }
 
-/** A ConnInfo-shaped plain object, as the broker stream carries. */
-export type ConnInfoInit = Pick<ConnInfo, "serviceId" | "network" | "address"> & {
+/** A `plugin.ConnInfo` message as the broker stream carries it. */
+export interface ConnInfoInit {
+  /** The broker id the connection is for. */
+  serviceId: number;
+  /** `unix` or `tcp`. */
+  network: string;
+  /** Socket path or `host:port`. */
+  address: string;
+  /** Multiplexing handshake; Tether refuses knocks. */
   knock?: { knock: boolean; ack: boolean; error: string };
-};
+}
 
 /**
  * One side's broker. Tether creates it; plugins reach it as
@@ -67,14 +81,19 @@ export class Broker {
   #closed = false;
   readonly #tls: TlsMaterial | undefined;
   readonly #listen: ListenOptions;
+  readonly #socketPathFor: ((id: number) => string) | undefined;
 
   /**
+   * Makes a broker; Tether does this for each plugin connection.
+   *
    * @param tls this side's TLS material (the same as its main connection's), or none for plaintext
    * @param listen where new listeners go (same rules as the plugin's main listener)
+   * @param socketPathFor exact socket path per broker id, when a sandbox granted fixed paths
    */
-  constructor(tls: TlsMaterial | undefined, listen: ListenOptions) {
+  constructor(tls: TlsMaterial | undefined, listen: ListenOptions, socketPathFor?: (id: number) => string) {
     this.#tls = tls;
     this.#listen = listen;
+    this.#socketPathFor = socketPathFor;
   }
 
   /** The messages this side sends on the broker stream. */
@@ -120,14 +139,22 @@ export class Broker {
     this.#assertOpen();
     let running: RunningServer;
     try {
-      running = await startServer(services, { ...this.#listen, socketPath: undefined }, this.#tls);
+      running = await startServer(
+        services,
+        { ...this.#listen, socketPath: this.#socketPathFor?.(id) },
+        this.#tls,
+      );
     } catch (cause) {
       throw new TetherError("broker", `could not listen for brokered connection ${id}: ${String(cause)}`, {
         cause,
       });
     }
     this.#servers.add(running);
-    this.#outgoing.push({ serviceId: id, network: running.endpoint.network, address: running.endpoint.address });
+    this.#outgoing.push({
+      serviceId: id,
+      network: running.endpoint.network,
+      address: running.endpoint.address,
+    });
     return running.endpoint;
   }
 
@@ -139,10 +166,17 @@ export class Broker {
     this.#assertOpen();
     const info = await this.#waitFor(id, timeoutMs);
     if (info.network !== "unix" && info.network !== "tcp") {
-      throw new TetherError("broker", `brokered connection ${id} has unknown network ${JSON.stringify(info.network)}`);
+      throw new TetherError(
+        "broker",
+        `brokered connection ${id} has unknown network ${JSON.stringify(info.network)}`,
+      );
     }
     const endpoint: Endpoint = { network: info.network, address: info.address };
-    const channel = new grpc.Client(grpcTarget(endpoint), channelCredentials(this.#tls), channelOptions(this.#tls));
+    const channel = new grpc.Client(
+      grpcTarget(endpoint),
+      channelCredentials(this.#tls),
+      channelOptions(this.#tls),
+    );
     this.#connections.add(channel);
     return {
       endpoint,

@@ -17,14 +17,17 @@ import { GRPCBroker } from "./gen/plugin/grpc_broker_pb.ts";
 import { GRPCController } from "./gen/plugin/grpc_controller_pb.ts";
 import { GRPCStdio } from "./gen/plugin/grpc_stdio_pb.ts";
 import {
+  assertCookie,
   type HandshakeConfig,
   type HandshakeLine,
   offeredVersions,
   parseHandshakeLine,
   PluginEnv,
-  assertCookie,
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
+import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
+import { type PluginRuntime, type PreparedLaunch, prepareLaunch } from "./launch.ts";
+import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
 import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
@@ -82,12 +85,38 @@ export interface PluginClientOptions {
   readonly startTimeoutMs?: number;
   /** How long {@linkcode PluginClient.kill} waits after Shutdown before SIGKILL (default 2000 ms). */
   readonly killTimeoutMs?: number;
-  /** Directory for the plugin's (and the host broker's) unix sockets: `PLUGIN_UNIX_SOCKET_DIR`. */
+  /**
+   * Where each launch's private directory is made (default: the system temp
+   * dir). The plugin's sockets, the host's broker sockets and the verified
+   * copy of the plugin live in it; it is removed when the plugin ends.
+   */
   readonly unixSocketDir?: string;
   /** Group allowed on the plugin's socket: `PLUGIN_UNIX_SOCKET_GROUP`. */
   readonly unixSocketGroup?: string;
-  /** Exact socket path for the plugin (Tether's `TETHER_PLUGIN_SOCKET`; Tether plugins honour it, Go ones ignore it). */
-  readonly socketPath?: string;
+  /**
+   * How the plugin runs: `native` executes `cmd`; `deno` runs `cmd` (a
+   * TypeScript/JavaScript entry or bundle) with `deno run` in a deny-by-default
+   * sandbox. Default: `deno` for .ts/.js/.mjs/... files, else `native`.
+   */
+  readonly runtime?: PluginRuntime | "auto";
+  /** What a `deno` plugin may do besides speaking the protocol. Default: nothing. */
+  readonly permissions?: DenoPermissions;
+  /** Explicit denials for a `deno` plugin; they win over grants. */
+  readonly denyPermissions?: DenoPermissions;
+  /** Opt-in for `run`, `ffi` and `all` grants, which escape the sandbox (logged as a warning). */
+  readonly allowBroadPermissions?: boolean;
+  /** deno.json (import map, lockfile) for an unbundled `deno` plugin. Not used with `sha256`. */
+  readonly denoConfig?: string;
+  /**
+   * Expected SHA-256 (hex) of `cmd`. The file is read once, hashed, and the
+   * verified bytes are what runs (a private copy), so it cannot be swapped
+   * between check and exec. A `deno` plugin must then be one bundled file.
+   */
+  readonly sha256?: string;
+  /** Fixed directory for verified copies, so the host can be given `--allow-run=<dir>/<name>-<file>`. */
+  readonly integrityDir?: string;
+  /** Receives each permission a `deno` plugin was denied (also logged at warn). */
+  readonly onPermissionEvent?: (event: PermissionEvent) => void;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
@@ -113,6 +142,7 @@ export interface PluginExit {
 }
 
 const STDERR_TAIL_LINES = 20;
+
 
 function basename(path: string): string {
   return path.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? path;
@@ -149,6 +179,7 @@ export class PluginClient implements AsyncDisposable {
   #starting: Promise<void> | undefined;
   #killing: Promise<void> | undefined;
   #child: Deno.ChildProcess | undefined;
+  #launch: PreparedLaunch | undefined;
   #exit: PluginExit | undefined;
   #killedByUs = false;
   #channel: grpc.Client | undefined;
@@ -241,19 +272,43 @@ export class PluginClient implements AsyncDisposable {
     env[PluginEnv.protocolVersions] = versions.join(",");
     if (certificate) env[PluginEnv.clientCert] = certificate.certPem;
     else delete env[PluginEnv.clientCert];
-    if (options.unixSocketDir) env[PluginEnv.unixSocketDir] = options.unixSocketDir;
     if (options.unixSocketGroup) env[PluginEnv.unixSocketGroup] = options.unixSocketGroup;
-    if (options.socketPath) env[PluginEnv.tetherSocketPath] = options.socketPath;
     // Tether never asks for broker multiplexing.
     delete env[PluginEnv.multiplexGrpc];
 
+    const launch = await prepareLaunch({
+      name: this.#name,
+      cmd: options.cmd,
+      args: options.args ?? [],
+      runtime: options.runtime,
+      sha256: options.sha256,
+      permissions: options.permissions,
+      denyPermissions: options.denyPermissions,
+      allowBroadPermissions: options.allowBroadPermissions,
+      denoConfig: options.denoConfig,
+      integrityDir: options.integrityDir,
+      privateDirBase: options.unixSocketDir,
+      uid: options.uid,
+      gid: options.gid,
+      cookieKey: options.handshake.magicCookieKey,
+      logger: this.#logger,
+      onPermissionEvent: options.onPermissionEvent,
+    });
+    this.#launch = launch;
+    Object.assign(env, launch.env);
+
     const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const deadline = Date.now() + startTimeoutMs;
-    this.#log("debug", "starting plugin", { path: options.cmd, args: options.args ?? [] });
+    this.#log("debug", "starting plugin", {
+      runtime: launch.runtime,
+      path: launch.cmd,
+      args: launch.args,
+      env: Object.keys(env),
+    });
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(options.cmd, {
-        args: [...(options.args ?? [])],
+      child = new Deno.Command(launch.cmd, {
+        args: launch.args,
         env,
         clearEnv: true,
         cwd: options.cwd,
@@ -269,7 +324,7 @@ export class PluginClient implements AsyncDisposable {
     this.#child = child;
     globalThis.addEventListener("unload", this.#onUnload);
     this.#background.push(
-      child.status.then((status) => {
+      child.status.then(async (status) => {
         this.#exit = { code: status.code, signal: status.signal, killed: this.#killedByUs };
         globalThis.removeEventListener("unload", this.#onUnload);
         this.#log(this.#killedByUs || status.success ? "debug" : "error", "plugin process exited", {
@@ -278,6 +333,7 @@ export class PluginClient implements AsyncDisposable {
           signal: status.signal,
         });
         this.#cleanupAfterExit();
+        await this.#launch?.cleanup();
         this.#exited.resolve(this.#exit);
       }),
     );
@@ -289,6 +345,17 @@ export class PluginClient implements AsyncDisposable {
         if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
         const record = stderrParser.parse(line);
         this.#logger.log({ ...record, fields: { plugin: this.#name, ...record.fields } });
+        const request = record.fields[PERMISSION_REQUEST_FIELD] as { name?: string; target?: string } | undefined;
+        if (request && typeof request === "object") {
+          options.onPermissionEvent?.({
+            plugin: this.#name,
+            permission: String(request.name ?? "unknown"),
+            target: request.target === undefined ? null : String(request.target),
+            allowed: false,
+            time: record.timestamp ?? new Date(),
+            source: "plugin",
+          });
+        }
       }).catch(() => {}),
     );
 
@@ -391,17 +458,19 @@ export class PluginClient implements AsyncDisposable {
 
     const broker = new Broker(tls, {
       network: handshake.network,
-      socketDir: options.unixSocketDir,
+      socketDir: launch.privateDir,
       minPort: options.minPort ?? 10000,
       maxPort: options.maxPort ?? 25000,
-    });
+    }, launch.hostBrokerSocket);
     this.#broker = broker;
     const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing);
     this.#background.push((async () => {
       try {
         for await (const info of brokerStream) broker.receive(info);
       } catch (error) {
-        if (!this.#killing && !this.#exit) this.#log("debug", "broker stream ended", { error: String(error) });
+        if (!this.#killing && !this.#exit) {
+          this.#log("debug", "broker stream ended", { error: String(error) });
+        }
       }
     })());
     this.#background.push(
@@ -429,14 +498,20 @@ export class PluginClient implements AsyncDisposable {
         );
       }
       const changed = await Promise.race([
-        new Promise<boolean>((resolve) => raw.watchConnectivityState(state, deadline, (error) => resolve(!error))),
+        new Promise<boolean>((resolve) =>
+          raw.watchConnectivityState(state, deadline, (error) => resolve(!error))
+        ),
         this.#exited.promise.then(() => false),
       ]);
       if (!changed) {
         if (this.#exit) {
-          throw new TetherError("exited", `plugin ${this.#name} exited before we could connect${this.#stderrHint()}`, {
-            plugin: this.#name,
-          });
+          throw new TetherError(
+            "exited",
+            `plugin ${this.#name} exited before we could connect${this.#stderrHint()}`,
+            {
+              plugin: this.#name,
+            },
+          );
         }
         throw new TetherError(
           "start_timeout",
@@ -539,7 +614,9 @@ export class PluginClient implements AsyncDisposable {
     if (response.status !== HealthCheckResponse_ServingStatus.SERVING) {
       throw new TetherError(
         "rpc",
-        `plugin ${this.#name} is not serving (health status ${HealthCheckResponse_ServingStatus[response.status]})`,
+        `plugin ${this.#name} is not serving (health status ${
+          HealthCheckResponse_ServingStatus[response.status]
+        })`,
         { plugin: this.#name, status: GrpcStatus.UNAVAILABLE },
       );
     }
@@ -582,6 +659,7 @@ export class PluginClient implements AsyncDisposable {
     }
     await Promise.allSettled(this.#background);
     this.#cleanupAfterExit();
+    await this.#launch?.cleanup();
   }
 
   /** Same as {@linkcode PluginClient.kill}, for `await using`. */
@@ -601,7 +679,10 @@ export class PluginClient implements AsyncDisposable {
   #spawnError(cause: unknown): TetherError {
     const cmd = this.#options.cmd;
     if (cause instanceof Deno.errors.NotFound) {
-      return new TetherError("config", `plugin ${this.#name}: command not found: ${cmd}`, { cause, plugin: this.#name });
+      return new TetherError("config", `plugin ${this.#name}: command not found: ${cmd}`, {
+        cause,
+        plugin: this.#name,
+      });
     }
     if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
       const hint = cause instanceof Deno.errors.NotCapable
@@ -626,7 +707,9 @@ export class PluginClient implements AsyncDisposable {
   #notStarted(): TetherError {
     return new TetherError(
       "closed",
-      this.#killing ? `plugin ${this.#name} was killed` : `plugin ${this.#name} is not started: await start() first`,
+      this.#killing
+        ? `plugin ${this.#name} was killed`
+        : `plugin ${this.#name} is not started: await start() first`,
       { plugin: this.#name },
     );
   }

@@ -125,11 +125,17 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
   const line = rawLine.trim();
   const parts = line.split("|");
   if (parts.length < 4) {
-    throw new TetherError("handshake", `Unrecognized remote plugin message: ${JSON.stringify(line)}. ${diagnosis}`);
+    throw new TetherError(
+      "handshake",
+      `Unrecognized remote plugin message: ${JSON.stringify(line)}. ${diagnosis}`,
+    );
   }
   const [core, app, network, address, protocol = "netrpc", cert = "", mux] = parts;
   if (!/^[+-]?\d+$/.test(core)) {
-    throw new TetherError("handshake", `error parsing core protocol version ${JSON.stringify(core)} in ${line}`);
+    throw new TetherError(
+      "handshake",
+      `error parsing core protocol version ${JSON.stringify(core)} in ${line}`,
+    );
   }
   if (Number(core) !== CORE_PROTOCOL_VERSION) {
     throw new TetherError(
@@ -142,7 +148,9 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
   if (!offered.includes(appVersion)) {
     throw new TetherError(
       "handshake",
-      `incompatible API version with plugin. Plugin version: ${app}, Client versions: [${offered.join(" ")}]. ` +
+      `incompatible API version with plugin. Plugin version: ${app}, Client versions: [${
+        offered.join(" ")
+      }]. ` +
         "Upgrade the host or the plugin so that they share a protocol version.",
     );
   }
@@ -157,7 +165,10 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
     );
   }
   if (protocol !== "grpc") {
-    throw new TetherError("handshake", `unsupported plugin protocol ${JSON.stringify(protocol)}. Supported: [grpc]`);
+    throw new TetherError(
+      "handshake",
+      `unsupported plugin protocol ${JSON.stringify(protocol)}. Supported: [grpc]`,
+    );
   }
   let serverCertDer: Uint8Array | undefined;
   // go-plugin reads the certificate only past 50 characters: shorter values

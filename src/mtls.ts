@@ -61,7 +61,10 @@ export async function generateCertificate(): Promise<CertificateBundle> {
             x509.KeyUsageFlags.keyAgreement | x509.KeyUsageFlags.keyCertSign,
           true,
         ),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth]),
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.clientAuth,
+          x509.ExtendedKeyUsage.serverAuth,
+        ]),
         new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }]),
       ],
     });
@@ -110,7 +113,9 @@ export function certificatePemToDer(pem: string): Uint8Array {
   try {
     return new Uint8Array(new x509.X509Certificate(pem).rawData);
   } catch (cause) {
-    throw new TetherError("tls", `PLUGIN_CLIENT_CERT is not a PEM certificate: ${errorMessage(cause)}`, { cause });
+    throw new TetherError("tls", `PLUGIN_CLIENT_CERT is not a PEM certificate: ${errorMessage(cause)}`, {
+      cause,
+    });
   }
 }
 

@@ -7,7 +7,13 @@
  */
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
@@ -22,18 +28,26 @@ export interface CallOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-type UnaryMethod<I extends DescMessage, O extends DescMessage> = { methodKind: "unary"; input: I; output: O };
-type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+/** The shape of a unary method descriptor. */
+export type UnaryMethod<I extends DescMessage, O extends DescMessage> = {
+  methodKind: "unary";
+  input: I;
+  output: O;
+};
+/** The shape of a server-streaming method descriptor. */
+export type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> = {
   methodKind: "server_streaming";
   input: I;
   output: O;
 };
-type ClientStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+/** The shape of a client-streaming method descriptor. */
+export type ClientStreamingMethod<I extends DescMessage, O extends DescMessage> = {
   methodKind: "client_streaming";
   input: I;
   output: O;
 };
-type BidiStreamingMethod<I extends DescMessage, O extends DescMessage> = {
+/** The shape of a bidirectional-streaming method descriptor. */
+export type BidiStreamingMethod<I extends DescMessage, O extends DescMessage> = {
   methodKind: "bidi_streaming";
   input: I;
   output: O;
@@ -51,8 +65,10 @@ export type ServiceClient<S extends DescService> = {
       ? (request: MessageInitShape<I>, options?: CallOptions) => AsyncIterable<MessageShape<O>>
     : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
       ? (requests: AsyncIterable<MessageInitShape<I>>, options?: CallOptions) => Promise<MessageShape<O>>
-    : S["method"][K] extends BidiStreamingMethod<infer I, infer O>
-      ? (requests: AsyncIterable<MessageInitShape<I>>, options?: CallOptions) => AsyncIterable<MessageShape<O>>
+    : S["method"][K] extends BidiStreamingMethod<infer I, infer O> ? (
+        requests: AsyncIterable<MessageInitShape<I>>,
+        options?: CallOptions,
+      ) => AsyncIterable<MessageShape<O>>
     : never;
 };
 
@@ -66,7 +82,8 @@ export interface HandlerContext {
   readonly method: string;
 }
 
-type Awaitable<T> = T | Promise<T>;
+/** A value, or a promise of it. */
+export type Awaitable<T> = T | Promise<T>;
 
 /**
  * An implementation of a protobuf service: one function per RPC, named by
@@ -81,8 +98,10 @@ export type ServiceImplementation<S extends DescService> = {
       ? (request: MessageShape<I>, context: HandlerContext) => AsyncIterable<MessageInitShape<O>>
     : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
       ? (requests: AsyncIterable<MessageShape<I>>, context: HandlerContext) => Awaitable<MessageInitShape<O>>
-    : S["method"][K] extends BidiStreamingMethod<infer I, infer O>
-      ? (requests: AsyncIterable<MessageShape<I>>, context: HandlerContext) => AsyncIterable<MessageInitShape<O>>
+    : S["method"][K] extends BidiStreamingMethod<infer I, infer O> ? (
+        requests: AsyncIterable<MessageShape<I>>,
+        context: HandlerContext,
+      ) => AsyncIterable<MessageInitShape<O>>
     : never;
 };
 
@@ -369,8 +388,10 @@ async function writeAll<T>(
 export function grpcServiceDefinition<S extends DescService>(
   registered: ServiceRegistration<S>,
 ): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
-  const definition: Record<string, grpc.MethodDefinition<MessageInitShape<DescMessage>, MessageInitShape<DescMessage>>> =
-    {};
+  const definition: Record<
+    string,
+    grpc.MethodDefinition<MessageInitShape<DescMessage>, MessageInitShape<DescMessage>>
+  > = {};
   const handlers: grpc.UntypedServiceImplementation = {};
   const implementation = registered.implementation as Record<string, unknown>;
   for (const method of registered.service.methods) {
@@ -430,7 +451,10 @@ export function grpcServiceDefinition<S extends DescService>(
         handlers[method.name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
           const context = handlerContext(call, path);
           try {
-            void writeAll(call, fn.call(implementation, call as AsyncIterable<unknown>, context) as AsyncIterable<unknown>);
+            void writeAll(
+              call,
+              fn.call(implementation, call as AsyncIterable<unknown>, context) as AsyncIterable<unknown>,
+            );
           } catch (error) {
             call.emit("error", toServiceError(error));
           }

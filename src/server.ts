@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Broker } from "./broker.ts";
+import { Broker, pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { Health, HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.ts";
 import { GRPCBroker } from "./gen/plugin/grpc_broker_pb.ts";
@@ -23,6 +23,7 @@ import { certificatePemToDer, generateCertificate } from "./mtls.ts";
 import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { StdioCapture } from "./stdio.ts";
+import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import { type Endpoint, type RunningServer, startServer, type TlsMaterial } from "./transport.ts";
 
 /** What a plugin's services can use while they run. */
@@ -135,11 +136,14 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
 
   const logger: Logger = options.logger ?? {
-    log: (record) => capture.realStderr(encoder.encode(formatHclogJson({ timestamp: new Date(), ...record }))),
+    log: (record) =>
+      capture.realStderr(encoder.encode(formatHclogJson({ timestamp: new Date(), ...record }))),
   };
 
   const byVersion = new Map<number, ServiceList>();
-  for (const [version, list] of Object.entries(options.versionedServices ?? {})) byVersion.set(Number(version), list);
+  for (const [version, list] of Object.entries(options.versionedServices ?? {})) {
+    byVersion.set(Number(version), list);
+  }
   if (options.handshake.protocolVersion !== undefined && options.services) {
     byVersion.set(options.handshake.protocolVersion, options.services);
   }
@@ -147,8 +151,12 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     const versions = offeredVersions(options.handshake);
     for (const version of versions) byVersion.set(version, options.services ?? []);
   }
-  const protocolVersion = chooseVersion(env(PluginEnv.protocolVersions) ?? "", [...byVersion.keys()], (entry) =>
-    capture.realStderr(encoder.encode(`server sent invalid plugin version ${JSON.stringify(entry)}`)));
+  const protocolVersion = chooseVersion(
+    env(PluginEnv.protocolVersions) ?? "",
+    [...byVersion.keys()],
+    (entry) =>
+      capture.realStderr(encoder.encode(`server sent invalid plugin version ${JSON.stringify(entry)}`)),
+  );
 
   let tls: TlsMaterial | undefined;
   let serverCertDer: Uint8Array | undefined;
@@ -161,7 +169,11 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
       try {
         hostCertDer = certificatePemToDer(hostCertPem);
       } catch (error) {
-        logger.log({ level: "error", message: "cannot use the host's certificate", fields: { error: String(error) } });
+        logger.log({
+          level: "error",
+          message: "cannot use the host's certificate",
+          fields: { error: String(error) },
+        });
         Deno.exit(1);
       }
       const own = await generateCertificate();
@@ -171,15 +183,21 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }
 
   const windows = Deno.build.os === "windows";
+  const socketPath = env(PluginEnv.tetherSocketPath);
   const listen = {
     network: windows ? "tcp" as const : "unix" as const,
-    socketPath: env(PluginEnv.tetherSocketPath),
-    socketDir: env(PluginEnv.unixSocketDir) || env("TMPDIR") || "/tmp",
+    socketPath,
+    // A Tether host names the socket; only otherwise is TMPDIR consulted (and a sandbox may not grant it).
+    socketDir: socketPath ? undefined : env(PluginEnv.unixSocketDir) || env("TMPDIR") || "/tmp",
     socketGroup: env(PluginEnv.unixSocketGroup),
     minPort: Number(env(PluginEnv.minPort) ?? 0) || 0,
     maxPort: Number(env(PluginEnv.maxPort) ?? 0) || 0,
   };
-  const broker = new Broker(tls, { ...listen, socketPath: undefined });
+  const broker = new Broker(
+    tls,
+    { ...listen, socketPath: undefined, socketDir: listen.socketDir ?? env(PluginEnv.unixSocketDir) },
+    socketPath ? (id) => pluginBrokerSocket(socketPath, id) : undefined,
+  );
   const context: PluginContext = { broker, logger, protocolVersion };
   const list = byVersion.get(protocolVersion) ?? [];
   const appServices = typeof list === "function" ? list(context) : list;
@@ -189,11 +207,10 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   let stopping: Promise<void> | undefined;
   const exitOnShutdown = options.exitOnShutdown ?? true;
   const ignoreSigint = () => {};
-  let parentWatch: ReturnType<typeof setInterval> | undefined;
 
   const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (parentWatch !== undefined) clearInterval(parentWatch);
+    stopping ??= (() => {
+      clearInterval(parentWatch);
       try {
         Deno.removeSignalListener("SIGINT", ignoreSigint);
       } catch {
@@ -204,6 +221,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
       running?.stop();
       stopped.resolve();
       if (exitOnShutdown) Deno.exit(0);
+      return Promise.resolve();
     })();
     return stopping;
   };
@@ -212,7 +230,9 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     registration(Health, {
       check: (request) => {
         if (request.service !== "" && request.service !== "plugin") {
-          throw new TetherError("rpc", `unknown service ${request.service}`, { status: GrpcStatus.NOT_FOUND });
+          throw new TetherError("rpc", `unknown service ${request.service}`, {
+            status: GrpcStatus.NOT_FOUND,
+          });
         }
         return { status: HealthCheckResponse_ServingStatus.SERVING };
       },
@@ -258,6 +278,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     serverCertDer,
   })));
   capture.install();
+  reportPermissionRequests(logger);
 
   try {
     Deno.addSignalListener("SIGINT", ignoreSigint);
@@ -266,7 +287,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }
   // A host that died (even by SIGKILL) must not leave its plugins behind.
   const parent = Deno.ppid;
-  parentWatch = setInterval(() => {
+  const parentWatch = setInterval(() => {
     if (Deno.ppid !== parent) {
       logger.log({ level: "info", message: "host process is gone; plugin exiting", fields: { parent } });
       void stop();
@@ -279,4 +300,36 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     done: stopped.promise,
     stop,
   };
+}
+
+/**
+ * Deno answers `Deno.permissions.request` itself (denied under --no-prompt)
+ * without telling the permission broker, so serve() reports such calls in
+ * the plugin's log for the host. This is cooperative: code that runs before
+ * serve() or restores the originals can hide its requests.
+ */
+function reportPermissionRequests(logger: Logger): void {
+  const permissions = Object.getPrototypeOf(Deno.permissions) as Record<string, unknown>;
+  for (const method of ["request", "requestSync"] as const) {
+    const original = permissions[method] as (descriptor: Deno.PermissionDescriptor) => unknown;
+    if (typeof original !== "function") continue;
+    permissions[method] = function (this: Deno.Permissions, descriptor: Deno.PermissionDescriptor) {
+      const result = original.call(this, descriptor);
+      const report = (status: Deno.PermissionStatus) => {
+        if (status.state !== "granted") {
+          const d = descriptor as unknown as Record<string, unknown>;
+          const target = d.path ?? d.host ?? d.variable ?? d.kind ?? d.command ?? d.url;
+          logger.log({
+            level: "warn",
+            message: "plugin asked for a permission",
+            fields: {
+              [PERMISSION_REQUEST_FIELD]: { name: descriptor.name, ...(target === undefined ? {} : { target: String(target) }) },
+            },
+          });
+        }
+        return status;
+      };
+      return result instanceof Promise ? result.then(report) : report(result as Deno.PermissionStatus);
+    };
+  }
 }

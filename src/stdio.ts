@@ -25,7 +25,9 @@ export interface OutputSinks {
   readonly stderr?: OutputSink;
 }
 
-function sinkWriter(sink: OutputSink | undefined): { write(chunk: Uint8Array): Promise<void>; close(): void } {
+function sinkWriter(
+  sink: OutputSink | undefined,
+): { write(chunk: Uint8Array): Promise<void>; close(): void } {
   if (!sink) return { write: () => Promise.resolve(), close: () => {} };
   if (typeof sink === "function") {
     return { write: (chunk) => Promise.resolve(sink(chunk)), close: () => {} };
@@ -68,7 +70,11 @@ export async function drainStdio(
     if (status === GrpcStatus.UNIMPLEMENTED) {
       logger.log({ level: "warn", message: "plugin does not support the stdio service (GRPCStdio)", fields });
     } else if (status !== GrpcStatus.UNAVAILABLE && status !== GrpcStatus.CANCELLED) {
-      logger.log({ level: "warn", message: "plugin stdio stream ended with an error", fields: { ...fields, error } });
+      logger.log({
+        level: "warn",
+        message: "plugin stdio stream ended with an error",
+        fields: { ...fields, error },
+      });
     }
   } finally {
     stdout.close();
@@ -169,7 +175,8 @@ export class StdioCapture {
   service(): ServiceRegistration<typeof GRPCStdio> {
     let active = false;
     return registration(GRPCStdio, {
-      streamStdio: (_request, context) => this.#stream(context.signal, () => active, (value) => active = value),
+      streamStdio: (_request, context) =>
+        this.#stream(context.signal, () => active, (value) => active = value),
     });
   }
 

@@ -74,7 +74,9 @@ export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCr
         }
         const names = (cert.subjectaltname ?? "").split(", ").map((entry) => entry.replace(/^DNS:/, ""));
         if (!names.includes(hostname)) {
-          return new Error(`the plugin's TLS certificate is not valid for ${hostname} (it names ${names.join(", ")})`);
+          return new Error(
+            `the plugin's TLS certificate is not valid for ${hostname} (it names ${names.join(", ")})`,
+          );
         }
         return undefined;
       },
@@ -136,7 +138,10 @@ async function groupId(group: string): Promise<number> {
     const [name, , gid] = line.split(":");
     if (name === group) return Number(gid);
   }
-  throw new TetherError("config", `unix socket group ${JSON.stringify(group)} does not exist (not in /etc/group)`);
+  throw new TetherError(
+    "config",
+    `unix socket group ${JSON.stringify(group)} does not exist (not in /etc/group)`,
+  );
 }
 
 /** Unix socket paths are limited to 108 bytes on Linux (104 on macOS). */
@@ -197,7 +202,9 @@ export async function startServer(
       }
     }
     if (port < 0) {
-      throw new TetherError("config", `no free TCP port on 127.0.0.1 in ${min}..${max}`, { cause: lastError });
+      throw new TetherError("config", `no free TCP port on 127.0.0.1 in ${min}..${max}`, {
+        cause: lastError,
+      });
     }
     endpoint = { network: "tcp", address: `127.0.0.1:${port}` };
   }

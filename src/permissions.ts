@@ -1,0 +1,234 @@
+/**
+ * Deny-by-default Deno permissions for TypeScript plugins: the grants a
+ * plugin's config lists, plus exactly what the go-plugin protocol needs
+ * (its socket paths and handshake variables), turned into `deno run` flags
+ * and into the decision function Tether's permission broker answers with.
+ *
+ * @module
+ */
+
+import { TetherError } from "./errors.ts";
+
+/**
+ * What a TypeScript plugin may do, in Deno's terms. Everything not listed is
+ * denied. Paths must be absolute.
+ *
+ * @example
+ * ```ts
+ * import type { DenoPermissions } from "./permissions.ts";
+ * const grants: DenoPermissions = { read: ["/etc/myplugin/users.json"], write: ["/var/log/myplugin"] };
+ * ```
+ */
+export interface DenoPermissions {
+  /** Files or directories it may read. */
+  readonly read?: readonly string[];
+  /** Files or directories it may write. */
+  readonly write?: readonly string[];
+  /** Hosts (`host`, `host:port`) or unix sockets (`unix:/abs/path`) it may reach. */
+  readonly net?: readonly string[];
+  /** Environment variables it may read (`NAME` or `PREFIX_*`). */
+  readonly env?: readonly string[];
+  /** System information it may read (`hostname`, `osRelease`, ...), or `true` for all. */
+  readonly sys?: readonly string[] | boolean;
+  /** Programs it may run, or `true` for any. Escapes the sandbox: needs `allowBroadPermissions`. */
+  readonly run?: readonly string[] | boolean;
+  /** Native libraries it may load, or `true` for any. Escapes the sandbox: needs `allowBroadPermissions`. */
+  readonly ffi?: readonly string[] | boolean;
+  /** Hosts it may import remote code from (`host[:port]`). */
+  readonly import?: readonly string[];
+  /** Everything (`-A`). Disables the sandbox: needs `allowBroadPermissions`. */
+  readonly all?: boolean;
+}
+
+/** The permission kinds Deno checks. */
+export type PermissionName = "read" | "write" | "net" | "env" | "sys" | "run" | "ffi" | "import";
+
+/** What the go-plugin protocol itself needs from a plugin's sandbox. */
+export interface ProtocolNeeds {
+  /** Environment variables of the handshake (cookie, `PLUGIN_*`, `TETHER_PLUGIN_SOCKET`). */
+  readonly env: readonly string[];
+  /** Unix socket paths the plugin listens on or dials (its own, and broker sockets both ways). */
+  readonly sockets: readonly string[];
+}
+
+/** Options of {@linkcode PermissionPolicy}. */
+export interface PermissionPolicyOptions {
+  /** The plugin's configured grants. */
+  readonly grants?: DenoPermissions;
+  /** Explicit denials; they win over grants. */
+  readonly deny?: DenoPermissions;
+  /** Opt-in for `run`, `ffi` and `all` grants, which escape the sandbox. */
+  readonly allowBroadPermissions?: boolean;
+  /** What the protocol needs; added by Tether, never configured by hand. */
+  readonly protocol: ProtocolNeeds;
+  /** Where errors say the grants came from, e.g. `plugin notifier permissions`. */
+  readonly source?: string;
+}
+
+// grpc-js reads these at import time; granting the prefix keeps it from failing.
+const GRPC_ENV = "GRPC_*";
+
+function normalizePath(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+function underPath(value: string, grant: string): boolean {
+  const target = normalizePath(value);
+  const root = normalizePath(grant);
+  return root === "/" || target === root || target.startsWith(`${root}/`);
+}
+
+function listOf(value: readonly string[] | boolean | undefined): readonly string[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/**
+ * A plugin's effective permissions: the flags for `deno run`, and the answer
+ * to each permission check Deno sends to Tether's broker.
+ *
+ * @example
+ * ```ts
+ * import { PermissionPolicy } from "./permissions.ts";
+ * const policy = new PermissionPolicy({
+ *   grants: { read: ["/srv/data"] },
+ *   protocol: { env: ["MY_COOKIE"], sockets: ["/tmp/tether-x/plugin.sock"] },
+ * });
+ * console.log(policy.decide("read", "/srv/data/a.txt")); // true
+ * console.log(policy.decide("read", "/etc/passwd")); // false
+ * ```
+ */
+export class PermissionPolicy {
+  readonly #grants: DenoPermissions;
+  readonly #deny: DenoPermissions;
+  readonly #protocol: ProtocolNeeds;
+  /** The broad grants in effect (`run`, `ffi`, `all`), for a warning. */
+  readonly broad: readonly string[];
+
+  /** Checks the grants and builds the policy. @throws {TetherError} `config` on a bad or unapproved grant. */
+  constructor(options: PermissionPolicyOptions) {
+    const grants = options.grants ?? {};
+    const source = options.source ?? "permissions";
+    this.#grants = grants;
+    this.#deny = options.deny ?? {};
+    this.#protocol = options.protocol;
+    const broad: string[] = [];
+    if (grants.all) broad.push("all");
+    if (grants.run === true || listOf(grants.run).length > 0) broad.push("run");
+    if (grants.ffi === true || listOf(grants.ffi).length > 0) broad.push("ffi");
+    if (broad.length > 0 && !options.allowBroadPermissions) {
+      throw new TetherError(
+        "config",
+        `${source}: ${broad.join(", ")} ${broad.length > 1 ? "grants escape" : "grant escapes"} the sandbox; ` +
+          "set allowBroadPermissions: true (allow_broad_permissions in YAML) if you really mean it",
+      );
+    }
+    this.broad = broad;
+    for (const kind of ["read", "write", "ffi"] as const) {
+      for (const path of [...listOf(grants[kind]), ...listOf(this.#deny[kind])]) {
+        if (!path.startsWith("/")) {
+          throw new TetherError("config", `${source}.${kind}: ${JSON.stringify(path)} must be an absolute path`);
+        }
+      }
+    }
+    for (const entry of listOf(grants.net)) {
+      if (entry.startsWith("unix:") && !entry.slice(5).startsWith("/")) {
+        throw new TetherError("config", `${source}.net: ${JSON.stringify(entry)} must name an absolute socket path`);
+      }
+    }
+  }
+
+  /** The environment variable names the plugin may read. */
+  get envNames(): string[] {
+    return [...this.#protocol.env, GRPC_ENV, ...listOf(this.#grants.env)];
+  }
+
+  /**
+   * The `deno run` permission flags: `--no-prompt`, no remote code, and one
+   * `--allow-*` per kind with exactly the granted values.
+   */
+  flags(): string[] {
+    const g = this.#grants;
+    const sockets = this.#protocol.sockets;
+    const flags = ["--no-prompt", "--no-remote"];
+    if (g.all) flags.push("--allow-all");
+    const list = (name: string, values: readonly string[]) => {
+      if (values.length > 0) flags.push(`--allow-${name}=${[...new Set(values)].join(",")}`);
+    };
+    const listOrAll = (name: string, value: readonly string[] | boolean | undefined) => {
+      if (value === true) flags.push(`--allow-${name}`);
+      else list(name, listOf(value));
+    };
+    list("read", [...listOf(g.read), ...sockets]);
+    list("write", [...listOf(g.write), ...sockets]);
+    list("net", [...listOf(g.net), ...sockets.map((path) => `unix:${path}`)]);
+    list("env", this.envNames);
+    listOrAll("sys", g.sys);
+    listOrAll("run", g.run);
+    listOrAll("ffi", g.ffi);
+    list("import", listOf(g.import));
+    const d = this.#deny;
+    for (const kind of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
+      const values = listOf(d[kind]);
+      if (values.length > 0) flags.push(`--deny-${kind}=${values.join(",")}`);
+    }
+    return flags;
+  }
+
+  /**
+   * Whether a permission check is allowed. `value` is what Deno asks about
+   * (an absolute path, `host:port`, `unix:/path`, a variable name, ...), or
+   * null for "everything of that kind", which is only allowed by `true` or `all`.
+   */
+  decide(permission: string, value: string | null): boolean {
+    if (this.#matches(this.#deny, permission, value, false)) return false;
+    if (this.#grants.all) return true;
+    return this.#matches(this.#grants, permission, value, true);
+  }
+
+  #matches(set: DenoPermissions, permission: string, value: string | null, withProtocol: boolean): boolean {
+    const sockets = withProtocol ? this.#protocol.sockets : [];
+    const whole = (grant: readonly string[] | boolean | undefined) => grant === true;
+    switch (permission) {
+      case "read":
+      case "write": {
+        if (value === null) return false;
+        const grants = [...listOf(set[permission]), ...sockets];
+        return grants.some((grant) => underPath(value, grant));
+      }
+      case "net": {
+        if (value === null) return false;
+        const grants = [...listOf(set.net), ...sockets.map((path) => `unix:${path}`)];
+        if (value.startsWith("unix:")) {
+          return grants.some((grant) => grant.startsWith("unix:") && underPath(value.slice(5), grant.slice(5)));
+        }
+        const host = value.replace(/:\d+$/, "");
+        return grants.some((grant) => grant === value || grant === host);
+      }
+      case "env": {
+        if (value === null) return false;
+        const grants = withProtocol ? [...this.envNames] : listOf(set.env);
+        return grants.some((grant) => grant.endsWith("*") ? value.startsWith(grant.slice(0, -1)) : grant === value);
+      }
+      case "sys":
+      case "run":
+      case "ffi": {
+        const grant = set[permission];
+        if (whole(grant)) return true;
+        if (value === null) return false;
+        return listOf(grant).some((entry) =>
+          permission === "ffi" ? underPath(value, entry) : entry === value || entry.split("/").pop() === value
+        );
+      }
+      case "import":
+        return value !== null && listOf(set.import).some((grant) => grant === value || `${grant}:443` === value);
+      default:
+        return false;
+    }
+  }
+}
