@@ -53,7 +53,9 @@ await serve({
         if (stderr) Deno.stderr.writeSync(new TextEncoder().encode(stderr));
         if (logLevel) {
           if (!levels.has(logLevel as LogLevel)) {
-            throw new TetherError("rpc", `unknown log level ${logLevel}`, { status: GrpcStatus.INVALID_ARGUMENT });
+            throw new TetherError("rpc", `unknown log level ${logLevel}`, {
+              status: GrpcStatus.INVALID_ARGUMENT,
+            });
           }
           logger.log({ level: logLevel as LogLevel, message: logMessage, fields: { source: "emit" } });
         }

@@ -17,6 +17,17 @@
  * was found. Problems SFTPGo would silently accept but that are almost certainly mistakes (unknown keys, options
  * for another plugin type, ipfilter plugins that are shadowed, ...) are returned as warnings instead of failing.
  *
+ * Where Tether is stricter than SFTPGo, on purpose (each of these either fails later inside SFTPGo or silently
+ * does nothing there):
+ * - `sha256sum` must be 64 hex digits (SFTPGo decodes any even-length hex, then no checksum ever matches);
+ * - `auth_options.scope` must be 1 to 15 (SFTPGo lets negative values through);
+ * - `fs_events`, `provider_events`, `provider_objects` and `log_events` must be values SFTPGo emits;
+ * - `retry_max_time` and `retry_queue_max_size` must not be negative, and integers must not have a fraction;
+ * - `env_vars` names must not be empty or contain `=`;
+ * - keys that differ only in case are rejected (viper would keep one at random), as are JSON duplicate keys
+ *   (Go's JSON reader keeps the last one).
+ * Environment overrides (`SFTPGO_PLUGINS__<n>__*`) and SFTPGo's TOML/HCL/INI config formats are not read.
+ *
  * @example
  * ```ts
  * import { parsePluginsConfig } from "./config.ts";
@@ -351,7 +362,7 @@ export interface RestartOptions {
  * const [plugin] = parsePluginsConfig(`
  * - type: ipfilter
  *   cmd: ./filter.ts
- *   tether: { permissions: { read: [./geoip.mmdb] } }
+ *   tether: { permissions: { read: [/var/lib/geoip.mmdb] } }
  * `);
  * console.log(plugin.tether.runtime, plugin.tether.startTimeoutMs); // "deno" 60000
  * ```
