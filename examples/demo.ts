@@ -22,7 +22,9 @@ function haveGo(): boolean {
   }
 }
 
-console.log("Tether demo\n\n1. KV plugin in TypeScript (deno runtime, deny-by-default permissions, AutoMTLS)");
+console.log(
+  "Tether demo\n\n1. KV plugin in TypeScript (deno runtime, deny-by-default permissions, AutoMTLS)",
+);
 await runKvDemo(`${root}examples/kv/plugin.ts`, "ts-kv");
 
 console.log("\n2. The same host code against a Go go-plugin plugin");

@@ -143,7 +143,6 @@ export interface PluginExit {
 
 const STDERR_TAIL_LINES = 20;
 
-
 function basename(path: string): string {
   return path.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? path;
 }
@@ -345,7 +344,9 @@ export class PluginClient implements AsyncDisposable {
         if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
         const record = stderrParser.parse(line);
         this.#logger.log({ ...record, fields: { plugin: this.#name, ...record.fields } });
-        const request = record.fields[PERMISSION_REQUEST_FIELD] as { name?: string; target?: string } | undefined;
+        const request = record.fields[PERMISSION_REQUEST_FIELD] as
+          | { name?: string; target?: string }
+          | undefined;
         if (request && typeof request === "object") {
           options.onPermissionEvent?.({
             plugin: this.#name,

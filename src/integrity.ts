@@ -64,16 +64,23 @@ export async function verifyIntoPrivateCopy(
 ): Promise<VerifiedCopy> {
   const want = expected.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(want)) {
-    throw new TetherError("config", `plugin ${plugin}: sha256 must be 64 hex digits, found ${JSON.stringify(expected)}`);
+    throw new TetherError(
+      "config",
+      `plugin ${plugin}: sha256 must be 64 hex digits, found ${JSON.stringify(expected)}`,
+    );
   }
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(source);
   } catch (cause) {
-    throw new TetherError("config", `plugin ${plugin}: cannot read ${source} to verify it: ${String(cause)}`, {
-      cause,
-      plugin,
-    });
+    throw new TetherError(
+      "config",
+      `plugin ${plugin}: cannot read ${source} to verify it: ${String(cause)}`,
+      {
+        cause,
+        plugin,
+      },
+    );
   }
   const actual = await sha256Hex(bytes);
   if (!constantTimeEqual(actual, want)) {

@@ -124,7 +124,9 @@ export class PermissionPolicy {
     if (broad.length > 0 && !options.allowBroadPermissions) {
       throw new TetherError(
         "config",
-        `${source}: ${broad.join(", ")} ${broad.length > 1 ? "grants escape" : "grant escapes"} the sandbox; ` +
+        `${source}: ${broad.join(", ")} ${
+          broad.length > 1 ? "grants escape" : "grant escapes"
+        } the sandbox; ` +
           "set allowBroadPermissions: true (allow_broad_permissions in YAML) if you really mean it",
       );
     }
@@ -132,13 +134,19 @@ export class PermissionPolicy {
     for (const kind of ["read", "write", "ffi"] as const) {
       for (const path of [...listOf(grants[kind]), ...listOf(this.#deny[kind])]) {
         if (!path.startsWith("/")) {
-          throw new TetherError("config", `${source}.${kind}: ${JSON.stringify(path)} must be an absolute path`);
+          throw new TetherError(
+            "config",
+            `${source}.${kind}: ${JSON.stringify(path)} must be an absolute path`,
+          );
         }
       }
     }
     for (const entry of listOf(grants.net)) {
       if (entry.startsWith("unix:") && !entry.slice(5).startsWith("/")) {
-        throw new TetherError("config", `${source}.net: ${JSON.stringify(entry)} must name an absolute socket path`);
+        throw new TetherError(
+          "config",
+          `${source}.net: ${JSON.stringify(entry)} must name an absolute socket path`,
+        );
       }
     }
   }
@@ -205,7 +213,9 @@ export class PermissionPolicy {
         if (value === null) return false;
         const grants = [...listOf(set.net), ...sockets.map((path) => `unix:${path}`)];
         if (value.startsWith("unix:")) {
-          return grants.some((grant) => grant.startsWith("unix:") && underPath(value.slice(5), grant.slice(5)));
+          return grants.some((grant) =>
+            grant.startsWith("unix:") && underPath(value.slice(5), grant.slice(5))
+          );
         }
         const host = value.replace(/:\d+$/, "");
         return grants.some((grant) => grant === value || grant === host);
@@ -213,7 +223,9 @@ export class PermissionPolicy {
       case "env": {
         if (value === null) return false;
         const grants = withProtocol ? [...this.envNames] : listOf(set.env);
-        return grants.some((grant) => grant.endsWith("*") ? value.startsWith(grant.slice(0, -1)) : grant === value);
+        return grants.some((grant) =>
+          grant.endsWith("*") ? value.startsWith(grant.slice(0, -1)) : grant === value
+        );
       }
       case "sys":
       case "run":
@@ -226,7 +238,8 @@ export class PermissionPolicy {
         );
       }
       case "import":
-        return value !== null && listOf(set.import).some((grant) => grant === value || `${grant}:443` === value);
+        return value !== null &&
+          listOf(set.import).some((grant) => grant === value || `${grant}:443` === value);
       default:
         return false;
     }

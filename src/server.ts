@@ -310,11 +310,20 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
  */
 function reportPermissionRequests(logger: Logger): void {
   const permissions = Object.getPrototypeOf(Deno.permissions) as Record<string, unknown>;
+  // Deno's request() calls this.requestSync(): report only the outermost call, once.
+  let depth = 0;
   for (const method of ["request", "requestSync"] as const) {
     const original = permissions[method] as (descriptor: Deno.PermissionDescriptor) => unknown;
     if (typeof original !== "function") continue;
     permissions[method] = function (this: Deno.Permissions, descriptor: Deno.PermissionDescriptor) {
-      const result = original.call(this, descriptor);
+      if (depth > 0) return original.call(this, descriptor);
+      let result: unknown;
+      depth++;
+      try {
+        result = original.call(this, descriptor);
+      } finally {
+        depth--;
+      }
       const report = (status: Deno.PermissionStatus) => {
         if (status.state !== "granted") {
           const d = descriptor as unknown as Record<string, unknown>;
@@ -323,7 +332,10 @@ function reportPermissionRequests(logger: Logger): void {
             level: "warn",
             message: "plugin asked for a permission",
             fields: {
-              [PERMISSION_REQUEST_FIELD]: { name: descriptor.name, ...(target === undefined ? {} : { target: String(target) }) },
+              [PERMISSION_REQUEST_FIELD]: {
+                name: descriptor.name,
+                ...(target === undefined ? {} : { target: String(target) }),
+              },
             },
           });
         }

@@ -40,7 +40,9 @@ export async function runKvDemo(cmd: string, label: string): Promise<void> {
   await kv.put({ key: "fruit/apple", value: new TextEncoder().encode("red") });
   await kv.put({ key: "fruit/kiwi", value: new TextEncoder().encode("green") });
   const listed: string[] = [];
-  for await (const entry of kv.list({ prefix: "fruit/" })) listed.push(`${entry.key}=${text.decode(entry.value)}`);
+  for await (const entry of kv.list({ prefix: "fruit/" })) {
+    listed.push(`${entry.key}=${text.decode(entry.value)}`);
+  }
   say(`list fruit/ (server stream) -> ${listed.join(", ")}`);
 
   const id = client.broker.nextId();
@@ -58,7 +60,11 @@ export async function runKvDemo(cmd: string, label: string): Promise<void> {
   try {
     await kv.sleep({ millis: 10_000 }, { timeoutMs: 100 });
   } catch (error) {
-    say(`a 10 s call with a 100 ms deadline -> ${(error as Error).name} ${(error as { statusName?: string }).statusName}`);
+    say(
+      `a 10 s call with a 100 ms deadline -> ${(error as Error).name} ${
+        (error as { statusName?: string }).statusName
+      }`,
+    );
   }
   await client.kill();
   const exit = await client.exited;
