@@ -169,6 +169,22 @@ function rpcError(path: string, error: unknown): TetherError {
   });
 }
 
+/** grpc-js throws synchronously once a channel is closed; report that like a failed call. */
+function closedChannel(path: string, error: unknown): TetherError {
+  return new TetherError(
+    "rpc",
+    `${path} failed: UNAVAILABLE: ${error instanceof Error ? error.message : error}`,
+    {
+      status: 14,
+      cause: error,
+    },
+  );
+}
+
+async function* failedStream(error: Promise<TetherError>): AsyncGenerator<never> {
+  throw await error;
+}
+
 function callMetadata(options: CallOptions | undefined): grpc.Metadata {
   const metadata = new grpc.Metadata();
   for (const [key, value] of Object.entries(options?.metadata ?? {})) metadata.set(key, value);
@@ -249,32 +265,43 @@ export function createServiceClient<S extends DescService>(
         client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
           new Promise((resolve, reject) => {
             let unlink = () => {};
-            const call = channel.makeUnaryRequest(
+            let call: grpc.ClientUnaryCall;
+            try {
+              call = channel.makeUnaryRequest(
+                path,
+                serialize,
+                deserialize,
+                request,
+                callMetadata(options),
+                callOptions(options),
+                (error, response) => {
+                  unlink();
+                  if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
+                  else resolve(response);
+                },
+              );
+            } catch (error) {
+              Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
+              return;
+            }
+            unlink = linkSignal(options?.signal, call);
+          });
+        break;
+      case "server_streaming":
+        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
+          let call: grpc.ClientReadableStream<unknown>;
+          try {
+            call = channel.makeServerStreamRequest(
               path,
               serialize,
               deserialize,
               request,
               callMetadata(options),
               callOptions(options),
-              (error, response) => {
-                unlink();
-                if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
-                else resolve(response);
-              },
             );
-            unlink = linkSignal(options?.signal, call);
-          });
-        break;
-      case "server_streaming":
-        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
-          const call = channel.makeServerStreamRequest(
-            path,
-            serialize,
-            deserialize,
-            request,
-            callMetadata(options),
-            callOptions(options),
-          );
+          } catch (error) {
+            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
+          }
           return pump(path, call, mapError, linkSignal(options?.signal, call));
         };
         break;
@@ -285,18 +312,24 @@ export function createServiceClient<S extends DescService>(
         ) =>
           new Promise((resolve, reject) => {
             let unlink = () => {};
-            const call = channel.makeClientStreamRequest(
-              path,
-              serialize,
-              deserialize,
-              callMetadata(options),
-              callOptions(options),
-              (error, response) => {
-                unlink();
-                if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
-                else resolve(response);
-              },
-            );
+            let call: grpc.ClientWritableStream<MessageInitShape<DescMessage>>;
+            try {
+              call = channel.makeClientStreamRequest(
+                path,
+                serialize,
+                deserialize,
+                callMetadata(options),
+                callOptions(options),
+                (error, response) => {
+                  unlink();
+                  if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
+                  else resolve(response);
+                },
+              );
+            } catch (error) {
+              Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
+              return;
+            }
             unlink = linkSignal(options?.signal, call);
             feed(requests, call).catch((error) => {
               call.cancel();
@@ -309,13 +342,18 @@ export function createServiceClient<S extends DescService>(
           requests: AsyncIterable<MessageInitShape<DescMessage>>,
           options?: CallOptions,
         ) => {
-          const call = channel.makeBidiStreamRequest(
-            path,
-            serialize,
-            deserialize,
-            callMetadata(options),
-            callOptions(options),
-          );
+          let call: grpc.ClientDuplexStream<MessageInitShape<DescMessage>, unknown>;
+          try {
+            call = channel.makeBidiStreamRequest(
+              path,
+              serialize,
+              deserialize,
+              callMetadata(options),
+              callOptions(options),
+            );
+          } catch (error) {
+            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
+          }
           feed(requests, call).catch(() => call.cancel());
           return pump(path, call, mapError, linkSignal(options?.signal, call));
         };

@@ -27,6 +27,7 @@ import {
   parseJsonObject,
   type PluginDispenser,
   resolveImplementation,
+  serviceClient,
   type SftpgoClientDefaults,
   type SftpgoServeOptions,
   type SftpgoUser,
@@ -425,7 +426,9 @@ export class AuthClient {
       const fail = (reason: string): KeyboardInteractiveOutcome => ({ authenticated: false, steps, reason });
       if (reply.questions.length === 0) return fail("the plugin's reply has no questions");
       if (reply.questions.length !== reply.echos.length) {
-        return fail(`the plugin's reply has ${reply.questions.length} questions but ${reply.echos.length} echos`);
+        return fail(
+          `the plugin's reply has ${reply.questions.length} questions but ${reply.echos.length} echos`,
+        );
       }
       if (steps >= maxSteps) return fail(`no decision after ${steps} steps`);
       const answers = [
@@ -441,10 +444,14 @@ export class AuthClient {
       }
       if (answers.length === 1 && reply.checkPassword > 0) {
         if (reply.checkPassword === KeyboardCheck.Totp) {
-          if (!options.checkTotp) return fail("the plugin asked the host to check a TOTP code, and it cannot");
+          if (!options.checkTotp) {
+            return fail("the plugin asked the host to check a TOTP code, and it cannot");
+          }
           if (!await options.checkTotp(answers[0])) return fail("invalid TOTP code");
         } else {
-          if (!options.checkPassword) return fail("the plugin asked the host to check the password, and it cannot");
+          if (!options.checkPassword) {
+            return fail("the plugin asked the host to check the password, and it cannot");
+          }
           if (!await options.checkPassword(answers[0])) return fail("invalid password");
         }
         // The plugin learns that the check passed, never the secret itself.
@@ -462,7 +469,7 @@ export class AuthClient {
   }
 
   #auth() {
-    return this.#plugin.dispense(Auth);
+    return serviceClient(this.#plugin, Auth);
   }
 }
 
@@ -551,7 +558,10 @@ export interface Authenticator {
     context: HandlerContext,
   ): AuthAnswer | Promise<AuthAnswer>;
   /** Whether to take this user through keyboard-interactive steps (answer as for the other checks). */
-  checkUserAndKeyboardInteractive?(request: AuthRequest, context: HandlerContext): AuthAnswer | Promise<AuthAnswer>;
+  checkUserAndKeyboardInteractive?(
+    request: AuthRequest,
+    context: HandlerContext,
+  ): AuthAnswer | Promise<AuthAnswer>;
   /** One keyboard-interactive step. */
   sendKeyboardAuthRequest?(
     request: Required<KeyboardAuthStep>,
@@ -559,7 +569,9 @@ export interface Authenticator {
   ): KeyboardAuthAnswer | Promise<KeyboardAuthAnswer>;
 }
 
-function authRequest(request: { username: string; ip: string; protocol: string; user: Uint8Array }): AuthRequest {
+function authRequest(
+  request: { username: string; ip: string; protocol: string; user: Uint8Array },
+): AuthRequest {
   return {
     username: request.username,
     ip: request.ip,
@@ -590,15 +602,27 @@ export function authService(impl: Authenticator): ServiceRegistration<typeof Aut
   const implementation: ServiceImplementation<typeof Auth> = {
     checkUserAndPass: async (request, context) => {
       if (!impl.checkUserAndPass) throw unimplemented("CheckUserAndPass");
-      return { user: jsonBytes(await impl.checkUserAndPass({ ...authRequest(request), password: request.password }, context)) };
+      return {
+        user: jsonBytes(
+          await impl.checkUserAndPass({ ...authRequest(request), password: request.password }, context),
+        ),
+      };
     },
     checkUserAndTLSCert: async (request, context) => {
       if (!impl.checkUserAndTLSCert) throw unimplemented("CheckUserAndTLSCert");
-      return { user: jsonBytes(await impl.checkUserAndTLSCert({ ...authRequest(request), tlsCert: request.tlsCert }, context)) };
+      return {
+        user: jsonBytes(
+          await impl.checkUserAndTLSCert({ ...authRequest(request), tlsCert: request.tlsCert }, context),
+        ),
+      };
     },
     checkUserAndPublicKey: async (request, context) => {
       if (!impl.checkUserAndPublicKey) throw unimplemented("CheckUserAndPublicKey");
-      return { user: jsonBytes(await impl.checkUserAndPublicKey({ ...authRequest(request), pubKey: request.pubKey }, context)) };
+      return {
+        user: jsonBytes(
+          await impl.checkUserAndPublicKey({ ...authRequest(request), pubKey: request.pubKey }, context),
+        ),
+      };
     },
     checkUserAndKeyboardInteractive: async (request, context) => {
       if (!impl.checkUserAndKeyboardInteractive) throw unimplemented("CheckUserAndKeyboardInteractive");

@@ -26,6 +26,7 @@ import {
   type PluginDispenser,
   pluginErrorMessage,
   resolveImplementation,
+  serviceClient,
   type SftpgoClientDefaults,
   type SftpgoServeOptions,
 } from "./types.ts";
@@ -85,7 +86,10 @@ export class IpFilterClient {
    */
   async checkIP(ip: string, protocol: string, options?: CallOptions): Promise<IpCheckResult> {
     try {
-      await this.#plugin.dispense(IPFilter).checkIP({ ip, protocol }, callOptions(this.#defaults, options));
+      await serviceClient(this.#plugin, IPFilter).checkIP(
+        { ip, protocol },
+        callOptions(this.#defaults, options),
+      );
       return { allowed: true };
     } catch (error) {
       if (isTransportFailure(error)) throw error;
@@ -95,7 +99,7 @@ export class IpFilterClient {
 
   /** Tells the plugin to reload its lists (`Reload`; SFTPGo sends it when it reloads its own config). */
   async reload(options?: CallOptions): Promise<void> {
-    await this.#plugin.dispense(IPFilter).reload({}, callOptions(this.#defaults, options));
+    await serviceClient(this.#plugin, IPFilter).reload({}, callOptions(this.#defaults, options));
   }
 }
 

@@ -21,6 +21,7 @@ import {
   type ImplementationFactory,
   type PluginDispenser,
   resolveImplementation,
+  serviceClient,
   type SftpgoClientDefaults,
   type SftpgoServeOptions,
 } from "./types.ts";
@@ -109,7 +110,7 @@ export class KmsClient {
 
   /** Encrypts a secret (`Encrypt`). */
   async encrypt(request: KmsEncryptRequest, options?: CallOptions): Promise<KmsEncryptResult> {
-    const response = await this.#plugin.dispense(KMS).encrypt({
+    const response = await serviceClient(this.#plugin, KMS).encrypt({
       payload: request.payload,
       additionalData: request.additionalData ?? "",
       url: request.url,
@@ -120,7 +121,7 @@ export class KmsClient {
 
   /** Decrypts a secret (`Decrypt`); resolves to the plaintext. */
   async decrypt(request: KmsDecryptRequest, options?: CallOptions): Promise<string> {
-    const response = await this.#plugin.dispense(KMS).decrypt({
+    const response = await serviceClient(this.#plugin, KMS).decrypt({
       payload: request.payload,
       key: request.key,
       additionalData: request.additionalData ?? "",
@@ -205,7 +206,10 @@ export function kmsService(impl: KmsService): ServiceRegistration<typeof KMS> {
  * });
  * ```
  */
-export function serveKms(impl: ImplementationFactory<KmsService>, options: SftpgoServeOptions = {}): Promise<PluginServer> {
+export function serveKms(
+  impl: ImplementationFactory<KmsService>,
+  options: SftpgoServeOptions = {},
+): Promise<PluginServer> {
   return serve({
     ...options,
     handshake: sftpgoHandshakes.kms,

@@ -6,9 +6,9 @@
  *
  * Times: `timestamp` is a `Date` or a `bigint` of Unix nanoseconds when you
  * send (default: now); a plugin receives both `timestamp: Date` and the exact
- * `timestampNs: bigint`. `elapsedMs` is milliseconds. Sizes are numbers
- * (exact up to 2^53 bytes); `raw` keeps the protobuf message with every
- * int64 as a bigint.
+ * `timestampNs: bigint`. `elapsedMs` is milliseconds. `fileSize` is a
+ * number on the plugin side: exact up to 2^53 bytes (8 PiB), beyond any real
+ * file.
  *
  * @module
  */
@@ -31,6 +31,7 @@ import {
   jsonBytes,
   type PluginDispenser,
   resolveImplementation,
+  serviceClient,
   type SftpgoClientDefaults,
   type SftpgoServeOptions,
   toInt64,
@@ -314,7 +315,7 @@ export class NotifierClient {
   }
 
   #notifier() {
-    return this.#plugin.dispense(NotifierService);
+    return serviceClient(this.#plugin, NotifierService);
   }
 }
 
@@ -373,8 +374,6 @@ export interface FsEvent {
   readonly elapsedMs: number;
   /** Extra key/value pairs. */
   readonly metadata: Readonly<Record<string, string>>;
-  /** The protobuf message as received (int64 fields as bigint). */
-  readonly raw: FsEventMessage;
 }
 
 /**
@@ -407,8 +406,6 @@ export interface ProviderEvent {
   readonly objectData: Uint8Array;
   /** The admin's role. */
   readonly role: string;
-  /** The protobuf message as received. */
-  readonly raw: ProviderEventMessage;
 }
 
 /**
@@ -437,8 +434,6 @@ export interface LogEvent {
   readonly message: string;
   /** The user's role. */
   readonly role: string;
-  /** The protobuf message as received. */
-  readonly raw: LogEventMessage;
 }
 
 /**
@@ -498,7 +493,6 @@ export function fsEventFromMessage(raw: FsEventMessage): FsEvent {
     role: raw.role,
     elapsedMs: int64ToNumber(raw.elapsed),
     metadata: raw.metadata,
-    raw,
   };
 }
 
@@ -526,7 +520,6 @@ export function providerEventFromMessage(raw: ProviderEventMessage): ProviderEve
     object: tryParseJsonObject(raw.objectData),
     objectData: raw.objectData,
     role: raw.role,
-    raw,
   };
 }
 
@@ -551,7 +544,6 @@ export function logEventFromMessage(raw: LogEventMessage): LogEvent {
     ip: raw.ip,
     message: raw.message,
     role: raw.role,
-    raw,
   };
 }
 

@@ -15,10 +15,11 @@
  * @module
  */
 
-import { GrpcStatus, TetherError } from "../errors.ts";
-import type { CallOptions, ServiceClient } from "../rpc.ts";
-import type { PluginContext, ServeOptions } from "../server.ts";
 import type { DescService } from "@bufbuild/protobuf";
+import { GrpcStatus, TetherError } from "../errors.ts";
+import type { Logger } from "../logs.ts";
+import type { CallOptions, ServiceClient } from "../rpc.ts";
+import type { ServeTlsOptions } from "../server.ts";
 
 /**
  * An SFTPGo user as its JSON API spells it (`username`, `home_dir`,
@@ -50,19 +51,30 @@ export interface SftpgoUser {
 }
 
 /**
- * What a host wrapper needs from a plugin client: a started
- * {@linkcode PluginClient} fits, and so does a test double.
+ * What a host wrapper needs from a plugin client: its `dispense` method. A
+ * started {@linkcode PluginClient} is one.
+ *
+ * (The parameter type is `never` so that `PluginClient.dispense`, which is
+ * generic over protobuf service descriptors, fits without this module's
+ * public API naming those descriptors.)
  *
  * @example
  * ```ts ignore
- * import type { PluginDispenser } from "./types.ts";
- * import { PluginClient } from "../client.ts";
- * const dispenser: PluginDispenser = new PluginClient({ cmd: "./plugin", handshake: { protocolVersion: 1, magicCookieKey: "K", magicCookieValue: "V" } });
+ * import { PluginClient } from "@tether/tether";
+ * import { AuthClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
+ * const plugin = new PluginClient({ cmd: "./auth-plugin", handshake: sftpgoHandshakes.auth });
+ * await plugin.start();
+ * const auth = new AuthClient(plugin); // PluginClient is a PluginDispenser
  * ```
  */
 export interface PluginDispenser {
-  /** A typed client for one of the plugin's services. */
-  dispense<S extends DescService>(service: S): ServiceClient<S>;
+  /** Hands out a typed client for one of the plugin's services. */
+  dispense(service: never): unknown;
+}
+
+/** The typed view of a {@linkcode PluginDispenser}, for the wrappers' own use. */
+export function serviceClient<S extends DescService>(plugin: PluginDispenser, service: S): ServiceClient<S> {
+  return (plugin as { dispense(service: S): ServiceClient<S> }).dispense(service);
 }
 
 /**
@@ -81,8 +93,8 @@ export interface SftpgoClientDefaults {
 
 /**
  * Options of the `serveAuth`, `serveNotifier`, ... helpers: everything
- * {@linkcode ServeOptions} takes except the handshake and the services, which
- * the helper fills in for its plugin type.
+ * `serve()` takes except the handshake and the services, which the helper
+ * fills in for its plugin type.
  *
  * @example
  * ```ts
@@ -90,11 +102,32 @@ export interface SftpgoClientDefaults {
  * const options: SftpgoServeOptions = { exitOnShutdown: true };
  * ```
  */
-export type SftpgoServeOptions = Omit<ServeOptions, "handshake" | "services" | "versionedServices">;
+export interface SftpgoServeOptions {
+  /** Where the plugin logs. Default: hclog JSON lines on stderr, which the host parses (as Go plugins do). */
+  readonly logger?: Logger;
+  /** Manual TLS; without it, AutoMTLS is used when the host asks for it, else plaintext. */
+  readonly tls?: ServeTlsOptions;
+  /** Exit the process once the host asks for Shutdown or goes away. Default `true`. */
+  readonly exitOnShutdown?: boolean;
+}
+
+/**
+ * What a plugin implementation can use while it runs.
+ *
+ * @example
+ * ```ts
+ * import type { SftpgoPluginContext } from "./types.ts";
+ * const hello = ({ logger }: SftpgoPluginContext) => logger.log({ level: "info", message: "hello", fields: {} });
+ * ```
+ */
+export interface SftpgoPluginContext {
+  /** The plugin's log (hclog JSON on stderr by default, which the host parses). */
+  readonly logger: Logger;
+}
 
 /**
  * An implementation, or a function that builds it once the plugin runs (to
- * reach the plugin's logger or broker).
+ * reach the plugin's logger).
  *
  * @example
  * ```ts
@@ -108,22 +141,23 @@ export type SftpgoServeOptions = Omit<ServeOptions, "handshake" | "services" | "
  * });
  * ```
  */
-export type ImplementationFactory<T> = T | ((plugin: PluginContext) => T);
+export type ImplementationFactory<T> = T | ((plugin: SftpgoPluginContext) => T);
 
 /** The sdk's per-call deadline (`rpcTimeout` in every sftpgo/sdk plugin package). */
 export const SDK_TIMEOUT_MS = 20_000;
 
 /** Merges per-call options over a wrapper's defaults. */
 export function callOptions(defaults: SftpgoClientDefaults, options: CallOptions | undefined): CallOptions {
-  return { timeoutMs: defaults.timeoutMs ?? SDK_TIMEOUT_MS, ...options };
+  // An explicit `timeoutMs: undefined` in `options` must not erase the default deadline.
+  return { ...options, timeoutMs: options?.timeoutMs ?? defaults.timeoutMs ?? SDK_TIMEOUT_MS };
 }
 
 /** Picks the implementation out of an {@linkcode ImplementationFactory}. */
 export function resolveImplementation<T extends object>(
   impl: ImplementationFactory<T>,
-  plugin: PluginContext,
+  plugin: SftpgoPluginContext,
 ): T {
-  return typeof impl === "function" ? (impl as (plugin: PluginContext) => T)(plugin) : impl;
+  return typeof impl === "function" ? (impl as (plugin: SftpgoPluginContext) => T)(plugin) : impl;
 }
 
 const encoder = new TextEncoder();
@@ -163,7 +197,9 @@ export function jsonBytes(value: unknown): Uint8Array {
  *
  * @throws {SyntaxError} when the bytes are not JSON, {@linkcode TypeError} when they are not an object.
  */
-export function parseJsonObject<T extends object = Record<string, unknown>>(bytes: Uint8Array): T | undefined {
+export function parseJsonObject<T extends object = Record<string, unknown>>(
+  bytes: Uint8Array,
+): T | undefined {
   if (bytes.length === 0) return undefined;
   const value: unknown = JSON.parse(fromUtf8(bytes));
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -177,7 +213,9 @@ export function parseJsonObject<T extends object = Record<string, unknown>>(byte
  * receives, where a bad value should not fail the call (the bytes stay
  * available next to it).
  */
-export function tryParseJsonObject<T extends object = Record<string, unknown>>(bytes: Uint8Array): T | undefined {
+export function tryParseJsonObject<T extends object = Record<string, unknown>>(
+  bytes: Uint8Array,
+): T | undefined {
   try {
     return parseJsonObject<T>(bytes);
   } catch {
@@ -219,9 +257,8 @@ export function fromUnixNanos(ns: bigint): Date {
 }
 
 /**
- * An int64 a wrapper receives, as a number: exact up to 2^53 (9 PB as a file
- * size, 285 000 years as milliseconds), which every real value is; the
- * protobuf message in `raw` keeps the exact bigint.
+ * An int64 a wrapper receives, as a number: exact up to 2^53 (8 PiB as a
+ * file size, 285 000 years as milliseconds), which every real value is.
  */
 export function int64ToNumber(value: bigint): number {
   return Number(value);

@@ -1,0 +1,130 @@
+/**
+ * SFTPGo plugins with Tether, both sides, wire-compatible with
+ * `github.com/sftpgo/sdk` (v0.1.9; the legacy `metadata` type as of v0.1.6).
+ *
+ * - Handshakes: {@linkcode sftpgoHandshakes} (cookie and version of each
+ *   type).
+ * - Host side, with SFTPGo's semantics: {@linkcode AuthClient} (including the
+ *   keyboard-interactive loop), {@linkcode NotifierClient},
+ *   {@linkcode KmsClient}, {@linkcode IpFilterClient},
+ *   {@linkcode EventSearcherClient}, {@linkcode MetadataClient}.
+ * - Plugin side: implement {@linkcode Authenticator}, {@linkcode Notifier},
+ *   {@linkcode KmsService}, {@linkcode IpFilter}, {@linkcode EventSearcher}
+ *   or {@linkcode Metadater} and serve it with {@linkcode serveAuth},
+ *   {@linkcode serveNotifier}, ... A thrown error reaches the host as a gRPC
+ *   error, which SFTPGo reads as "login refused", "address denied", "event
+ *   not delivered" and so on.
+ *
+ * Conventions: points in time are a `Date` or a `bigint` of Unix nanoseconds
+ * when you send them; received ones come as both (`timestamp: Date`,
+ * `timestampNs: bigint`). Durations name their unit (`elapsedMs`). JSON
+ * (users, provider objects, search results) comes parsed, with its bytes
+ * next to it.
+ *
+ * @example Host side
+ * ```ts ignore
+ * import { PluginClient } from "@tether/tether";
+ * import { AuthClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
+ *
+ * await using plugin = new PluginClient({ cmd: "/usr/local/bin/sftpgo-plugin-auth", args: ["serve"], handshake: sftpgoHandshakes.auth });
+ * await plugin.start();
+ * const auth = new AuthClient(plugin);
+ * const { user } = await auth.checkUserAndPass({ username: "alice", password: "wonderland", ip: "198.51.100.7", protocol: "SSH" });
+ * ```
+ *
+ * @example Plugin side
+ * ```ts ignore
+ * import { serveIpFilter } from "@tether/tether/sftpgo";
+ *
+ * await serveIpFilter({
+ *   checkIP: (ip) => ip.startsWith("10.") ? { allowed: false, reason: "ip banned" } : true,
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export { sftpgoHandshakes, type SftpgoPluginType } from "./src/sftpgo/handshakes.ts";
+export {
+  fromUnixNanos,
+  type ImplementationFactory,
+  isTransportFailure,
+  type PluginDispenser,
+  pluginErrorMessage,
+  type SftpgoClientDefaults,
+  type SftpgoPluginContext,
+  type SftpgoServeOptions,
+  type SftpgoUser,
+  toUnixNanos,
+} from "./src/sftpgo/types.ts";
+export {
+  type AuthAnswer,
+  type AuthCheckBase,
+  AuthClient,
+  type Authenticator,
+  type AuthRequest,
+  type AuthResult,
+  type KeyboardAuthAnswer,
+  type KeyboardAuthReply,
+  KeyboardAuthResult,
+  type KeyboardAuthStep,
+  type KeyboardChallenge,
+  KeyboardCheck,
+  type KeyboardInteractiveOptions,
+  type KeyboardInteractiveOutcome,
+  serveAuth,
+} from "./src/sftpgo/auth.ts";
+export {
+  type FsEvent,
+  type FsEventInput,
+  FsEventStatus,
+  FsProvider,
+  type LogEvent,
+  type LogEventInput,
+  LogEventType,
+  type Notifier,
+  NotifierClient,
+  type ProviderEvent,
+  type ProviderEventInput,
+  serveNotifier,
+} from "./src/sftpgo/notifier.ts";
+export {
+  KmsClient,
+  type KmsDecryptRequest,
+  type KmsEncryptRequest,
+  type KmsEncryptResult,
+  type KmsService,
+  serveKms,
+} from "./src/sftpgo/kms.ts";
+export {
+  type IpCheckResult,
+  type IpFilter,
+  IpFilterClient,
+  type IpVerdict,
+  serveIpFilter,
+} from "./src/sftpgo/ipfilter.ts";
+export {
+  type EventSearcher,
+  EventSearcherClient,
+  type FsEventsQuery,
+  type FsEventsSearch,
+  type LogEventsQuery,
+  type LogEventsSearch,
+  type ProviderEventsQuery,
+  type ProviderEventsSearch,
+  type SearchAnswer,
+  type SearchFilterBase,
+  SearchOrder,
+  type SearchOrderValue,
+  type SearchQueryBase,
+  type SearchResult,
+  serveEventSearcher,
+} from "./src/sftpgo/eventsearcher.ts";
+export { MetadataClient, type Metadater, serveMetadata } from "./src/sftpgo/metadata.ts";
+
+// Core types that the signatures above use, so that this entry point documents itself.
+export type { CallOptions, HandlerContext } from "./src/rpc.ts";
+export type { HandshakeConfig } from "./src/handshake.ts";
+export type { PluginServer, ServeTlsOptions } from "./src/server.ts";
+export type { Endpoint } from "./src/transport.ts";
+export type { Logger, LogLevel, LogRecord } from "./src/logs.ts";
