@@ -55,3 +55,6 @@ export {
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
 export type { Endpoint } from "./src/transport.ts";
+export type { PermissionEvent } from "./src/audit.ts";
+export type { PluginRuntime } from "./src/launch.ts";
+export type { DenoPermissions } from "./src/permissions.ts";

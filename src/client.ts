@@ -26,7 +26,13 @@ import {
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
-import { type PluginRuntime, type PreparedLaunch, prepareLaunch } from "./launch.ts";
+import {
+  deniedFlag,
+  permissionOr,
+  type PluginRuntime,
+  type PreparedLaunch,
+  prepareLaunch,
+} from "./launch.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
 import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
@@ -113,7 +119,12 @@ export interface PluginClientOptions {
    * between check and exec. A `deno` plugin must then be one bundled file.
    */
   readonly sha256?: string;
-  /** Fixed directory for verified copies, so the host can be given `--allow-run=<dir>/<name>-<file>`. */
+  /**
+   * Fixed directory for verified copies (`<dir>/<name>-<file>`) instead of the
+   * launch's private directory. Note: Deno (2.9) refuses to write a file that
+   * `--allow-run` names, so a host running a native plugin with `sha256`
+   * needs unscoped `--allow-run` either way (see docs/security.md).
+   */
   readonly integrityDir?: string;
   /** Receives each permission a `deno` plugin was denied (also logged at warn). */
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
@@ -530,43 +541,65 @@ export class PluginClient implements AsyncDisposable {
     const where = endpoint.network === "unix"
       ? { path: endpoint.address }
       : { host: endpoint.address.slice(0, colon), port: Number(endpoint.address.slice(colon + 1)) };
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       let done = false;
       const finish = (reason: string) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        socket.destroy();
+        socket?.destroy();
         resolve(reason);
       };
       const timer = setTimeout(() => finish("no answer within 2 s"), 2000);
-      let socket: { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown };
-      if (tls) {
-        const secure = tlsConnect({
-          ...where,
-          cert: tls.certPem,
-          key: tls.keyPem,
-          ca: tls.peerCaPem,
-          servername: tls.serverName ?? "localhost",
-          ALPNProtocols: ["h2"],
-          checkServerIdentity: () => undefined,
-        }, () => {
-          const peer = secure.getPeerCertificate();
-          finish(
-            tls.pinnedPeerDer && peer?.raw && !sameBytes(new Uint8Array(peer.raw), tls.pinnedPeerDer)
-              ? "the plugin's TLS certificate is not the one from its handshake line"
-              : "TLS works on a probe connection, but gRPC could not connect",
-          );
-        });
-        socket = secure;
-      } else {
-        socket = netConnect(
-          where,
-          () => finish("a plain connection works, but gRPC could not connect (does the plugin expect TLS?)"),
-        );
+      let socket:
+        | { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown }
+        | undefined;
+      try {
+        socket = this.#probe(where, tls, finish);
+      } catch (cause) {
+        // Deno refuses the connection itself (e.g. no --allow-net for the socket): say which flag.
+        done = true;
+        clearTimeout(timer);
+        const flag = deniedFlag(cause, this.#launch?.privateDir.replace(/\/[^/]+$/, ""));
+        reject(permissionOr(cause, `could not connect to plugin ${this.#name} at ${endpoint.address}`, flag));
+        return;
       }
       socket.on("error", (error: Error) => finish(`${tls ? "TLS" : "connection"} failed: ${error.message}`));
     });
+  }
+
+  /** Opens the probe connection; throws synchronously when Deno itself refuses it (a missing permission). */
+  #probe(
+    where: { path: string } | { host: string; port: number },
+    tls: TlsMaterial | undefined,
+    finish: (reason: string) => void,
+  ): { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown } {
+    let socket: { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown };
+    if (tls) {
+      const secure = tlsConnect({
+        ...where,
+        cert: tls.certPem,
+        key: tls.keyPem,
+        ca: tls.peerCaPem,
+        servername: tls.serverName ?? "localhost",
+        ALPNProtocols: ["h2"],
+        checkServerIdentity: () => undefined,
+      }, () => {
+        const peer = secure.getPeerCertificate();
+        finish(
+          tls.pinnedPeerDer && peer?.raw && !sameBytes(new Uint8Array(peer.raw), tls.pinnedPeerDer)
+            ? "the plugin's TLS certificate is not the one from its handshake line"
+            : "TLS works on a probe connection, but gRPC could not connect",
+        );
+      });
+      socket = secure;
+    } else {
+      socket = netConnect(
+        where,
+        () => finish("a plain connection works, but gRPC could not connect (does the plugin expect TLS?)"),
+      );
+    }
+    return socket;
   }
 
   /**
@@ -686,10 +719,18 @@ export class PluginClient implements AsyncDisposable {
       });
     }
     if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
-      const hint = cause instanceof Deno.errors.NotCapable
-        ? `; run the host with --allow-run=${cmd}`
-        : " (check the file's execute permission and uid/gid)";
-      return new TetherError("permission", `plugin ${this.#name}: not allowed to run ${cmd}${hint}`, {
+      // What was spawned: the Deno executable for a TypeScript plugin, the verified copy with sha256.
+      const spawned = this.#launch?.cmd ?? cmd;
+      let hint = " (check the file's execute permission and uid/gid)";
+      if (cause instanceof Deno.errors.NotCapable) {
+        hint = this.#launch?.runtime === "deno"
+          ? `; run the host with --allow-run=${spawned} (the Deno executable that runs this TypeScript plugin)`
+          : this.#options.sha256
+          ? "; it is the verified copy, which the host writes, and Deno cannot grant running a file the host " +
+            "may write: run the host with --allow-run (unscoped)"
+          : `; run the host with --allow-run=${spawned}`;
+      }
+      return new TetherError("permission", `plugin ${this.#name}: not allowed to run ${spawned}${hint}`, {
         cause,
         plugin: this.#name,
       });

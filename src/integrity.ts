@@ -73,13 +73,12 @@ export async function verifyIntoPrivateCopy(
   try {
     bytes = await Deno.readFile(source);
   } catch (cause) {
+    const denied = cause instanceof Deno.errors.NotCapable;
     throw new TetherError(
-      "config",
-      `plugin ${plugin}: cannot read ${source} to verify it: ${String(cause)}`,
-      {
-        cause,
-        plugin,
-      },
+      denied ? "permission" : "config",
+      `plugin ${plugin}: cannot read ${source} to verify it: ${String(cause)}` +
+        (denied ? `; run the host with --allow-read=${source}` : ""),
+      { cause, plugin },
     );
   }
   const actual = await sha256Hex(bytes);

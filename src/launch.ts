@@ -141,8 +141,13 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   try {
     privateDir = await Deno.makeTempDir({ dir: options.privateDirBase, prefix: "tether-" });
   } catch (cause) {
-    throw permissionOr(cause, `plugin ${options.name}: cannot create its private directory`, "--allow-write");
+    throw permissionOr(
+      cause,
+      `plugin ${options.name}: cannot create its private directory`,
+      deniedFlag(cause),
+    );
   }
+  const base = privateDir.replace(/\/[^/]+$/, "");
   let broker: PermissionBrokerServer | undefined;
   const cleanup = async () => {
     await broker?.close();
@@ -244,14 +249,52 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     };
   } catch (error) {
     await cleanup();
-    throw error;
+    // A permission the host lacks (reading the plugin, the broker socket, running `deno info`): name the flag.
+    throw permissionOr(
+      error,
+      `plugin ${options.name}: cannot prepare its launch`,
+      deniedFlag(error, base, options.integrityDir),
+    );
   }
+}
+
+/** The flag to add for unix sockets, which Deno cannot grant by directory yet. */
+export const UNIX_NET_FLAG = "--allow-net (socket names change with each launch and Deno has no directory " +
+  "grants for unix sockets yet: denoland/deno#36762)";
+
+/**
+ * The `--allow-*` flag a Deno permission error asks for. Paths under one of
+ * `dirs` (a launch's private directory base or `integrityDir`, whose entries
+ * change per launch) are granted as that directory; unix sockets need
+ * {@linkcode UNIX_NET_FLAG}.
+ */
+export function deniedFlag(cause: unknown, ...dirs: (string | undefined)[]): string {
+  const match = /requires (\w+) access to "([^"]*)"/i.exec(String(cause));
+  if (!match) return "the permission named above";
+  const kind = match[1].toLowerCase();
+  const value = match[2];
+  if (kind === "net" && value.startsWith("unix:")) return UNIX_NET_FLAG;
+  if (kind === "write" && Deno.permissions.querySync({ name: "run", command: value }).state === "granted") {
+    // Deno refuses to write a file that --allow-run names (so an allowed program cannot be replaced).
+    return `--allow-run (unscoped) instead of --allow-run=${value}: Deno never lets a host write a file it may run`;
+  }
+  const dir = dirs.find((dir) => dir && value.startsWith(`${dir}/`));
+  if ((kind === "read" || kind === "write") && dir) return `--allow-${kind}=${dir}`;
+  return `--allow-${kind}=${value}`;
 }
 
 /** Maps a Deno permission error to a `permission` TetherError naming the flag to add. */
 export function permissionOr(cause: unknown, what: string, flag: string): TetherError {
-  if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
+  if (cause instanceof Deno.errors.NotCapable) {
     return new TetherError("permission", `${what}: ${String(cause)}; run the host with ${flag}`, { cause });
+  }
+  if (cause instanceof Deno.errors.PermissionDenied) {
+    // The operating system refused, not Deno: no flag helps.
+    return new TetherError(
+      "permission",
+      `${what}: ${String(cause)} (refused by the operating system: check file modes, owners and uid/gid)`,
+      { cause },
+    );
   }
   if (cause instanceof TetherError) return cause;
   return new TetherError("config", `${what}: ${String(cause)}`, { cause });
