@@ -84,6 +84,39 @@ function underPath(value: string, grant: string): boolean {
   return root === "/" || target === root || target.startsWith(`${root}/`);
 }
 
+/**
+ * Where a path really leads: the longest existing prefix resolved with
+ * realPath, the rest appended. `undefined` when the host itself may not look
+ * (then only the lexical check applies, as in Deno).
+ */
+function realPath(path: string): string | undefined {
+  let head = normalizePath(path);
+  const tail: string[] = [];
+  while (true) {
+    try {
+      const real = Deno.realPathSync(head);
+      return tail.length === 0 ? real : normalizePath(`${real}/${tail.reverse().join("/")}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || head === "/") return undefined;
+      tail.push(head.slice(head.lastIndexOf("/") + 1));
+      head = head.slice(0, head.lastIndexOf("/")) || "/";
+    }
+  }
+}
+
+/**
+ * A path grant holds when the path is under a grant as written AND, where the
+ * host can resolve it, where it really leads is under a grant too: Deno checks
+ * only the written path, so a symlink placed in a granted directory would
+ * otherwise lead out of it.
+ */
+function pathAllowed(value: string, grants: readonly string[]): boolean {
+  if (!grants.some((grant) => underPath(value, grant))) return false;
+  const real = realPath(value);
+  if (real === undefined) return true;
+  return grants.some((grant) => underPath(real, grant) || underPath(real, realPath(grant) ?? grant));
+}
+
 function listOf(value: readonly string[] | boolean | undefined): readonly string[] {
   return Array.isArray(value) ? value : [];
 }
@@ -207,7 +240,7 @@ export class PermissionPolicy {
       case "write": {
         if (value === null) return false;
         const grants = [...listOf(set[permission]), ...sockets];
-        return grants.some((grant) => underPath(value, grant));
+        return withProtocol ? pathAllowed(value, grants) : grants.some((grant) => underPath(value, grant));
       }
       case "net": {
         if (value === null) return false;

@@ -319,10 +319,9 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
   }
 });
 
-Deno.test("LIMITATION (docs/security.md): a symlink that someone else put in a granted directory is followed", async () => {
-  // Deno checks the path as written, not where it leads, and the broker sees the same path. The plugin itself
-  // cannot make such a link (symlinks need unscoped read and write), but one that is already there, or that
-  // another process creates, leads out of the grant. Grant only directories nobody else can write.
+Deno.test("a symlink that someone else put in a granted directory does not lead out of the grant", async () => {
+  // Deno checks the path as written; Tether's broker also checks where it really leads. The plugin itself
+  // cannot make such a link (symlinks need unscoped read and write), but one that is already there could.
   const dir = await shortTempDir("tsl");
   const granted = `${dir}/granted`;
   await Deno.mkdir(granted);
@@ -347,10 +346,10 @@ Deno.test("LIMITATION (docs/security.md): a symlink that someone else put in a g
     const viaLink = JSON.parse(
       text((await kv.get({ key: `attempt:read:${granted}/link` })).value),
     ) as Outcome;
-    // If this fails, the limitation is fixed: turn this into a denial check and update docs/security.md.
-    assert.deepEqual(viaLink, { denied: false, error: "", leaked: "outside\n" });
-    console.warn(
-      "NOTICE: known limitation still present: a pre-existing symlink in a granted directory is followed",
+    assert.equal(viaLink.denied, true, "the link must not lead out of the grant");
+    assert.ok(
+      events.some((event) => event.permission === "read" && event.target === `${granted}/link`),
+      "the host saw the denial",
     );
   } finally {
     await client.kill();
