@@ -583,12 +583,17 @@ export class PluginClient implements AsyncDisposable {
         ca: tls.peerCaPem,
         servername: tls.serverName ?? "localhost",
         ALPNProtocols: ["h2"],
+        // Diagnosis only (nothing is sent): look at the certificate even when it would be refused, so the
+        // message can say it is not the pinned one rather than just "self-signed certificate".
+        rejectUnauthorized: false,
         checkServerIdentity: () => undefined,
       }, () => {
         const peer = secure.getPeerCertificate();
         finish(
           tls.pinnedPeerDer && peer?.raw && !sameBytes(new Uint8Array(peer.raw), tls.pinnedPeerDer)
-            ? "the plugin's TLS certificate is not the one from its handshake line"
+            ? "the plugin's TLS certificate is not the one from its handshake line: refusing to talk to it"
+            : !secure.authorized
+            ? `TLS verification failed: ${secure.authorizationError}`
             : "TLS works on a probe connection, but gRPC could not connect",
         );
       });

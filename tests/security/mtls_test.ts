@@ -251,7 +251,7 @@ Deno.test(`mTLS: the host refuses a plugin serving a forged copy of the certific
     const error = await rejectsWith(client.start(), "tls");
     // Refused during the TLS handshake (the announced certificate is the only CA: the served one does
     // not chain to it), or by the pin on the exact DER bytes.
-    assert.match(error.message, /not the one from its handshake line|TLS failed: self-signed certificate/);
+    assert.match(error.message, /not the one from its handshake line/);
     console.log(`  ${error.message.split("\n")[0]}`);
     assert.ok(client.hasExited, "the impostor was not stopped");
   } finally {
