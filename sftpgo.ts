@@ -128,3 +128,43 @@ export type { HandshakeConfig } from "./src/handshake.ts";
 export type { PluginServer, ServeTlsOptions } from "./src/server.ts";
 export type { Endpoint } from "./src/transport.ts";
 export type { Logger, LogLevel, LogRecord } from "./src/logs.ts";
+export {
+  type AuthMethod,
+  AuthRouter,
+  type IpFilterDecision,
+  IpFilterRouter,
+  NotifierRouter,
+  PluginManager,
+  type PluginManagerOptions,
+  type PluginState,
+  type PluginStatus,
+  type StopReport,
+} from "./src/sftpgo/manager.ts";
+export { AUTH_METHODS } from "./src/sftpgo/routing.ts";
+export {
+  type AuthOptions,
+  AuthScope,
+  ConfigError,
+  type ConfigErrorInit,
+  type ConfigWarning,
+  type DenoPermissions as ConfigDenoPermissions,
+  FS_EVENTS,
+  KMS_ENCRYPTED_STATUSES,
+  KMS_SCHEMES,
+  type KmsEncryptedStatus,
+  type KmsOptions,
+  type KmsScheme,
+  loadPluginsConfig,
+  type NotifierOptions,
+  parsePluginsConfig,
+  type PluginConfig,
+  type PluginConfigList,
+  type PluginSource,
+  type PluginType,
+  PROVIDER_EVENTS,
+  PROVIDER_OBJECTS,
+  type RestartOptions,
+  type TetherOptions,
+  validatePluginsConfig,
+} from "./src/sftpgo/config.ts";
+export { pluginEnvironment, type PluginEnvironmentOptions, pluginEnvPrefix } from "./src/sftpgo/env.ts";

@@ -106,6 +106,11 @@ export class Broker {
     return ++this.#nextId;
   }
 
+  /** Where this side's brokered servers listen. */
+  get endpoints(): Endpoint[] {
+    return [...this.#servers].map((server) => server.endpoint);
+  }
+
   /** Takes in a message from the peer's broker stream. */
   receive(info: ConnInfoInit): void {
     if (info.knock?.knock) {

@@ -187,6 +187,7 @@ export class PluginClient implements AsyncDisposable {
   readonly #logger: Logger;
   readonly #name: string;
   #starting: Promise<void> | undefined;
+  #startFailed = false;
   #killing: Promise<void> | undefined;
   #child: Deno.ChildProcess | undefined;
   #launch: PreparedLaunch | undefined;
@@ -260,8 +261,11 @@ export class PluginClient implements AsyncDisposable {
    * @throws {TetherError} `handshake`, `start_timeout`, `exited`, `tls`, `config` or `permission`.
    */
   start(): Promise<void> {
+    // A failed start keeps answering with its own error; a killed client says it was killed.
+    if (this.#starting && this.#startFailed) return this.#starting;
     if (this.#killing) return Promise.reject(new TetherError("closed", `plugin ${this.#name} was killed`));
     this.#starting ??= this.#start().catch(async (error) => {
+      this.#startFailed = true;
       await this.kill();
       throw error;
     });
@@ -451,7 +455,7 @@ export class PluginClient implements AsyncDisposable {
       tls = {
         certPem: certificate.certPem,
         keyPem: certificate.keyPem,
-        peerCaPem: certificateDerToPem(handshake.serverCertDer),
+        peerCaPem: this.#pluginCertPem(handshake.serverCertDer),
         pinnedPeerDer: handshake.serverCertDer,
         serverName: "localhost",
       };
@@ -491,6 +495,7 @@ export class PluginClient implements AsyncDisposable {
         { stdout: options.stdout, stderr: options.stderr },
         this.#logger,
         { plugin: this.#name },
+        () => this.#killing !== undefined || this.#exit !== undefined,
       ),
     );
   }
@@ -504,7 +509,7 @@ export class PluginClient implements AsyncDisposable {
       if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
         const reason = await this.#diagnose(tls);
         throw new TetherError(
-          tls ? "tls" : "exited",
+          tls ? "tls" : "handshake",
           `could not connect to plugin ${this.#name} at ${this.#endpoint?.address}: ${reason}`,
           { plugin: this.#name },
         );
@@ -614,7 +619,7 @@ export class PluginClient implements AsyncDisposable {
    * other failures reject with code `rpc` and the gRPC status.
    */
   dispense<S extends DescService>(service: S): ServiceClient<S> {
-    if (!this.#channel) throw this.#notStarted();
+    if (!this.#channel || this.#killing) throw this.#notStarted();
     return createServiceClient(this.#channel, service, (error) => this.#explain(error));
   }
 
@@ -623,11 +628,22 @@ export class PluginClient implements AsyncDisposable {
       error.status !== GrpcStatus.UNAVAILABLE && error.status !== GrpcStatus.INTERNAL &&
       error.status !== GrpcStatus.CANCELLED && error.status !== GrpcStatus.UNKNOWN
     ) return error;
+    const connected =
+      this.#channel?.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+    // An ordinary plugin error (Go sends plain errors as UNKNOWN) on a live connection needs no second look.
+    if (connected && !this.#exit && !this.#killing) return error;
     if (!this.#exit) {
       // A dropped connection is seen a moment before the process is reaped.
       const wait = delay(250);
       await Promise.race([this.#exited.promise, wait.promise]);
       wait.cancel();
+    }
+    if (this.#killing) {
+      return new TetherError("closed", `plugin ${this.#name} was killed: ${error.message}`, {
+        plugin: this.#name,
+        status: error.status,
+        cause: error,
+      });
     }
     if (!this.#exit) return error;
     const exit = this.#exit;
@@ -676,14 +692,17 @@ export class PluginClient implements AsyncDisposable {
     const child = this.#child;
     if (child && !this.#exit && this.#channel && this.#line) {
       try {
-        await this.dispense(GRPCController).shutdown({}, { timeoutMs: this.#options.killTimeoutMs ?? 2_000 });
+        await createServiceClient(this.#channel, GRPCController).shutdown({}, {
+          timeoutMs: this.#options.killTimeoutMs ?? 2_000,
+        });
       } catch {
         // The plugin may stop before it answers; go-plugin ignores this too.
       }
     }
     this.#channel?.close();
     if (child && !this.#exit) {
-      const grace = delay(this.#options.killTimeoutMs ?? 2_000);
+      // Without a connection there was no Shutdown to wait for (go-plugin kills at once too).
+      const grace = delay(this.#line && this.#channel ? this.#options.killTimeoutMs ?? 2_000 : 0);
       await Promise.race([this.#exited.promise, grace.promise]);
       grace.cancel();
       if (!this.#exit) {
@@ -744,6 +763,17 @@ export class PluginClient implements AsyncDisposable {
       cause,
       plugin: this.#name,
     });
+  }
+
+  #pluginCertPem(der: Uint8Array): string {
+    try {
+      return certificateDerToPem(der);
+    } catch (error) {
+      throw new TetherError("tls", `plugin ${this.#name}: ${(error as Error).message}`, {
+        plugin: this.#name,
+        cause: error,
+      });
+    }
   }
 
   #stderrHint(): string {

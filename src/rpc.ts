@@ -380,28 +380,35 @@ function toServiceError(error: unknown): Partial<grpc.StatusObject> {
 function handlerContext(
   call: { metadata: grpc.Metadata; on(event: "cancelled", listener: () => void): unknown },
   path: string,
-): HandlerContext {
+): { context: HandlerContext; finish(): void } {
   const controller = new AbortController();
-  const onCancel = () => controller.abort(new TetherError("rpc", `${path} was cancelled by the caller`));
+  // grpc-js also emits "cancelled" when a finished call's stream closes: only a call still running is cancelled.
+  let finished = false;
+  const onCancel = () => {
+    if (!finished) controller.abort(new TetherError("rpc", `${path} was cancelled by the caller`));
+  };
   call.on("cancelled", onCancel);
   const metadata: Record<string, string> = {};
   for (const [key, value] of Object.entries(call.metadata.getMap())) {
     if (typeof value === "string") metadata[key] = value;
   }
-  return { signal: controller.signal, metadata, method: path };
+  return { context: { signal: controller.signal, metadata, method: path }, finish: () => finished = true };
 }
 
 async function writeAll<T>(
   call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>,
   responses: AsyncIterable<T>,
+  finish: () => void,
 ): Promise<void> {
   try {
     for await (const response of responses) {
       if (call.cancelled) return;
       if (!call.write(response)) await new Promise<void>((resolve) => call.once("drain", resolve));
     }
+    finish();
     call.end();
   } catch (error) {
+    finish();
     call.emit("error", toServiceError(error));
   }
 }
@@ -458,18 +465,29 @@ export function grpcServiceDefinition<S extends DescService>(
           call: grpc.ServerUnaryCall<unknown, unknown>,
           callback: grpc.sendUnaryData<unknown>,
         ) => {
-          const context = handlerContext(call, path);
+          const { context, finish } = handlerContext(call, path);
           Promise.resolve()
             .then(() => fn.call(implementation, call.request, context))
-            .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
+            .then((response) => {
+              finish();
+              callback(null, response);
+            }, (error) => {
+              finish();
+              callback(toServiceError(error));
+            });
         };
         break;
       case "server_streaming":
         handlers[method.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-          const context = handlerContext(call, path);
+          const { context, finish } = handlerContext(call, path);
           try {
-            void writeAll(call, fn.call(implementation, call.request, context) as AsyncIterable<unknown>);
+            void writeAll(
+              call,
+              fn.call(implementation, call.request, context) as AsyncIterable<unknown>,
+              finish,
+            );
           } catch (error) {
+            finish();
             call.emit("error", toServiceError(error));
           }
         };
@@ -479,21 +497,29 @@ export function grpcServiceDefinition<S extends DescService>(
           call: grpc.ServerReadableStream<unknown, unknown>,
           callback: grpc.sendUnaryData<unknown>,
         ) => {
-          const context = handlerContext(call, path);
+          const { context, finish } = handlerContext(call, path);
           Promise.resolve()
             .then(() => fn.call(implementation, call as AsyncIterable<unknown>, context))
-            .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
+            .then((response) => {
+              finish();
+              callback(null, response);
+            }, (error) => {
+              finish();
+              callback(toServiceError(error));
+            });
         };
         break;
       case "bidi_streaming":
         handlers[method.name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-          const context = handlerContext(call, path);
+          const { context, finish } = handlerContext(call, path);
           try {
             void writeAll(
               call,
               fn.call(implementation, call as AsyncIterable<unknown>, context) as AsyncIterable<unknown>,
+              finish,
             );
           } catch (error) {
+            finish();
             call.emit("error", toServiceError(error));
           }
         };

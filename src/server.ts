@@ -24,7 +24,13 @@ import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
-import { type Endpoint, type RunningServer, startServer, type TlsMaterial } from "./transport.ts";
+import {
+  type Endpoint,
+  removeSocket,
+  type RunningServer,
+  startServer,
+  type TlsMaterial,
+} from "./transport.ts";
 
 /** What a plugin's services can use while they run. */
 export interface PluginContext {
@@ -216,11 +222,19 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
       } catch {
         // Not registered on this platform.
       }
-      broker.close();
       capture.uninstall();
+      if (exitOnShutdown) {
+        // Exit without shutting the gRPC servers down: their GOAWAY to an idle HTTP/2 session can crash a Deno
+        // host (denoland/deno#36788). The process exit closes the connections; only the socket files need removing.
+        for (const endpoint of [running?.endpoint, ...broker.endpoints]) {
+          if (endpoint?.network === "unix") removeSocket(endpoint.address);
+        }
+        stopped.resolve();
+        Deno.exit(0);
+      }
+      broker.close();
       running?.stop();
       stopped.resolve();
-      if (exitOnShutdown) Deno.exit(0);
       return Promise.resolve();
     })();
     return stopping;
@@ -270,13 +284,26 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     Deno.exit(1);
   }
 
+  // Tether does not multiplex its broker. Saying so with "false" gets a Go host's plain
+  // ErrGRPCBrokerMuxNotSupported (no 7th field would add "update go-plugin and recompile").
+  const muxRequested = Boolean(env(PluginEnv.multiplexGrpc));
   capture.realStdout(encoder.encode(formatHandshakeLine({
     appVersion: protocolVersion,
     network: running.endpoint.network,
     address: running.endpoint.address,
     protocol: "grpc",
     serverCertDer,
+    multiplex: muxRequested ? false : undefined,
   })));
+  if (muxRequested) {
+    logger.log({
+      level: "error",
+      message: "the host asked for gRPC broker multiplexing, which this plugin does not support",
+      fields: {},
+    });
+    // The host refuses the plugin now and SIGKILLs it, which would leave the socket file behind.
+    if (running.endpoint.network === "unix") removeSocket(running.endpoint.address);
+  }
   capture.install();
   reportPermissionRequests(logger);
 
@@ -288,10 +315,8 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   // A host that died (even by SIGKILL) must not leave its plugins behind.
   const parent = Deno.ppid;
   const parentWatch = setInterval(() => {
-    if (Deno.ppid !== parent) {
-      logger.log({ level: "info", message: "host process is gone; plugin exiting", fields: { parent } });
-      void stop();
-    }
+    // No log line here: with the host gone, stderr is a broken pipe.
+    if (Deno.ppid !== parent) void stop();
   }, 1000);
 
   return {

@@ -49,6 +49,7 @@ export async function drainStdio(
   sinks: OutputSinks,
   logger: Logger,
   fields: Record<string, unknown>,
+  ending: () => boolean = () => false,
 ): Promise<void> {
   const stdout = sinkWriter(sinks.stdout);
   const stderr = sinkWriter(sinks.stderr);
@@ -71,7 +72,8 @@ export async function drainStdio(
       logger.log({ level: "warn", message: "plugin does not support the stdio service (GRPCStdio)", fields });
     } else if (status !== GrpcStatus.UNAVAILABLE && status !== GrpcStatus.CANCELLED) {
       logger.log({
-        level: "warn",
+        // The stream breaks when the plugin stops: expected while it is being killed or has exited.
+        level: ending() ? "debug" : "warn",
         message: "plugin stdio stream ended with an error",
         fields: { ...fields, error },
       });
@@ -84,6 +86,14 @@ export async function drainStdio(
 
 const CHUNK_BYTES = 1024;
 const encoder = new TextEncoder();
+
+function ignoreErrors(write: () => void): void {
+  try {
+    write();
+  } catch {
+    // See the constructor.
+  }
+}
 
 /** Writes all of `bytes` with a synchronous writer that may write less. */
 export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
@@ -110,8 +120,9 @@ export class StdioCapture {
     this.#queue = new AsyncQueue(bufferChunks);
     const stdoutWriteSync = Deno.stdout.writeSync.bind(Deno.stdout);
     const stderrWriteSync = Deno.stderr.writeSync.bind(Deno.stderr);
-    this.realStdout = (bytes) => writeAllSync({ writeSync: stdoutWriteSync }, bytes);
-    this.realStderr = (bytes) => writeAllSync({ writeSync: stderrWriteSync }, bytes);
+    // A host that went away leaves broken pipes: losing a line then is better than dying of EPIPE.
+    this.realStdout = (bytes) => ignoreErrors(() => writeAllSync({ writeSync: stdoutWriteSync }, bytes));
+    this.realStderr = (bytes) => ignoreErrors(() => writeAllSync({ writeSync: stderrWriteSync }, bytes));
   }
 
   /** How many chunks were dropped because the host did not read them. */

@@ -5,10 +5,10 @@
  * @module
  */
 
-import { fromFileUrl } from "node:url";
+import { fileURLToPath } from "node:url";
 
 /** The repository root. */
-export const repoRoot: string = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
+export const repoRoot: string = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 /** The Go interop module. */
 export const goModule: string = `${repoRoot}/tests/interop/go`;
 /** Where the Go fixtures are built. */
@@ -30,7 +30,9 @@ export function haveGo(): boolean {
 export function ignoreWithoutGo(): boolean {
   if (haveGo()) return false;
   if (Deno.env.get("CI") === "true") return false;
-  console.warn("NOTICE: Go is not installed: the Go interop tests are IGNORED (not passed). Install Go 1.22+.");
+  console.warn(
+    "NOTICE: Go is not installed: the Go interop tests are IGNORED (not passed). Install Go 1.22+.",
+  );
   return true;
 }
 

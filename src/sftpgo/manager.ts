@@ -163,6 +163,8 @@ export interface PluginStatus {
   readonly delivered: number;
   /** Notifier events dropped (0 for other types). */
   readonly dropped: number;
+  /** Notifier sends that failed and were retried or dropped, each attempt counted (0 for other types). */
+  readonly failedSends: number;
 }
 
 /**
@@ -333,9 +335,12 @@ export class PluginManager implements AsyncDisposable {
     this.#notifier = new NotifierRouter(this.#plugins, gate);
     this.#ipFilter = new IpFilterRouter(this.#plugins, gate);
     const searcher = this.#plugins.find((p) => p.config.type === "eventsearcher");
-    this.#eventSearcher = new EventSearcherClient(searcher?.dispenser ?? missing("eventsearcher"));
+    this.#eventSearcher = new EventSearcherClient(
+      searcher?.dispenser ?? missing("eventsearcher"),
+      callDefaults(searcher),
+    );
     const metadata = this.#plugins.find((p) => p.config.type === "metadata");
-    this.#metadata = new MetadataClient(metadata?.dispenser ?? missing("metadata"));
+    this.#metadata = new MetadataClient(metadata?.dispenser ?? missing("metadata"), callDefaults(metadata));
   }
 
   /** The plugin configs, in file order. */
@@ -464,7 +469,7 @@ export class PluginManager implements AsyncDisposable {
         `no kms plugin has ${what} (configured: ${known || "none"}); add one with that kms_options`,
       );
     }
-    return new KmsClient(plugin.dispenser);
+    return new KmsClient(plugin.dispenser, callDefaults(plugin));
   }
 
   /** Each plugin's state, restarts, pid and (for notifiers) delivery counters. */
@@ -495,6 +500,7 @@ export class PluginManager implements AsyncDisposable {
         queued: counters?.queued ?? 0,
         delivered: counters?.delivered ?? 0,
         dropped: counters?.dropped ?? 0,
+        failedSends: counters?.failedSends ?? 0,
       };
     });
   }
@@ -617,6 +623,11 @@ export class PluginManager implements AsyncDisposable {
   }
 }
 
+/** Each call's deadline is the plugin's `tether.call_timeout_ms` (default 20 s, the sdk's), covering a wait for a restart. */
+function callDefaults(plugin: Managed | undefined): { timeoutMs?: number } {
+  return plugin ? { timeoutMs: plugin.config.tether.callTimeoutMs } : {};
+}
+
 function missing(type: PluginType): PluginDispenser {
   return {
     dispense: () => {
@@ -666,7 +677,7 @@ export class AuthRouter {
     const route = (method: AuthMethod) => {
       const i = authPluginFor(configs, method);
       if (i < 0) return undefined;
-      if (!clients.has(i)) clients.set(i, new AuthClient(plugins[i].dispenser));
+      if (!clients.has(i)) clients.set(i, new AuthClient(plugins[i].dispenser, callDefaults(plugins[i])));
       return { name: plugins[i].name, client: clients.get(i)! };
     };
     this.#routes = {
@@ -845,7 +856,9 @@ export class IpFilterRouter {
   constructor(plugins: readonly Managed[], gate: (what: string) => void) {
     const i = activeIpFilter(plugins.map((p) => p.config));
     this.#plugin = i < 0 ? undefined : plugins[i];
-    this.#client = this.#plugin ? new IpFilterClient(this.#plugin.dispenser) : undefined;
+    this.#client = this.#plugin
+      ? new IpFilterClient(this.#plugin.dispenser, callDefaults(this.#plugin))
+      : undefined;
     this.#gate = gate;
   }
 

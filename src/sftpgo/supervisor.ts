@@ -163,7 +163,7 @@ export class PluginSupervisor {
     return this.#lastExit;
   }
 
-  /** The last start failure or health problem, in words. */
+  /** The last exit, start failure or hang, in words (kept after a successful restart, as history). */
   get lastError(): string | undefined {
     return this.#lastError;
   }
@@ -306,7 +306,6 @@ export class PluginSupervisor {
       });
     }
     this.#client = client;
-    this.#lastError = undefined;
     this.#setState("running");
     client.exited.then((exit) => this.#onExit(client, exit));
     this.#scheduleHealthCheck(client);

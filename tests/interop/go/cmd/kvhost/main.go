@@ -2,7 +2,7 @@
 // Tether's TypeScript one), runs a scenario against it and prints one JSON
 // report on stdout.
 //
-//	kvhost [-automtls=true] [-scenario all|ping|bench] -- <cmd> [args...]
+//	kvhost [-automtls=true] [-mux] [-scenario all|ping|bench] -- <cmd> [args...]
 package main
 
 import (
@@ -76,6 +76,7 @@ type host struct {
 
 func main() {
 	autoMTLS := flag.Bool("automtls", false, "negotiate mTLS with the plugin (go-plugin AutoMTLS)")
+	mux := flag.Bool("mux", false, "ask for gRPC broker multiplexing (GRPCBrokerMultiplex: true)")
 	scenario := flag.String("scenario", "all", "all, ping or bench")
 	timeout := flag.Duration("timeout", 60*time.Second, "overall time limit; the plugin is killed when it runs out")
 	var bo bench.Options
@@ -95,6 +96,7 @@ func main() {
 
 	h := &host{hostLog: &syncBuffer{}, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	cfg := kvplug.HostConfig(flag.Args(), *autoMTLS)
+	cfg.GRPCBrokerMultiplex = *mux
 	cfg.SyncStdout = h.stdout
 	cfg.SyncStderr = h.stderr
 	cfg.StartTimeout = 20 * time.Second
