@@ -193,6 +193,7 @@ export class PluginClient implements AsyncDisposable {
   #launch: PreparedLaunch | undefined;
   #exit: PluginExit | undefined;
   #killedByUs = false;
+  #exitedOnItsOwn = false;
   #channel: grpc.Client | undefined;
   #broker: Broker | undefined;
   #endpoint: Endpoint | undefined;
@@ -340,6 +341,8 @@ export class PluginClient implements AsyncDisposable {
     this.#background.push(
       child.status.then(async (status) => {
         this.#exit = { code: status.code, signal: status.signal, killed: this.#killedByUs };
+        // A signal Tether did not send means it died on its own, even if kill() had started meanwhile.
+        this.#exitedOnItsOwn = this.#killing === undefined || (status.signal !== null && !this.#killedByUs);
         globalThis.removeEventListener("unload", this.#onUnload);
         this.#log(this.#killedByUs || status.success ? "debug" : "error", "plugin process exited", {
           pid: child.pid,
@@ -638,7 +641,7 @@ export class PluginClient implements AsyncDisposable {
       await Promise.race([this.#exited.promise, wait.promise]);
       wait.cancel();
     }
-    if (this.#killing) {
+    if (this.#killing && !(this.#exit && this.#exitedOnItsOwn)) {
       return new TetherError("closed", `plugin ${this.#name} was killed: ${error.message}`, {
         plugin: this.#name,
         status: error.status,
