@@ -181,7 +181,9 @@ function closedChannel(path: string, error: unknown): TetherError {
   );
 }
 
+// deno-lint-ignore require-yield
 async function* failedStream(error: Promise<TetherError>): AsyncGenerator<never> {
+  // A stream that fails on its first next(), as a call on a live channel would.
   throw await error;
 }
 
