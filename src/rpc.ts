@@ -461,71 +461,43 @@ export function grpcServiceDefinition<S extends DescService>(
         : (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit("error", unimplemented);
       continue;
     }
-    switch (method.methodKind) {
-      case "unary":
-        handlers[method.name] = (
-          call: grpc.ServerUnaryCall<unknown, unknown>,
-          callback: grpc.sendUnaryData<unknown>,
-        ) => {
-          const { context, finish } = handlerContext(call, path);
-          Promise.resolve()
-            .then(() => fn.call(implementation, call.request, context))
-            .then((response) => {
-              finish();
-              callback(null, response);
-            }, (error) => {
-              finish();
-              callback(toServiceError(error));
-            });
-        };
-        break;
-      case "server_streaming":
-        handlers[method.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-          const { context, finish } = handlerContext(call, path);
-          try {
-            void writeAll(
-              call,
-              fn.call(implementation, call.request, context) as AsyncIterable<unknown>,
-              finish,
-            );
-          } catch (error) {
+    // Unary and client-streaming calls answer once through a callback; the other two write a stream. The
+    // request (one message, or the call itself as an async iterable) is what differs within each pair.
+    const requestOf = (
+      call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,
+    ) =>
+      method.methodKind === "unary" || method.methodKind === "server_streaming"
+        ? (call as grpc.ServerUnaryCall<unknown, unknown>).request
+        : call as AsyncIterable<unknown>;
+    if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
+      handlers[method.name] = (
+        call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,
+        callback: grpc.sendUnaryData<unknown>,
+      ) => {
+        const { context, finish } = handlerContext(call, path);
+        Promise.resolve()
+          .then(() => fn.call(implementation, requestOf(call), context))
+          .then((response) => {
             finish();
-            call.emit("error", toServiceError(error));
-          }
-        };
-        break;
-      case "client_streaming":
-        handlers[method.name] = (
-          call: grpc.ServerReadableStream<unknown, unknown>,
-          callback: grpc.sendUnaryData<unknown>,
-        ) => {
-          const { context, finish } = handlerContext(call, path);
-          Promise.resolve()
-            .then(() => fn.call(implementation, call as AsyncIterable<unknown>, context))
-            .then((response) => {
-              finish();
-              callback(null, response);
-            }, (error) => {
-              finish();
-              callback(toServiceError(error));
-            });
-        };
-        break;
-      case "bidi_streaming":
-        handlers[method.name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-          const { context, finish } = handlerContext(call, path);
-          try {
-            void writeAll(
-              call,
-              fn.call(implementation, call as AsyncIterable<unknown>, context) as AsyncIterable<unknown>,
-              finish,
-            );
-          } catch (error) {
+            callback(null, response);
+          }, (error) => {
             finish();
-            call.emit("error", toServiceError(error));
-          }
-        };
-        break;
+            callback(toServiceError(error));
+          });
+      };
+    } else {
+      handlers[method.name] = (
+        call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+      ) => {
+        const { context, finish } = handlerContext(call, path);
+        const request = requestOf(call as grpc.ServerUnaryCall<unknown, unknown>);
+        try {
+          void writeAll(call, fn.call(implementation, request, context) as AsyncIterable<unknown>, finish);
+        } catch (error) {
+          finish();
+          call.emit("error", toServiceError(error));
+        }
+      };
     }
   }
   return { definition: definition as grpc.ServiceDefinition, handlers };
