@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { TetherError } from "../../mod.ts";
 import { PluginManager } from "../../src/sftpgo/manager.ts";
-import { goFixture, ignoreWithoutGo, isAlive } from "../helpers.ts";
+import { eventually, goFixture, ignoreWithoutGo, isAlive } from "../helpers.ts";
 import {
   assertAllGone,
   collectingLogger,
@@ -154,7 +154,7 @@ Deno.test({
     try {
       assert.equal((await manager.auth.checkUserAndPass(alice)).user?.username, "alice");
       // Freeze it so the next call is surely in flight, then kill it.
-      Deno.kill(first, "SIGSTOP");
+      await stopProcess(first);
       const call = manager.auth.checkUserAndPass(alice);
       await sleep(100);
       Deno.kill(first, "SIGKILL");
@@ -205,7 +205,7 @@ Deno.test({
     const pids: (number | undefined)[] = [hung];
     try {
       await sleep(500); // a few healthy checks first
-      Deno.kill(hung, "SIGSTOP");
+      await stopProcess(hung);
       const stopped = performance.now();
       // A call made to the frozen plugin fails when the hang is detected, not at its 20 s deadline.
       const stuck = manager.auth.checkUserAndPass(alice).then(() => undefined, (error) => error);
@@ -328,7 +328,7 @@ Deno.test({
     const first = manager.status()[0].pid!;
     try {
       assert.equal((await manager.ipFilter.checkIP("10.1.2.3", "SSH")).allowed, false);
-      Deno.kill(first, "SIGSTOP");
+      await stopProcess(first);
       const slow = await manager.ipFilter.checkIP("198.51.100.7", "SSH");
       assert.equal(slow.allowed, false, "no answer within call_timeout_ms: an error, so denied");
       assert.match(slow.reason ?? "", /ipfilter#0 did not answer: .*DEADLINE_EXCEEDED/);
@@ -349,3 +349,19 @@ Deno.test({
     }
   },
 });
+
+/**
+ * SIGSTOP takes effect thread by thread: a call sent the moment kill() returns can still be answered by a
+ * Go thread not yet stopped. Wait until the kernel reports the process stopped (state T).
+ */
+async function stopProcess(pid: number): Promise<void> {
+  Deno.kill(pid, "SIGSTOP");
+  const stopped = await eventually(() => {
+    try {
+      return /^\d+ \(.*\) [tT]/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+    } catch {
+      return false;
+    }
+  }, 5000);
+  assert.ok(stopped, `process ${pid} did not stop`);
+}
