@@ -282,6 +282,8 @@ export async function runSftpgoDemo(options: SftpgoDemoOptions = {}): Promise<vo
     );
   } finally {
     await manager.stop();
+    // The demo's data files are only for this run.
+    await Deno.remove(DATA, { recursive: true }).catch(() => {});
   }
 }
 
