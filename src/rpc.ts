@@ -240,6 +240,36 @@ async function feed<T>(
 }
 
 /**
+ * Runs a call that answers once (unary or client-streaming): maps its failure,
+ * including grpc-js refusing to start it on a closed channel, and links the
+ * caller's AbortSignal. `started` runs once the call exists (to feed a stream).
+ */
+function singleAnswer<C extends { cancel(): void }>(
+  path: string,
+  mapError: ErrorMapper,
+  options: CallOptions | undefined,
+  start: (done: (error: grpc.ServiceError | null, response?: unknown) => void) => C,
+  started?: (call: C, fail: (error: unknown) => void) => void,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let unlink = () => {};
+    let call: C;
+    try {
+      call = start((error, response) => {
+        unlink();
+        if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
+        else resolve(response);
+      });
+    } catch (error) {
+      Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
+      return;
+    }
+    unlink = linkSignal(options?.signal, call);
+    started?.(call, reject);
+  });
+}
+
+/**
  * Makes a typed client for `service` on an open grpc-js client (channel).
  *
  * @example
@@ -265,29 +295,16 @@ export function createServiceClient<S extends DescService>(
     switch (method.methodKind) {
       case "unary":
         client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
-          new Promise((resolve, reject) => {
-            let unlink = () => {};
-            let call: grpc.ClientUnaryCall;
-            try {
-              call = channel.makeUnaryRequest(
-                path,
-                serialize,
-                deserialize,
-                request,
-                callMetadata(options),
-                callOptions(options),
-                (error, response) => {
-                  unlink();
-                  if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
-                  else resolve(response);
-                },
-              );
-            } catch (error) {
-              Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
-              return;
-            }
-            unlink = linkSignal(options?.signal, call);
-          });
+          singleAnswer(path, mapError, options, (done) =>
+            channel.makeUnaryRequest(
+              path,
+              serialize,
+              deserialize,
+              request,
+              callMetadata(options),
+              callOptions(options),
+              done,
+            ));
         break;
       case "server_streaming":
         client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
@@ -312,32 +329,25 @@ export function createServiceClient<S extends DescService>(
           requests: AsyncIterable<MessageInitShape<DescMessage>>,
           options?: CallOptions,
         ) =>
-          new Promise((resolve, reject) => {
-            let unlink = () => {};
-            let call: grpc.ClientWritableStream<MessageInitShape<DescMessage>>;
-            try {
-              call = channel.makeClientStreamRequest(
+          singleAnswer(
+            path,
+            mapError,
+            options,
+            (done) =>
+              channel.makeClientStreamRequest(
                 path,
                 serialize,
                 deserialize,
                 callMetadata(options),
                 callOptions(options),
-                (error, response) => {
-                  unlink();
-                  if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
-                  else resolve(response);
-                },
-              );
-            } catch (error) {
-              Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
-              return;
-            }
-            unlink = linkSignal(options?.signal, call);
-            feed(requests, call).catch((error) => {
-              call.cancel();
-              reject(error);
-            });
-          });
+                done,
+              ),
+            (call, fail) =>
+              feed(requests, call).catch((error) => {
+                call.cancel();
+                fail(error);
+              }),
+          );
         break;
       case "bidi_streaming":
         client[method.localName] = (
