@@ -195,6 +195,7 @@ export class PluginClient implements AsyncDisposable {
   #killedByUs = false;
   #exitedOnItsOwn = false;
   #channel: grpc.Client | undefined;
+  readonly #serviceClients = new Map<DescService, unknown>();
   #broker: Broker | undefined;
   #endpoint: Endpoint | undefined;
   #line: HandshakeLine | undefined;
@@ -623,7 +624,13 @@ export class PluginClient implements AsyncDisposable {
    */
   dispense<S extends DescService>(service: S): ServiceClient<S> {
     if (!this.#channel || this.#killing) throw this.#notStarted();
-    return createServiceClient(this.#channel, service, (error) => this.#explain(error));
+    // Wrappers dispense on every call: build each service's client once per connection.
+    let client = this.#serviceClients.get(service) as ServiceClient<S> | undefined;
+    if (!client) {
+      client = createServiceClient(this.#channel, service, (error) => this.#explain(error));
+      this.#serviceClients.set(service, client);
+    }
+    return client;
   }
 
   async #explain(error: TetherError): Promise<TetherError> {
