@@ -31,7 +31,7 @@ export function ignoreWithoutGo(): boolean {
   if (haveGo()) return false;
   if (Deno.env.get("CI") === "true") return false;
   console.warn(
-    "NOTICE: Go is not installed: the Go interop tests are IGNORED (not passed). Install Go 1.22+.",
+    "NOTICE: Go is not installed: the Go interop tests are IGNORED (not passed). Install Go 1.26+.",
   );
   return true;
 }
