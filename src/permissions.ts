@@ -121,6 +121,63 @@ function listOf(value: readonly string[] | boolean | undefined): readonly string
   return Array.isArray(value) ? value : [];
 }
 
+const LIST_SEPARATORS = /[,\n\r\0]/;
+
+/**
+ * Checks every grant or deny entry on its own, before any of them is turned
+ * into a flag: an entry must be a non-empty string with no list separator
+ * (`,`, newline, NUL) and must not start with `-`, because Deno's flags join
+ * entries with `,` and an entry that splits or reads as a flag would grant
+ * something nobody wrote. This is the one check every layer (`PluginClient`,
+ * the SFTPGo config loader, `tether pack`) calls.
+ *
+ * @param permissions The grants or denials to check.
+ * @param source Where they came from, used as the field path in errors, e.g. `plugin auth permissions`.
+ * @throws {TetherError} `config`, naming the field (`<source>.<kind>[<index>]`), the entry and what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { validatePermissionEntries } from "./permissions.ts";
+ * validatePermissionEntries({ read: ["/srv/data"] }, "plugin auth permissions"); // ok
+ * try {
+ *   validatePermissionEntries({ read: ["/srv/a,/etc"] }, "plugin auth permissions");
+ * } catch (error) {
+ *   console.log(String(error)); // ... plugin auth permissions.read[0]: "/srv/a,/etc" contains ","...
+ * }
+ * ```
+ */
+export function validatePermissionEntries(permissions: DenoPermissions, source: string): void {
+  for (const kind of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
+    const value = permissions[kind];
+    if (value === undefined || typeof value === "boolean") continue;
+    value.forEach((entry, index) => {
+      const field = `${source}.${kind}[${index}]`;
+      if (typeof entry !== "string" || entry.length === 0) {
+        throw new TetherError(
+          "config",
+          `${field}: expected a non-empty string, found ${JSON.stringify(entry)}`,
+        );
+      }
+      const separator = LIST_SEPARATORS.exec(entry);
+      if (separator) {
+        throw new TetherError(
+          "config",
+          `${field}: ${JSON.stringify(entry)} contains ${
+            JSON.stringify(separator[0])
+          }, a list separator in ` +
+            "Deno's flags; write one entry per list item",
+        );
+      }
+      if (entry.startsWith("-")) {
+        throw new TetherError(
+          "config",
+          `${field}: ${JSON.stringify(entry)} starts with "-" and would read as a command-line flag`,
+        );
+      }
+    });
+  }
+}
+
 /**
  * A plugin's effective permissions: the flags for `deno run`, and the answer
  * to each permission check Deno sends to Tether's broker.
@@ -147,6 +204,8 @@ export class PermissionPolicy {
   constructor(options: PermissionPolicyOptions) {
     const grants = options.grants ?? {};
     const source = options.source ?? "permissions";
+    validatePermissionEntries(grants, source);
+    validatePermissionEntries(options.deny ?? {}, `${source} (deny)`);
     this.#grants = grants;
     this.#deny = options.deny ?? {};
     this.#protocol = options.protocol;
