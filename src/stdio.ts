@@ -98,7 +98,14 @@ function ignoreErrors(write: () => void): void {
 /** Writes all of `bytes` with a synchronous writer that may write less. */
 export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   let offset = 0;
-  while (offset < bytes.length) offset += writer.writeSync(bytes.subarray(offset));
+  while (offset < bytes.length) {
+    const written = writer.writeSync(bytes.subarray(offset));
+    // A writer that takes nothing would spin here forever.
+    if (!(written > 0)) {
+      throw new Error(`write made no progress (${offset} of ${bytes.length} bytes written)`);
+    }
+    offset += written;
+  }
 }
 
 /**
@@ -204,9 +211,22 @@ export class StdioCapture {
       const aborted = new Promise<IteratorResult<never>>((resolve) =>
         signal.addEventListener("abort", () => resolve({ value: undefined, done: true }), { once: true })
       );
+      let reported = this.dropped;
       while (!signal.aborted) {
         const next = await Promise.race([iterator.next(), aborted]);
         if (next.done) return;
+        if (this.dropped > reported) {
+          // Output was dropped while the host was not reading: say so where the gap is.
+          const lost = this.dropped - reported;
+          reported = this.dropped;
+          yield {
+            channel: StdioData_Channel.STDERR,
+            data: encoder.encode(
+              `[tether: ${lost} chunks of plugin output (up to 1 KiB each) dropped: ` +
+                "the host did not read them in time]\n",
+            ),
+          };
+        }
         yield next.value;
       }
     } finally {
