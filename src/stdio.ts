@@ -117,6 +117,7 @@ export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, bytes
 export class StdioCapture {
   readonly #queue: AsyncQueue<StdioData | { channel: StdioData_Channel; data: Uint8Array }>;
   readonly #restore: (() => void)[] = [];
+  #reportedDrops = 0;
   /** Writes straight to the real stderr, for the plugin's log. */
   readonly realStderr: (bytes: Uint8Array) => void;
   /** Writes straight to the real stdout, for the handshake line. */
@@ -211,14 +212,13 @@ export class StdioCapture {
       const aborted = new Promise<IteratorResult<never>>((resolve) =>
         signal.addEventListener("abort", () => resolve({ value: undefined, done: true }), { once: true })
       );
-      let reported = this.dropped;
       while (!signal.aborted) {
         const next = await Promise.race([iterator.next(), aborted]);
         if (next.done) return;
-        if (this.dropped > reported) {
+        if (this.dropped > this.#reportedDrops) {
           // Output was dropped while the host was not reading: say so where the gap is.
-          const lost = this.dropped - reported;
-          reported = this.dropped;
+          const lost = this.dropped - this.#reportedDrops;
+          this.#reportedDrops = this.dropped;
           yield {
             channel: StdioData_Channel.STDERR,
             data: encoder.encode(
