@@ -259,3 +259,12 @@ Deno.test("rpc: timeoutMs outside 1..2^31-1 ms is refused with code config befor
     await rejectsWith(stream[Symbol.asyncIterator]().next(), "config");
   });
 });
+
+Deno.test("rpc: a TypeScript plugin's error text ending in spaces arrives intact (grpc-js escapes them)", async () => {
+  await inSandbox(async (box) => {
+    const client = await started(box, box.tsKv());
+    const error = await rejectsWith(client.dispense(KV).emit({ logLevel: "loud  " }), "rpc");
+    assert.equal(error.status, GrpcStatus.INVALID_ARGUMENT);
+    assert.ok(error.message.endsWith("unknown log level loud  "), JSON.stringify(error.message));
+  });
+});
