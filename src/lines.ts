@@ -16,7 +16,16 @@ export interface TruncatedLine {
   readonly droppedBytes: number;
 }
 
-/** The note {@linkcode forEachLine} appends to a cut line by default. */
+/**
+ * The note {@linkcode forEachLine} appends to a cut line by default.
+ *
+ * @example
+ * ```ts
+ * import { truncationNote } from "./lines.ts";
+ * console.log(truncationNote({ keptBytes: 4, droppedBytes: 6 }));
+ * // " [tether: line truncated: 10 bytes, the first 4 kept, 6 dropped]"
+ * ```
+ */
 export function truncationNote(info: TruncatedLine): string {
   return ` [tether: line truncated: ${info.keptBytes + info.droppedBytes} bytes, ` +
     `the first ${info.keptBytes} kept, ${info.droppedBytes} dropped]`;

@@ -150,7 +150,15 @@ function readProtocolEnv(names: readonly string[]): { values: Map<string, string
   return { values, denied };
 }
 
-/** Why serve() refuses to start when it may not read protocol variables. */
+/**
+ * Why serve() refuses to start when it may not read protocol variables.
+ *
+ * @example
+ * ```ts
+ * import { deniedEnvMessage } from "./server.ts";
+ * console.log(deniedEnvMessage(["PLUGIN_CLIENT_CERT"])); // "... Run it with --allow-env=PLUGIN_CLIENT_CERT ..."
+ * ```
+ */
 export function deniedEnvMessage(denied: readonly string[]): string {
   const tls = denied.includes(PluginEnv.clientCert)
     ? ` Without ${PluginEnv.clientCert} it cannot tell whether the host asked for mTLS, and serving ` +
