@@ -36,6 +36,9 @@ export function pluginBrokerSocket(mainSocket: string, id: number): string {
 /** go-plugin's wait for a peer's connection info, and how long unclaimed info is kept. */
 export const BROKER_TIMEOUT_MS = 5_000;
 
+/** Announcements kept at most while nobody dials them; the oldest go first. */
+const MAX_UNCLAIMED = 1024;
+
 /** Knocks answered per broker at most: a peer that keeps knocking gets no more answers. */
 const MAX_KNOCKS_ANSWERED = 64;
 
@@ -149,7 +152,16 @@ export class Broker {
       return;
     }
     const old = this.#known.get(info.serviceId);
-    if (old) clearTimeout(old.timer);
+    if (old) {
+      clearTimeout(old.timer);
+      this.#known.delete(info.serviceId);
+    }
+    // Unclaimed announcements are kept only a while, and only so many: a peer flooding ids cannot grow this.
+    if (this.#known.size >= MAX_UNCLAIMED) {
+      const [oldestId, oldest] = this.#known.entries().next().value!;
+      clearTimeout(oldest.timer);
+      this.#known.delete(oldestId);
+    }
     const timer = setTimeout(() => this.#known.delete(info.serviceId), BROKER_TIMEOUT_MS);
     this.#known.set(info.serviceId, { info, timer });
   }

@@ -323,3 +323,23 @@ Deno.test("broker: an announced address the pin refuses is never dialled", async
     await Deno.remove(outside, { recursive: true });
   }
 });
+
+Deno.test("broker: a flood of announcements nobody dials keeps only the newest 1024", async () => {
+  const broker = new Broker(undefined, { network: "unix" });
+  try {
+    for (let id = 1; id <= 100_000; id++) {
+      broker.receive({ serviceId: id, network: "unix", address: `/x/${id}` });
+    }
+    // The newest are still there (dial finds them at once, then fails to connect: nothing listens)...
+    const newest = await broker.dial(100_000, 1);
+    assert.equal(newest.endpoint.address, "/x/100000");
+    newest.close();
+    const edge = await broker.dial(100_000 - 1023, 1);
+    edge.close();
+    // ...the older ones were dropped: dialling waits for a new announcement and times out.
+    await rejectsWith(broker.dial(100_000 - 1024, 1), "broker");
+    await rejectsWith(broker.dial(1, 1), "broker");
+  } finally {
+    broker.close();
+  }
+});
