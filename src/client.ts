@@ -134,7 +134,7 @@ export interface PluginClientOptions {
   /**
    * Accept a plugin that listens on TCP (`127.0.0.1` within `minPort..maxPort`).
    * Default `false`: only the unix socket this launch assigned is dialled (see
-   * docs/security.md, "Address pinning").
+   * docs/protocol.md, "Address pinning").
    */
   readonly allowTcp?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
