@@ -12,6 +12,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
+import { validateTimerMs } from "./timers.ts";
 import { createServiceClient, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
 import {
   channelCredentials,
@@ -34,6 +35,12 @@ export function pluginBrokerSocket(mainSocket: string, id: number): string {
 
 /** go-plugin's wait for a peer's connection info, and how long unclaimed info is kept. */
 export const BROKER_TIMEOUT_MS = 5_000;
+
+/** Announcements kept at most while nobody dials them; the oldest go first. */
+const MAX_UNCLAIMED = 1024;
+
+/** Knocks answered per broker at most: a peer that keeps knocking gets no more answers. */
+const MAX_KNOCKS_ANSWERED = 64;
 
 /** A connection dialed through the broker. */
 export interface BrokerConnection {
@@ -82,6 +89,8 @@ export class Broker {
   readonly #tls: TlsMaterial | undefined;
   readonly #listen: ListenOptions;
   readonly #socketPathFor: ((id: number) => string) | undefined;
+  readonly #checkPeer: ((endpoint: Endpoint, id: number) => void) | undefined;
+  readonly #knocksAnswered = new Set<number>();
 
   /**
    * Makes a broker; Tether does this for each plugin connection.
@@ -89,11 +98,19 @@ export class Broker {
    * @param tls this side's TLS material (the same as its main connection's), or none for plaintext
    * @param listen where new listeners go (same rules as the plugin's main listener)
    * @param socketPathFor exact socket path per broker id, when a sandbox granted fixed paths
+   * @param checkPeer throws for an address the peer announced that must not be dialled (the host pins
+   *   a plugin's broker sockets to its launch directory)
    */
-  constructor(tls: TlsMaterial | undefined, listen: ListenOptions, socketPathFor?: (id: number) => string) {
+  constructor(
+    tls: TlsMaterial | undefined,
+    listen: ListenOptions,
+    socketPathFor?: (id: number) => string,
+    checkPeer?: (endpoint: Endpoint, id: number) => void,
+  ) {
     this.#tls = tls;
     this.#listen = listen;
     this.#socketPathFor = socketPathFor;
+    this.#checkPeer = checkPeer;
   }
 
   /** The messages this side sends on the broker stream. */
@@ -114,12 +131,17 @@ export class Broker {
   /** Takes in a message from the peer's broker stream. */
   receive(info: ConnInfoInit): void {
     if (info.knock?.knock) {
-      // Knocks only come with multiplexing, which Tether never asks for nor offers.
+      // Knocks only come with multiplexing, which Tether never asks for nor offers. A knock is
+      // answered once per id with an ack carrying the refusal; acks are never answered, so two
+      // brokers cannot keep knocking at each other.
+      if (info.knock.ack || this.#knocksAnswered.has(info.serviceId)) return;
+      if (this.#knocksAnswered.size >= MAX_KNOCKS_ANSWERED) return;
+      this.#knocksAnswered.add(info.serviceId);
       this.#outgoing.push({
         serviceId: info.serviceId,
         network: "",
         address: "",
-        knock: { knock: true, ack: false, error: "gRPC broker multiplexing is not supported by this side" },
+        knock: { knock: true, ack: true, error: "gRPC broker multiplexing is not supported by this side" },
       });
       return;
     }
@@ -130,7 +152,16 @@ export class Broker {
       return;
     }
     const old = this.#known.get(info.serviceId);
-    if (old) clearTimeout(old.timer);
+    if (old) {
+      clearTimeout(old.timer);
+      this.#known.delete(info.serviceId);
+    }
+    // Unclaimed announcements are kept only a while, and only so many: a peer flooding ids cannot grow this.
+    if (this.#known.size >= MAX_UNCLAIMED) {
+      const [oldestId, oldest] = this.#known.entries().next().value!;
+      clearTimeout(oldest.timer);
+      this.#known.delete(oldestId);
+    }
     const timer = setTimeout(() => this.#known.delete(info.serviceId), BROKER_TIMEOUT_MS);
     this.#known.set(info.serviceId, { info, timer });
   }
@@ -169,6 +200,7 @@ export class Broker {
    */
   async dial(id: number, timeoutMs = BROKER_TIMEOUT_MS): Promise<BrokerConnection> {
     this.#assertOpen();
+    validateTimerMs(timeoutMs, "timeoutMs");
     const info = await this.#waitFor(id, timeoutMs);
     if (info.network !== "unix" && info.network !== "tcp") {
       throw new TetherError(
@@ -177,6 +209,7 @@ export class Broker {
       );
     }
     const endpoint: Endpoint = { network: info.network, address: info.address };
+    this.#checkPeer?.(endpoint, id);
     const channel = new grpc.Client(
       grpcTarget(endpoint),
       channelCredentials(this.#tls),

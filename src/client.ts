@@ -17,7 +17,9 @@ import { GRPCBroker } from "./gen/plugin/grpc_broker_pb.ts";
 import { GRPCController } from "./gen/plugin/grpc_controller_pb.ts";
 import { GRPCStdio } from "./gen/plugin/grpc_stdio_pb.ts";
 import {
+  type AddressPin,
   assertCookie,
+  assertPinnedAddress,
   type HandshakeConfig,
   type HandshakeLine,
   offeredVersions,
@@ -25,6 +27,7 @@ import {
   PluginEnv,
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
+import { validateTimerMs } from "./timers.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import {
   deniedFlag,
@@ -128,6 +131,12 @@ export interface PluginClientOptions {
   readonly integrityDir?: string;
   /** Receives each permission a `deno` plugin was denied (also logged at warn). */
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
+  /**
+   * Accept a plugin that listens on TCP (`127.0.0.1` within `minPort..maxPort`).
+   * Default `false`: only the unix socket this launch assigned is dialled (see
+   * docs/protocol.md, "Address pinning").
+   */
+  readonly allowTcp?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
@@ -215,6 +224,8 @@ export class PluginClient implements AsyncDisposable {
   constructor(options: PluginClientOptions) {
     assertCookie(options.handshake);
     offeredVersions(options.handshake);
+    validateTimerMs(options.startTimeoutMs, "startTimeoutMs");
+    validateTimerMs(options.killTimeoutMs, "killTimeoutMs");
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#name = options.name ?? basename(options.cmd);
@@ -472,16 +483,35 @@ export class PluginClient implements AsyncDisposable {
       };
     }
 
+    // Before anything dials it: a plugin must not point the host at another service.
+    const pin: AddressPin = {
+      plugin: this.#name,
+      ...(launch.runtime === "deno" ? { socketPath: launch.socketPath } : { socketDir: launch.privateDir }),
+      ...(options.allowTcp
+        ? { tcpPorts: [options.minPort ?? 10000, options.maxPort ?? 25000] as const }
+        : {}),
+    };
+    assertPinnedAddress(handshake, pin);
     const channel = new grpc.Client(grpcTarget(this.#endpoint), channelCredentials(tls), channelOptions(tls));
     this.#channel = channel;
     await this.#connect(channel, deadline, tls);
 
-    const broker = new Broker(tls, {
-      network: handshake.network,
-      socketDir: launch.privateDir,
-      minPort: options.minPort ?? 10000,
-      maxPort: options.maxPort ?? 25000,
-    }, launch.hostBrokerSocket);
+    const broker = new Broker(
+      tls,
+      {
+        network: handshake.network,
+        socketDir: launch.privateDir,
+        minPort: options.minPort ?? 10000,
+        maxPort: options.maxPort ?? 25000,
+      },
+      launch.hostBrokerSocket,
+      (endpoint, id) =>
+        assertPinnedAddress(
+          endpoint,
+          { ...pin, socketPath: undefined, socketDir: launch.privateDir },
+          `broker connection ${id}`,
+        ),
+    );
     this.#broker = broker;
     const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing);
     this.#background.push((async () => {

@@ -104,6 +104,19 @@ export interface HandshakeLine {
   readonly multiplex?: boolean;
 }
 
+/** A handshake line (or part of one) as quoted in an error: long enough to recognise, never megabytes. */
+function quoteLine(line: string): string {
+  const MAX = 200;
+  return line.length <= MAX
+    ? JSON.stringify(line)
+    : `${JSON.stringify(line.slice(0, MAX))}... (${line.length} characters)`;
+}
+
+/** Text from a handshake line as is when short, else quoted and cut. */
+function clip(text: string): string {
+  return text.length <= 200 ? text : quoteLine(text);
+}
+
 const diagnosis = "This usually means the plugin printed to stdout before its handshake line, " +
   "is not a go-plugin plugin, was given wrong arguments, or was not built for this machine.";
 
@@ -127,14 +140,14 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
   if (parts.length < 4) {
     throw new TetherError(
       "handshake",
-      `Unrecognized remote plugin message: ${JSON.stringify(line)}. ${diagnosis}`,
+      `Unrecognized remote plugin message: ${quoteLine(line)}. ${diagnosis}`,
     );
   }
   const [core, app, network, address, protocol = "netrpc", cert = "", mux] = parts;
   if (!/^[+-]?\d+$/.test(core)) {
     throw new TetherError(
       "handshake",
-      `error parsing core protocol version ${JSON.stringify(core)} in ${line}`,
+      `error parsing core protocol version ${quoteLine(core)} in ${quoteLine(line)}`,
     );
   }
   if (Number(core) !== CORE_PROTOCOL_VERSION) {
@@ -155,7 +168,10 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
     );
   }
   if (network !== "unix" && network !== "tcp") {
-    throw new TetherError("handshake", `unknown address type: ${network} (in handshake line ${line})`);
+    throw new TetherError(
+      "handshake",
+      `unknown address type: ${clip(network)} (in handshake line ${quoteLine(line)})`,
+    );
   }
   if (protocol === "netrpc") {
     throw new TetherError(
@@ -167,7 +183,7 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
   if (protocol !== "grpc") {
     throw new TetherError(
       "handshake",
-      `unsupported plugin protocol ${JSON.stringify(protocol)}. Supported: [grpc]`,
+      `unsupported plugin protocol ${quoteLine(protocol)}. Supported: [grpc]`,
     );
   }
   let serverCertDer: Uint8Array | undefined;
@@ -260,4 +276,102 @@ export function chooseVersion(
     if (hostVersions.includes(version)) return version;
   }
   return mine[mine.length - 1];
+}
+
+/**
+ * Where a plugin Tether launched may listen. The handshake line (and each
+ * broker announcement) names an address the plugin chose; the host dials it
+ * only if it is one of these, so a plugin cannot point the host's TLS client
+ * at some other local service.
+ */
+export interface AddressPin {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** Exactly this unix socket (a Tether plugin: `TETHER_PLUGIN_SOCKET`). */
+  readonly socketPath?: string;
+  /**
+   * Or any unix socket directly inside this directory (a go-plugin plugin makes
+   * a randomly named socket in `PLUGIN_UNIX_SOCKET_DIR`, the launch's private
+   * directory).
+   */
+  readonly socketDir?: string;
+  /** TCP on `127.0.0.1` within these ports (`PLUGIN_MIN_PORT`..`PLUGIN_MAX_PORT`); absent: TCP refused. */
+  readonly tcpPorts?: readonly [number, number];
+}
+
+/**
+ * Refuses an address a plugin announced unless `pin` allows it: checked
+ * before anything dials it.
+ *
+ * A unix socket must be named exactly (`socketPath`) or sit directly inside
+ * `socketDir` (no `..`, no subdirectory), and must be a socket, not a symlink
+ * to one elsewhere, when it is checked. TCP is accepted only on `127.0.0.1`
+ * within `tcpPorts`, and only when `tcpPorts` is given.
+ *
+ * @example
+ * ```ts
+ * import { assertPinnedAddress } from "./handshake.ts";
+ * try {
+ *   assertPinnedAddress({ network: "tcp", address: "127.0.0.1:22" }, { plugin: "kv", socketDir: "/tmp/tether-x" });
+ * } catch (error) {
+ *   console.log((error as Error).message); // plugin kv announced tcp 127.0.0.1:22, expected ...
+ * }
+ * ```
+ *
+ * @param what what announced the address, e.g. "its handshake line" or "broker connection 3"
+ * @throws {TetherError} `handshake`, naming the expected and the announced address.
+ */
+export function assertPinnedAddress(
+  endpoint: { readonly network: string; readonly address: string },
+  pin: AddressPin,
+  what = "its handshake line",
+): void {
+  const expected: string[] = [];
+  if (pin.socketPath !== undefined) expected.push(`unix socket ${pin.socketPath}`);
+  if (pin.socketDir !== undefined) expected.push(`a unix socket directly inside ${pin.socketDir}`);
+  if (pin.tcpPorts) expected.push(`tcp 127.0.0.1:${pin.tcpPorts[0]}..${pin.tcpPorts[1]}`);
+  const refuse = (why: string): never => {
+    throw new TetherError(
+      "handshake",
+      `plugin ${pin.plugin} announced ${endpoint.network} ${quoteLine(endpoint.address)} in ${what}, ` +
+        `expected ${expected.join(" or ") || "nothing (no address is allowed)"}: ${why}. ` +
+        "Tether did not connect to it and stopped the plugin." +
+        (endpoint.network === "tcp" && !pin.tcpPorts
+          ? " A plugin that can only listen on TCP needs allowTcp: true."
+          : ""),
+    );
+  };
+  if (endpoint.network === "unix") {
+    const path = endpoint.address;
+    const slash = path.lastIndexOf("/");
+    const dir = path.slice(0, slash);
+    const name = path.slice(slash + 1);
+    const exact = pin.socketPath !== undefined && path === pin.socketPath;
+    const inside = pin.socketDir !== undefined && slash > 0 && dir === pin.socketDir.replace(/\/+$/, "") &&
+      name !== "" && name !== "." && name !== "..";
+    if (!exact && !inside) refuse("the socket is not one this launch assigned");
+    let isSocket = false;
+    try {
+      isSocket = Deno.lstatSync(path).isSocket === true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.NotFound) {
+        // The host may not stat it (no read grant), or nothing is there yet (the dial then fails
+        // and says so): the path check above is what guards.
+        return;
+      }
+      refuse(`cannot see it (${error instanceof Error ? error.message : error})`);
+    }
+    if (!isSocket) refuse("it is not a socket (a symlink or file is refused)");
+    return;
+  }
+  if (endpoint.network === "tcp") {
+    if (!pin.tcpPorts) refuse("TCP is not allowed for this plugin");
+    const match = /^127\.0\.0\.1:(\d{1,5})$/.exec(endpoint.address);
+    const port = match ? Number(match[1]) : NaN;
+    if (!(port >= pin.tcpPorts![0] && port <= pin.tcpPorts![1])) {
+      refuse("only 127.0.0.1 within the assigned port range is accepted");
+    }
+    return;
+  }
+  refuse("unknown network");
 }

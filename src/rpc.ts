@@ -17,6 +17,7 @@ import type {
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
+import { validateTimerMs } from "./timers.ts";
 
 /** Per-call options of a {@linkcode ServiceClient} method. */
 export interface CallOptions {
@@ -158,11 +159,22 @@ function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => Mess
  */
 export type ErrorMapper = (error: TetherError) => TetherError | Promise<TetherError>;
 
+/**
+ * Said in place of an empty gRPC status message. A go-plugin (grpc-go) plugin
+ * sends its error text as `grpc-message` without escaping spaces, and Deno's
+ * HTTP/2 layer drops a header value that begins or ends with a space before
+ * grpc-js sees it, so an empty message may be one that was lost on the way.
+ */
+export const EMPTY_STATUS_MESSAGE = "(no error message arrived: the plugin sent an empty one, or one that " +
+  "begins or ends with a space, which the HTTP/2 layer under Deno drops; see docs/protocol.md, " +
+  '"Error messages")';
+
 function rpcError(path: string, error: unknown): TetherError {
   if (error instanceof TetherError) return error;
   const e = error as Partial<grpc.ServiceError>;
   const status = (typeof e.code === "number" ? e.code : 2) as GrpcStatusCode;
-  const details = e.details ?? e.message ?? String(error);
+  let details = e.details ?? e.message ?? String(error);
+  if (details === "" && status !== 0) details = EMPTY_STATUS_MESSAGE;
   return new TetherError("rpc", `${path} failed: ${grpcStatusName(status)}: ${details}`, {
     status,
     cause: error,
@@ -171,6 +183,8 @@ function rpcError(path: string, error: unknown): TetherError {
 
 /** grpc-js throws synchronously once a channel is closed; report that like a failed call. */
 function closedChannel(path: string, error: unknown): TetherError {
+  // Tether's own refusal (e.g. an invalid timeoutMs) keeps its code.
+  if (error instanceof TetherError) return error;
   return new TetherError(
     "rpc",
     `${path} failed: UNAVAILABLE: ${error instanceof Error ? error.message : error}`,
@@ -194,7 +208,8 @@ function callMetadata(options: CallOptions | undefined): grpc.Metadata {
 }
 
 function callOptions(options: CallOptions | undefined): grpc.CallOptions {
-  return options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+  const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
+  return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
 }
 
 /** Hooks an AbortSignal to a call's cancel(); returns the unhook function. */

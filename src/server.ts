@@ -95,13 +95,79 @@ const MISCONFIGURED = "Misconfigured ServeConfig given to serve this plugin: no 
 
 const encoder = new TextEncoder();
 
-/** Reads an environment variable, treating "not granted" as unset: a sandboxed plugin sees only its grants. */
-function env(name: string): string | undefined {
+/** Reads an environment variable that is not part of the protocol; "not granted" counts as unset. */
+function optionalEnv(name: string): string | undefined {
   try {
     return Deno.env.get(name);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The variables a go-plugin host may set that serve() must be able to read:
+ * one it may not read could hold the host's certificate (so TLS would quietly
+ * be off), the cookie, the versions or where to listen. `TETHER_PLUGIN_SOCKET`
+ * is not among them: without it the plugin listens in `PLUGIN_UNIX_SOCKET_DIR`,
+ * and a Tether host that assigned a socket refuses any other.
+ *
+ * @example
+ * ```ts
+ * import { protocolEnvNames } from "./server.ts";
+ * console.log(protocolEnvNames("KV_PLUGIN", false).join(",")); // KV_PLUGIN,PLUGIN_PROTOCOL_VERSIONS,...
+ * ```
+ */
+export function protocolEnvNames(cookieKey: string, manualTls: boolean): string[] {
+  return [
+    cookieKey,
+    PluginEnv.protocolVersions,
+    ...(manualTls ? [] : [PluginEnv.clientCert]),
+    PluginEnv.unixSocketDir,
+    PluginEnv.unixSocketGroup,
+    PluginEnv.minPort,
+    PluginEnv.maxPort,
+    PluginEnv.multiplexGrpc,
+  ];
+}
+
+/**
+ * Reads the protocol variables. Those Deno does not let this process read
+ * (`NotCapable`) are listed in `denied` instead of being taken as unset.
+ */
+function readProtocolEnv(names: readonly string[]): { values: Map<string, string>; denied: string[] } {
+  const values = new Map<string, string>();
+  const denied: string[] = [];
+  for (const name of names) {
+    try {
+      const value = Deno.env.get(name);
+      if (value !== undefined) values.set(name, value);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+        denied.push(name);
+      } else throw error;
+    }
+  }
+  return { values, denied };
+}
+
+/**
+ * Why serve() refuses to start when it may not read protocol variables.
+ *
+ * @example
+ * ```ts
+ * import { deniedEnvMessage } from "./server.ts";
+ * console.log(deniedEnvMessage(["PLUGIN_CLIENT_CERT"])); // "... Run it with --allow-env=PLUGIN_CLIENT_CERT ..."
+ * ```
+ */
+export function deniedEnvMessage(denied: readonly string[]): string {
+  const tls = denied.includes(PluginEnv.clientCert)
+    ? ` Without ${PluginEnv.clientCert} it cannot tell whether the host asked for mTLS, and serving ` +
+      "plaintext then would turn TLS off without anyone noticing."
+    : "";
+  return `this plugin may not read the environment variable${denied.length > 1 ? "s" : ""} ` +
+    `${denied.join(", ")}, which the go-plugin protocol needs: refusing to start.${tls} ` +
+    `Run it with --allow-env=${denied.join(",")} (or a wider grant such as --allow-env=<cookie>,PLUGIN_*). ` +
+    "A Tether host grants these itself.";
 }
 
 function fail(capture: StdioCapture, message: string): never {
@@ -139,12 +205,18 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     fail(capture, MISCONFIGURED);
   }
   const { magicCookieKey, magicCookieValue } = options.handshake;
-  if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
-
   const logger: Logger = options.logger ?? {
     log: (record) =>
       capture.realStderr(encoder.encode(formatHclogJson({ timestamp: new Date(), ...record }))),
   };
+  const { values: protocolEnv, denied } = readProtocolEnv(protocolEnvNames(magicCookieKey, !!options.tls));
+  if (denied.length > 0) {
+    // Fail closed: an unreadable variable is not an unset one.
+    logger.log({ level: "error", message: deniedEnvMessage(denied), fields: { denied } });
+    Deno.exit(1);
+  }
+  const env = (name: string): string | undefined => protocolEnv.get(name);
+  if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
 
   const byVersion = new Map<number, ServiceList>();
   for (const [version, list] of Object.entries(options.versionedServices ?? {})) {
@@ -177,7 +249,8 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
       } catch (error) {
         logger.log({
           level: "error",
-          message: "cannot use the host's certificate",
+          // go-plugin goes on with an empty CA pool (every host refused); refusing to start says why.
+          message: `cannot use the host's certificate (${PluginEnv.clientCert}): refusing to start`,
           fields: { error: String(error) },
         });
         Deno.exit(1);
@@ -189,12 +262,12 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }
 
   const windows = Deno.build.os === "windows";
-  const socketPath = env(PluginEnv.tetherSocketPath);
+  const socketPath = optionalEnv(PluginEnv.tetherSocketPath);
   const listen = {
     network: windows ? "tcp" as const : "unix" as const,
     socketPath,
     // A Tether host names the socket; only otherwise is TMPDIR consulted (and a sandbox may not grant it).
-    socketDir: socketPath ? undefined : env(PluginEnv.unixSocketDir) || env("TMPDIR") || "/tmp",
+    socketDir: socketPath ? undefined : env(PluginEnv.unixSocketDir) || optionalEnv("TMPDIR") || "/tmp",
     socketGroup: env(PluginEnv.unixSocketGroup),
     minPort: Number(env(PluginEnv.minPort) ?? 0) || 0,
     maxPort: Number(env(PluginEnv.maxPort) ?? 0) || 0,

@@ -98,7 +98,14 @@ function ignoreErrors(write: () => void): void {
 /** Writes all of `bytes` with a synchronous writer that may write less. */
 export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   let offset = 0;
-  while (offset < bytes.length) offset += writer.writeSync(bytes.subarray(offset));
+  while (offset < bytes.length) {
+    const written = writer.writeSync(bytes.subarray(offset));
+    // A writer that takes nothing would spin here forever.
+    if (!(written > 0)) {
+      throw new Error(`write made no progress (${offset} of ${bytes.length} bytes written)`);
+    }
+    offset += written;
+  }
 }
 
 /**
@@ -110,6 +117,7 @@ export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, bytes
 export class StdioCapture {
   readonly #queue: AsyncQueue<StdioData | { channel: StdioData_Channel; data: Uint8Array }>;
   readonly #restore: (() => void)[] = [];
+  #reportedDrops = 0;
   /** Writes straight to the real stderr, for the plugin's log. */
   readonly realStderr: (bytes: Uint8Array) => void;
   /** Writes straight to the real stdout, for the handshake line. */
@@ -207,6 +215,18 @@ export class StdioCapture {
       while (!signal.aborted) {
         const next = await Promise.race([iterator.next(), aborted]);
         if (next.done) return;
+        if (this.dropped > this.#reportedDrops) {
+          // Output was dropped while the host was not reading: say so where the gap is.
+          const lost = this.dropped - this.#reportedDrops;
+          this.#reportedDrops = this.dropped;
+          yield {
+            channel: StdioData_Channel.STDERR,
+            data: encoder.encode(
+              `[tether: ${lost} chunks of plugin output (up to 1 KiB each) dropped: ` +
+                "the host did not read them in time]\n",
+            ),
+          };
+        }
         yield next.value;
       }
     } finally {

@@ -12,9 +12,15 @@ import {
   registration,
   TetherError,
 } from "../../mod.ts";
+import * as grpc from "@grpc/grpc-js";
+import { Broker, type ConnInfoInit } from "../../src/broker.ts";
+import { GRPCBroker } from "../../src/gen/plugin/grpc_broker_pb.ts";
+import { assertPinnedAddress } from "../../src/handshake.ts";
+import { AsyncQueue } from "../../src/queue.ts";
+import { createServiceClient } from "../../src/rpc.ts";
 import { Adder, KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import { denoPlugin, ignoreWithoutGo } from "../helpers.ts";
-import { inSandbox, rejectsWith, type Sandbox, text } from "./support.ts";
+import { inSandbox, kvHandshake, rejectsWith, type Sandbox, text } from "./support.ts";
 
 async function started(box: Sandbox, options: PluginClientOptions): Promise<PluginClient> {
   const client = box.client(options);
@@ -169,4 +175,171 @@ Deno.test("broker: the host survives a plugin stopping while a brokered connecti
       await Deno.remove(`${box.dir}/${entry.name}`, { recursive: true });
     }
   });
+});
+
+/** What a broker has queued for the peer, after closing it (the stream then ends). */
+async function drained(broker: Broker): Promise<ConnInfoInit[]> {
+  broker.close();
+  const sent: ConnInfoInit[] = [];
+  for await (const info of broker.outgoing) sent.push(info);
+  return sent;
+}
+
+function knock(serviceId: number, ack = false): ConnInfoInit {
+  return { serviceId, network: "", address: "", knock: { knock: true, ack, error: "" } };
+}
+
+Deno.test("broker knocks: each id answered once with an ack carrying the refusal; acks and floods get nothing", async () => {
+  const broker = new Broker(undefined, { network: "unix" });
+  for (let i = 0; i < 10_000; i++) broker.receive(knock(1));
+  broker.receive(knock(2, true));
+  for (let id = 100; id < 300; id++) broker.receive(knock(id));
+  const sent = await drained(broker);
+  assert.deepEqual(sent[0], {
+    serviceId: 1,
+    network: "",
+    address: "",
+    knock: { knock: true, ack: true, error: "gRPC broker multiplexing is not supported by this side" },
+  });
+  assert.equal(sent.filter((info) => info.serviceId === 1).length, 1);
+  assert.equal(sent.filter((info) => info.serviceId === 2).length, 0, "an ack was answered");
+  // Distinct ids are answered up to a cap: a peer cannot make this side send without bound.
+  assert.equal(sent.length, 64);
+  assert.ok(sent.every((info) => info.knock?.ack === true));
+});
+
+Deno.test("broker knocks: two Tether brokers wired to each other go quiet after one answer (no knock ping-pong)", async () => {
+  const a = new Broker(undefined, { network: "unix" });
+  const b = new Broker(undefined, { network: "unix" });
+  const delivered: string[] = [];
+  const sentinelAtA = Promise.withResolvers<void>();
+  const pump = async (from: Broker, to: Broker, name: string) => {
+    for await (const info of from.outgoing) {
+      delivered.push(`${name}:${info.serviceId}:${info.knock?.ack ? "ack" : "knock"}`);
+      to.receive(info);
+      if (to === a && info.serviceId === 9) sentinelAtA.resolve();
+    }
+  };
+  const pumps = [pump(a, b, "a->b"), pump(b, a, "b->a")];
+  a.receive(knock(7));
+  // A later knock's answer travels the same queues: when it arrives, anything the first one set off
+  // (in the old code, knocks answered with knocks, forever) would have been delivered before it.
+  b.receive(knock(9));
+  await sentinelAtA.promise;
+  assert.deepEqual(delivered, ["a->b:7:ack", "b->a:9:ack"]);
+  a.close();
+  b.close();
+  await Promise.all(pumps);
+});
+
+Deno.test("broker knocks: a real plugin process answers a knock flood once per id, over its broker stream", async () => {
+  await inSandbox(async (box) => {
+    const env: Record<string, string> = {
+      [kvHandshake.magicCookieKey]: kvHandshake.magicCookieValue,
+      PLUGIN_PROTOCOL_VERSIONS: "1",
+      PLUGIN_UNIX_SOCKET_DIR: box.dir,
+    };
+    for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME"]) {
+      const value = Deno.env.get(name);
+      if (value !== undefined) env[name] = value;
+    }
+    const { cmd, args } = denoPlugin("examples/kv/plugin.ts");
+    const child = new Deno.Command(cmd, {
+      args: [...args, box.marker],
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    box.watchPid(child.pid);
+    let socket = "";
+    let channel: grpc.Client | undefined;
+    try {
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let line = "";
+      while (!line.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("plugin printed no handshake line");
+        line += value;
+      }
+      reader.releaseLock();
+      socket = line.split("|")[3];
+      channel = new grpc.Client(`unix:${socket}`, grpc.credentials.createInsecure());
+      const requests = new AsyncQueue<ConnInfoInit>();
+      const answers = createServiceClient(channel, GRPCBroker).startStream(requests);
+      // 5000 knocks for id 1, then one for the sentinel id 2: the stream is ordered both ways, so
+      // when the sentinel's answer arrives every answer to the flood has arrived before it.
+      for (let i = 0; i < 5_000; i++) requests.push(knock(1));
+      requests.push(knock(2));
+      const received: ConnInfoInit[] = [];
+      for await (const info of answers) {
+        received.push(info);
+        if (info.serviceId === 2) break;
+      }
+      assert.deepEqual(received.map((info) => [info.serviceId, info.knock?.ack]), [[1, true], [2, true]]);
+      assert.match(received[0].knock!.error, /multiplexing is not supported/);
+      requests.close();
+    } finally {
+      channel?.close();
+      child.kill("SIGKILL");
+      await child.status;
+      if (socket) await Deno.remove(socket).catch(() => {});
+    }
+  });
+});
+
+Deno.test("broker: an announced address the pin refuses is never dialled", async () => {
+  const outside = await Deno.makeTempDir({ dir: "/tmp", prefix: "tbpin" });
+  const path = `${outside}/service.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  let connections = 0;
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        connections++;
+        conn.close();
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  const broker = new Broker(
+    undefined,
+    { network: "unix" },
+    undefined,
+    (endpoint, id) =>
+      assertPinnedAddress(endpoint, { plugin: "p", socketDir: "/tmp/launch-dir" }, `broker connection ${id}`),
+  );
+  try {
+    broker.receive({ serviceId: 5, network: "unix", address: path });
+    const error = await rejectsWith(broker.dial(5, 1_000), "handshake");
+    assert.match(error.message, new RegExp(`announced unix "${path}" in broker connection 5`));
+    assert.equal(connections, 0);
+  } finally {
+    broker.close();
+    listener.close();
+    await accepting;
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("broker: a flood of announcements nobody dials keeps only the newest 1024", async () => {
+  const broker = new Broker(undefined, { network: "unix" });
+  try {
+    for (let id = 1; id <= 100_000; id++) {
+      broker.receive({ serviceId: id, network: "unix", address: `/x/${id}` });
+    }
+    // The newest are still there (dial finds them at once, then fails to connect: nothing listens)...
+    const newest = await broker.dial(100_000, 1);
+    assert.equal(newest.endpoint.address, "/x/100000");
+    newest.close();
+    const edge = await broker.dial(100_000 - 1023, 1);
+    edge.close();
+    // ...the older ones were dropped: dialling waits for a new announcement and times out.
+    await rejectsWith(broker.dial(100_000 - 1024, 1), "broker");
+    await rejectsWith(broker.dial(1, 1), "broker");
+  } finally {
+    broker.close();
+  }
 });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { TetherError } from "../../mod.ts";
 import {
+  assertPinnedAddress,
   chooseVersion,
   decodeRawBase64,
   encodeRawBase64,
@@ -256,4 +257,99 @@ Deno.test("offeredVersions: union of protocolVersion and protocolVersions, highe
   throwsTether(() => offeredVersions(cookie), "config", "no protocol version");
   throwsTether(() => offeredVersions({ ...cookie, protocolVersion: 1.5 }), "config", "1.5");
   throwsTether(() => offeredVersions({ ...cookie, protocolVersions: [-1] }), "config", "-1");
+});
+
+Deno.test("assertPinnedAddress: only the assigned socket, or a socket directly inside the launch directory", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tether-pin-" });
+  const other = await Deno.makeTempDir({ prefix: "tether-pin-other-" });
+  const listeners: Deno.Listener[] = [];
+  try {
+    const socket = (path: string) => listeners.push(Deno.listen({ transport: "unix", path }));
+    socket(`${dir}/plugin.sock`);
+    socket(`${dir}/plugin12345`);
+    socket(`${other}/elsewhere.sock`);
+    await Deno.mkdir(`${dir}/sub`);
+    socket(`${dir}/sub/nested.sock`);
+    await Deno.symlink(`${other}/elsewhere.sock`, `${dir}/link.sock`);
+    await Deno.writeTextFile(`${dir}/file`, "");
+
+    const exact = { plugin: "p", socketPath: `${dir}/plugin.sock` };
+    assertPinnedAddress({ network: "unix", address: `${dir}/plugin.sock` }, exact);
+    throwsTether(
+      () => assertPinnedAddress({ network: "unix", address: `${dir}/plugin12345` }, exact),
+      "handshake",
+      `plugin p announced unix "${dir}/plugin12345" in its handshake line`,
+      `expected unix socket ${dir}/plugin.sock`,
+      "Tether did not connect to it",
+    );
+
+    const inside = { plugin: "p", socketDir: dir };
+    assertPinnedAddress({ network: "unix", address: `${dir}/plugin12345` }, inside);
+    // Not there yet: allowed through (the dial then fails and says so).
+    assertPinnedAddress({ network: "unix", address: `${dir}/not-yet` }, inside);
+    for (
+      const address of [
+        `${other}/elsewhere.sock`,
+        `${dir}/sub/nested.sock`,
+        `${dir}/../x.sock`,
+        `${dir}/`,
+        "rel.sock",
+      ]
+    ) {
+      throwsTether(
+        () => assertPinnedAddress({ network: "unix", address }, inside),
+        "handshake",
+        `expected a unix socket directly inside ${dir}`,
+        "not one this launch assigned",
+      );
+    }
+    throwsTether(
+      () => assertPinnedAddress({ network: "unix", address: `${dir}/link.sock` }, inside),
+      "handshake",
+      "not a socket (a symlink or file is refused)",
+    );
+    throwsTether(
+      () => assertPinnedAddress({ network: "unix", address: `${dir}/file` }, inside),
+      "handshake",
+      "not a socket",
+    );
+  } finally {
+    for (const listener of listeners) listener.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(other, { recursive: true });
+  }
+});
+
+Deno.test("assertPinnedAddress: TCP refused unless allowed, then only 127.0.0.1 in the port range", () => {
+  const unixOnly = { plugin: "p", socketDir: "/nonexistent-dir" };
+  throwsTether(
+    () => assertPinnedAddress({ network: "tcp", address: "127.0.0.1:22" }, unixOnly, "broker connection 3"),
+    "handshake",
+    'announced tcp "127.0.0.1:22" in broker connection 3',
+    "TCP is not allowed for this plugin",
+    "allowTcp: true",
+  );
+  const tcp = { plugin: "p", tcpPorts: [10000, 25000] as const };
+  assertPinnedAddress({ network: "tcp", address: "127.0.0.1:10000" }, tcp);
+  assertPinnedAddress({ network: "tcp", address: "127.0.0.1:25000" }, tcp);
+  for (
+    const address of ["127.0.0.1:9999", "127.0.0.1:25001", "10.0.0.1:12000", "localhost:12000", "127.0.0.1:x"]
+  ) {
+    throwsTether(
+      () => assertPinnedAddress({ network: "tcp", address }, tcp),
+      "handshake",
+      "expected tcp 127.0.0.1:10000..25000",
+    );
+  }
+  throwsTether(
+    () => assertPinnedAddress({ network: "pipe", address: "x" }, tcp),
+    "handshake",
+    "unknown network",
+  );
+});
+
+Deno.test("parse: a megabyte-long line is quoted cut in the error, with its length", () => {
+  const long = "x".repeat(1024 * 1024);
+  const error = throwsTether(() => parseHandshakeLine(long, [1]), "handshake", "(1048576 characters)");
+  assert.ok(error.message.length < 1000, `message is ${error.message.length} characters`);
 });

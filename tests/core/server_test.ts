@@ -37,8 +37,8 @@ function baseEnv(): Record<string, string> {
 }
 
 /** Runs a TS plugin by hand (no Tether host) and waits for it to exit. */
-async function runToExit(entry: string, env: Record<string, string>) {
-  const { cmd, args } = denoPlugin(entry);
+async function runToExit(entry: string, env: Record<string, string>, permissions?: string[]) {
+  const { cmd, args } = denoPlugin(entry, permissions);
   const out = await new Deno.Command(cmd, { args, env, clearEnv: true, stdin: "null" }).output();
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
 }
@@ -373,5 +373,94 @@ Deno.test("serve: a handler error without a gRPC status reaches the host as UNKN
     );
     assert.equal(error.status, GrpcStatus.UNKNOWN);
     assert.match(error.message, /timeout waiting for connection info for broker id 4242/);
+  });
+});
+
+/** Everything the KV example needs, with `--allow-env` limited to `envGrants`. */
+function kvPermissions(envGrants: string[]): string[] {
+  return ["--allow-read", "--allow-write", "--allow-net", `--allow-env=${envGrants.join(",")}`];
+}
+
+/** The protocol variables serve() must read, plus what grpc-js and the runtime read. */
+const PROTOCOL_ENV = [
+  kvHandshake.magicCookieKey,
+  "PLUGIN_PROTOCOL_VERSIONS",
+  "PLUGIN_CLIENT_CERT",
+  "PLUGIN_UNIX_SOCKET_DIR",
+  "PLUGIN_UNIX_SOCKET_GROUP",
+  "PLUGIN_MIN_PORT",
+  "PLUGIN_MAX_PORT",
+  "PLUGIN_MULTIPLEX_GRPC",
+];
+const RUNTIME_ENV = ["GRPC_*", "TMPDIR", "NODE_*"];
+
+Deno.test("serve: a PLUGIN_CLIENT_CERT it may not read → refuses to start (no plaintext), names --allow-env=PLUGIN_CLIENT_CERT", async () => {
+  await inSandbox(async (box) => {
+    const host = await generateCertificate();
+    const grants = [...PROTOCOL_ENV.filter((name) => name !== "PLUGIN_CLIENT_CERT"), ...RUNTIME_ENV];
+    const result = await runToExit(
+      "examples/kv/plugin.ts",
+      handMadeHostEnv(box, { PLUGIN_CLIENT_CERT: host.certPem }),
+      kvPermissions(grants),
+    );
+    assert.equal(result.code, 1, result.stderr);
+    // No handshake line: nothing was served, in plaintext or otherwise.
+    assert.equal(result.stdout, "");
+    const record = JSON.parse(result.stderr.trim().split("\n").pop()!);
+    assert.equal(record["@level"], "error");
+    assert.match(record["@message"], /may not read the environment variable PLUGIN_CLIENT_CERT/);
+    assert.match(record["@message"], /--allow-env=PLUGIN_CLIENT_CERT/);
+    assert.match(record["@message"], /refusing to start/);
+    assert.deepEqual(record.denied, ["PLUGIN_CLIENT_CERT"]);
+  });
+});
+
+Deno.test("serve: any protocol variable it may not read (cookie, versions, socket dir, ports) → refuses to start, names them all", async () => {
+  await inSandbox(async (box) => {
+    const missing = [
+      kvHandshake.magicCookieKey,
+      "PLUGIN_PROTOCOL_VERSIONS",
+      "PLUGIN_UNIX_SOCKET_DIR",
+      "PLUGIN_MAX_PORT",
+    ];
+    const grants = [...PROTOCOL_ENV.filter((name) => !missing.includes(name)), ...RUNTIME_ENV];
+    const result = await runToExit("examples/kv/plugin.ts", handMadeHostEnv(box), kvPermissions(grants));
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stdout, "");
+    const record = JSON.parse(result.stderr.trim().split("\n").pop()!);
+    assert.deepEqual(record.denied, missing);
+    assert.ok(record["@message"].includes(`--allow-env=${missing.join(",")}`), record["@message"]);
+
+    // The control: with every grant, the same plugin starts and prints its handshake line.
+    const plugin = new HandMade("examples/kv/plugin.ts", handMadeHostEnv(box), []);
+    let socket: string | undefined;
+    try {
+      const line = await plugin.firstLine();
+      assert.match(line, /^1\|1\|unix\|/);
+      socket = line.split("|")[3];
+    } finally {
+      await plugin.close();
+      // SIGKILLed: its socket stays behind.
+      if (socket) await Deno.remove(socket).catch(() => {});
+    }
+  });
+});
+
+Deno.test("serve: a PLUGIN_CLIENT_CERT that is not a certificate → refuses to start instead of serving plaintext", async () => {
+  await inSandbox(async (box) => {
+    for (
+      const garbage of ["not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+    ) {
+      const result = await runToExit(
+        "examples/kv/plugin.ts",
+        handMadeHostEnv(box, { PLUGIN_CLIENT_CERT: garbage }),
+      );
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stdout, "", "no handshake line");
+      assert.match(
+        result.stderr,
+        /cannot use the host's certificate \(PLUGIN_CLIENT_CERT\): refusing to start/,
+      );
+    }
   });
 });

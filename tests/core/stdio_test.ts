@@ -7,7 +7,9 @@
 
 import assert from "node:assert/strict";
 import type { LogLevel, PluginClient, PluginClientOptions } from "../../mod.ts";
+import { StdioData_Channel } from "../../src/gen/plugin/grpc_stdio_pb.ts";
 import { KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
+import { StdioCapture, writeAllSync } from "../../src/stdio.ts";
 import { eventually, ignoreWithoutGo } from "../helpers.ts";
 import { inSandbox, Recorder, type Sandbox } from "./support.ts";
 
@@ -142,4 +144,44 @@ Deno.test("stdio: the plugin's own stderr lines that are not JSON are logged at 
     assert.equal(logger.find("[WARN] disk almost full")[0]?.level, "warn");
     assert.equal(logger.find("plain words")[0]?.level, "debug");
   });
+});
+
+Deno.test("writeAllSync: a writer that takes a byte at a time still gets every byte; one that takes none is an error", () => {
+  const bytes = new TextEncoder().encode("1|1|unix|/tmp/plugin1|grpc|\n");
+  const received: number[] = [];
+  writeAllSync({
+    writeSync: (p) => {
+      received.push(p[0]);
+      return 1;
+    },
+  }, bytes);
+  assert.deepEqual(new Uint8Array(received), bytes);
+  assert.throws(
+    () => writeAllSync({ writeSync: (p) => p.length > 3 ? 3 : 0 }, bytes),
+    /write made no progress \(27 of 28 bytes written\)/,
+  );
+});
+
+Deno.test("StdioCapture: output dropped while the host did not read is reported in the stream, with the count", async () => {
+  const capture = new StdioCapture(2);
+  const encoder = new TextEncoder();
+  for (const word of ["one", "two", "three", "four", "five"]) {
+    capture.push(StdioData_Channel.STDOUT, encoder.encode(word));
+  }
+  assert.equal(capture.dropped, 3);
+  capture.uninstall(); // Ends the stream once the queue is read.
+  const controller = new AbortController();
+  const stream = capture.service().implementation.streamStdio(
+    {} as never,
+    { signal: controller.signal } as never,
+  ) as AsyncIterable<{ channel: StdioData_Channel; data: Uint8Array }>;
+  const seen: string[] = [];
+  for await (const data of stream) {
+    seen.push(`${StdioData_Channel[data.channel]}:${new TextDecoder().decode(data.data)}`);
+  }
+  assert.deepEqual(seen, [
+    "STDERR:[tether: 3 chunks of plugin output (up to 1 KiB each) dropped: the host did not read them in time]\n",
+    "STDOUT:four",
+    "STDOUT:five",
+  ]);
 });

@@ -11,12 +11,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ignoreWithoutGo, isAlive } from "../helpers.ts";
+import { denoPlugin, ignoreWithoutGo, isAlive } from "../helpers.ts";
 import {
   assertAllStepsOk,
   type HostLogEntry,
   inSandbox,
   isListening,
+  kvHandshake,
   LEVELS,
   runKvhost,
   step,
@@ -174,5 +175,53 @@ Deno.test({
       onStale: (paths) => {
         for (const path of paths) assert.equal(isListening(path), false, `${path} still has a listener`);
       },
+    }),
+});
+
+Deno.test({
+  name:
+    "Go host with AutoMTLS -> TypeScript plugin that may not read PLUGIN_CLIENT_CERT: start refused, the grant named",
+  ignore,
+  fn: () =>
+    inSandbox(async (sandbox) => {
+      // Everything the plugin needs except the certificate's variable: before the fix, serve() took the
+      // unreadable PLUGIN_CLIENT_CERT as unset and served plaintext to a host that asked for mTLS.
+      const env = [
+        kvHandshake.magicCookieKey,
+        "PLUGIN_PROTOCOL_VERSIONS",
+        "PLUGIN_UNIX_SOCKET_DIR",
+        "PLUGIN_UNIX_SOCKET_GROUP",
+        "PLUGIN_MIN_PORT",
+        "PLUGIN_MAX_PORT",
+        "PLUGIN_MULTIPLEX_GRPC",
+        "TETHER_PLUGIN_SOCKET",
+        "TMPDIR",
+        "GRPC_*",
+        "NODE_*",
+      ];
+      const ts = denoPlugin("examples/kv/plugin.ts", [
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        `--allow-env=${env.join(",")}`,
+      ]);
+      const { code, report, log } = await runKvhost(
+        sandbox,
+        ["-automtls=true", "-scenario", "all", "-timeout", "60s"],
+        { cmd: ts.cmd, args: [...ts.args, sandbox.dir] },
+      );
+      assert.equal(code, 1);
+      assert.equal(report.ok, false);
+      const start = step(report, "start");
+      assert.equal(start.ok, false, "the plugin started although it could not read the host's certificate");
+      // go-plugin relays the plugin's hclog line at its level, with the plugin's own text.
+      const refusal = log.find((e) =>
+        typeof e["@message"] === "string" && e["@message"].includes("--allow-env=PLUGIN_CLIENT_CERT")
+      );
+      assert.ok(refusal, `the host log does not name the grant:\n${JSON.stringify(log, null, 1)}`);
+      assert.equal(refusal["@level"], "error");
+      assert.match(refusal["@message"], /may not read the environment variable PLUGIN_CLIENT_CERT/);
+      // No handshake line was read, so go-plugin never tried to connect.
+      assert.equal(log.some((e) => e["@message"] === "using plugin"), false);
     }),
 });
