@@ -91,5 +91,10 @@ export type {
   RestartOptions,
   TetherOptions,
 } from "./config/types.ts";
-export { type ConfigLoadOptions, loadPluginsConfig, parsePluginsConfig, validatePluginsConfig } from "./config/load.ts";
+export {
+  type ConfigLoadOptions,
+  loadPluginsConfig,
+  parsePluginsConfig,
+  validatePluginsConfig,
+} from "./config/load.ts";
 export { MAX_RETRY_SECONDS, MAX_TIMER_MS } from "./config/schema.ts";

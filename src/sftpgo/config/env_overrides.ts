@@ -136,7 +136,9 @@ export function applyPluginEnv(plugins: readonly unknown[], env: Record<string, 
     const vars = byIndex.get(idx);
     if (vars === undefined) continue;
     const target = idx < out.length ? idx : out.length;
-    const base = target < out.length && isPlainObject(out[target]) ? out[target] as Record<string, unknown> : {};
+    const base = target < out.length && isPlainObject(out[target])
+      ? out[target] as Record<string, unknown>
+      : {};
     const entry = structuredClone(base);
     let set = false;
     for (const [key, value] of vars) {
@@ -144,7 +146,12 @@ export function applyPluginEnv(plugins: readonly unknown[], env: Record<string, 
       const { path, kind } = KEYS[key];
       const parsed = parse(kind, value);
       if (parsed === undefined) {
-        result.errors.push({ variable, path: [target, ...path], expected: EXPECTED[kind], found: JSON.stringify(value) });
+        result.errors.push({
+          variable,
+          path: [target, ...path],
+          expected: EXPECTED[kind],
+          found: JSON.stringify(value),
+        });
         continue;
       }
       let node = entry;
@@ -162,7 +169,8 @@ export function applyPluginEnv(plugins: readonly unknown[], env: Record<string, 
       if (target !== idx) {
         result.warnings.push({
           variable: `${ENV_PREFIX}${idx}__*`,
-          message: `adds plugins[${target}], not plugins[${idx}]: SFTPGo appends an index past the end of the list`,
+          message:
+            `adds plugins[${target}], not plugins[${idx}]: SFTPGo appends an index past the end of the list`,
         });
       }
     }

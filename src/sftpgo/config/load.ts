@@ -43,8 +43,10 @@ const UNSUPPORTED_FORMATS: Record<string, string> = {
   tfvars: `HCL is not read by Tether; ${CONVERT}`,
   ini: `an INI file cannot hold the plugins list (a list of mappings); ${CONVERT}, or use ` +
     "SFTPGO_PLUGINS__<n>__<KEY> environment variables",
-  env: "a .env file cannot hold the plugins list; set SFTPGO_PLUGINS__<n>__<KEY> environment variables instead",
-  dotenv: "a .env file cannot hold the plugins list; set SFTPGO_PLUGINS__<n>__<KEY> environment variables instead",
+  env:
+    "a .env file cannot hold the plugins list; set SFTPGO_PLUGINS__<n>__<KEY> environment variables instead",
+  dotenv:
+    "a .env file cannot hold the plugins list; set SFTPGO_PLUGINS__<n>__<KEY> environment variables instead",
   properties: `a properties file cannot hold the plugins list (a list of mappings); ${CONVERT}`,
   props: `a properties file cannot hold the plugins list (a list of mappings); ${CONVERT}`,
   prop: `a properties file cannot hold the plugins list (a list of mappings); ${CONVERT}`,

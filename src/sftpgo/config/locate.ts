@@ -8,7 +8,6 @@ import { isAlias, isMap, isScalar, isSeq, type LineCounter } from "yaml";
 import type { Document, Node as YamlNode, Pair } from "yaml";
 import type { PathSeg } from "./text.ts";
 
-
 export interface Position {
   line: number;
   column: number;

@@ -152,15 +152,22 @@ const permissionsShape = {
 };
 
 const restartShape = {
-  initial_backoff_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(250),
-  max_backoff_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(30_000),
+  initial_backoff_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs))
+    .default(250),
+  max_backoff_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(
+    30_000,
+  ),
   max_restarts: z.int(E(X.maxRestarts)).min(0, E(X.maxRestarts)).default(0),
 };
 
 const tetherShape = {
   runtime: z.enum(["auto", "deno", "native"], E(X.runtime)).default("auto"),
-  start_timeout_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(60_000),
-  call_timeout_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(20_000),
+  start_timeout_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(
+    60_000,
+  ),
+  call_timeout_ms: z.int(E(X.positiveMs)).min(1, E(X.positiveMs)).max(MAX_TIMER_MS, E(X.positiveMs)).default(
+    20_000,
+  ),
   restart: strictStruct(restartShape),
   health_check_interval_ms: z.int(E(X.healthMs)).min(0, E(X.healthMs)).max(MAX_TIMER_MS, E(X.healthMs))
     .default(5_000),

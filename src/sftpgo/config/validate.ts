@@ -69,7 +69,9 @@ interface Context {
 }
 
 function warnAt(ctx: Context, pos: Position, path: PathSeg[], message: string) {
-  ctx.warnings.push(makeWarning(pos.file ?? ctx.locator.file, pos.line, pos.column, formatPath(path), message));
+  ctx.warnings.push(
+    makeWarning(pos.file ?? ctx.locator.file, pos.line, pos.column, formatPath(path), message),
+  );
 }
 
 /**
@@ -175,7 +177,9 @@ function withEnv(normalized: unknown, env: Record<string, string>, ctx: Context)
   const list = Array.isArray(normalized) ? normalized : goSlice(normalized);
   if (!Array.isArray(list)) return normalized;
   const result = applyPluginEnv(list, env);
-  if (result.sources.size === 0 && result.errors.length === 0 && result.warnings.length === 0) return normalized;
+  if (result.sources.size === 0 && result.errors.length === 0 && result.warnings.length === 0) {
+    return normalized;
+  }
   ctx.locator = new EnvLocator(ctx.locator, result.sources);
   for (const w of result.warnings) {
     ctx.warnings.push(makeWarning(`environment variable ${w.variable}`, 0, 0, "", w.message));
