@@ -61,10 +61,6 @@
  * @module
  */
 
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
-import type { Document, Node as YamlNode, Pair } from "yaml";
-import { z } from "zod";
-
 export {
   AuthScope,
   ConfigError,

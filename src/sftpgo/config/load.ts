@@ -1,6 +1,6 @@
 /**
  * The loader's entry points: text (YAML, JSON, TOML) or an already-parsed value in, validated
- * {@linkcode PluginConfig}s out, with SFTPGo's environment overrides applied when asked.
+ * `PluginConfig`s out, with SFTPGo's environment overrides applied when asked.
  *
  * @module
  */
@@ -9,7 +9,7 @@ import { LineCounter, parseDocument } from "yaml";
 import { DocLocator, NullLocator } from "./locate.ts";
 import { aggregate, makeWarning, sortWarnings } from "./text.ts";
 import { parseTomlDocument } from "./toml.ts";
-import { ConfigError, type PluginConfig, type PluginConfigList } from "./types.ts";
+import { ConfigError, type PluginConfigList } from "./types.ts";
 import { validate } from "./validate.ts";
 
 /**
