@@ -19,7 +19,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { GrpcStatus, TetherError } from "./errors.ts";
 import * as v1 from "./gen/grpc/reflection/v1/reflection_pb.ts";
@@ -266,31 +266,55 @@ export async function reflect(client: Dispenser, options: { timeoutMs?: number }
   ) {
     try {
       const stub = client.dispense(service as typeof v1.ServerReflection);
-      const ask = async (requests: v1.ServerReflectionRequest["messageRequest"][]) => {
-        const out: v1.ServerReflectionResponse[] = [];
+      // One request per stream, reading exactly one answer, as grpc-go's own reflection client does for each
+      // lookup: a server may keep the stream open after the client half-closes, and a Tether server stalled
+      // with several requests in flight on one stream.
+      const ask = async (messageRequest: v1.ServerReflectionRequest["messageRequest"]) => {
         async function* send() {
-          for (const messageRequest of requests) yield { messageRequest };
+          yield { messageRequest };
         }
-        for await (const response of stub.serverReflectionInfo(send(), { timeoutMs })) out.push(response);
-        return out;
+        const stop = new AbortController();
+        const responses = stub.serverReflectionInfo(send(), { timeoutMs, signal: stop.signal })[
+          Symbol.asyncIterator
+        ]();
+        try {
+          const next = await responses.next();
+          return next.done ? undefined : next.value;
+        } finally {
+          stop.abort();
+          responses.return?.().catch(() => {});
+        }
       };
-      const [list] = await ask([{ case: "listServices", value: "" }]);
+      const list = await ask({ case: "listServices", value: "" });
       if (list?.messageResponse.case !== "listServicesResponse") {
         throw new TetherError("rpc", `reflection ${version}: unexpected answer to list_services`);
       }
       const services = list.messageResponse.value.service.map((s) => s.name).sort();
-      const answers = await ask(services.map((name) => ({ case: "fileContainingSymbol", value: name })));
-      const files = new Map<string, Uint8Array>();
+      const answers = [];
+      for (const name of services) {
+        const answer = await ask({ case: "fileContainingSymbol", value: name });
+        if (answer !== undefined) answers.push(answer);
+      }
+      const files = new Map<string, FileDescriptorProto>();
       for (const answer of answers) {
         if (answer.messageResponse.case !== "fileDescriptorResponse") continue;
         for (const bytes of answer.messageResponse.value.fileDescriptorProto) {
           const proto = fromBinary(FileDescriptorProtoSchema, bytes);
-          if (!files.has(proto.name)) files.set(proto.name, bytes);
+          if (!files.has(proto.name)) files.set(proto.name, proto);
         }
       }
-      const set = create(FileDescriptorSetSchema, {
-        file: [...files.values()].map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes)),
-      });
+      // A FileDescriptorSet lists imports before the files that import them (as protoc writes it).
+      const ordered: FileDescriptorProto[] = [];
+      const placed = new Set<string>();
+      const place = (name: string) => {
+        const file = files.get(name);
+        if (file === undefined || placed.has(name)) return;
+        placed.add(name);
+        for (const dep of file.dependency) place(dep);
+        ordered.push(file);
+      };
+      for (const name of files.keys()) place(name);
+      const set = create(FileDescriptorSetSchema, { file: ordered });
       return { version, services, registry: createFileRegistry(set) };
     } catch (error) {
       lastError = error;
