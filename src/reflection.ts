@@ -19,7 +19,11 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
-import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import {
+  type FileDescriptorProto,
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+} from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { GrpcStatus, TetherError } from "./errors.ts";
 import * as v1 from "./gen/grpc/reflection/v1/reflection_pb.ts";

@@ -150,7 +150,7 @@ async function checkPlugins(
           p,
           "cmd",
           "error",
-          `${resolved} is not executable (mode ${(info.mode ?? 0).toString(8)}); chmod +x it`,
+          `${resolved} is not executable (mode ${((info.mode ?? 0) & 0o7777).toString(8)}); chmod +x it`,
         );
       }
       if (info?.isFile && p.sha256sum !== undefined) {
