@@ -47,8 +47,9 @@ class Index {
   }
 
   #add(file: DescFile): void {
-    if (this.files.has(file.name)) return;
-    this.files.set(file.name, file);
+    // DescFile.name drops ".proto"; reflection clients ask by the full name, as in FileDescriptorProto.name.
+    if (this.files.has(file.proto.name)) return;
+    this.files.set(file.proto.name, file);
     for (const dep of file.dependencies) this.#add(dep);
     const prefix = file.proto.package ? `${file.proto.package}.` : "";
     for (const service of file.services) {
@@ -73,8 +74,8 @@ class Index {
     const out: Uint8Array[] = [];
     const seen = new Set<string>();
     const visit = (f: DescFile) => {
-      if (seen.has(f.name)) return;
-      seen.add(f.name);
+      if (seen.has(f.proto.name)) return;
+      seen.add(f.proto.name);
       out.push(toBinary(FileDescriptorProtoSchema, f.proto));
       for (const dep of f.dependencies) visit(dep);
     };

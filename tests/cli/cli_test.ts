@@ -274,6 +274,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "call a bidi stream with a JSON array of requests (grpc-go's reflection service of a Go plugin)",
+  ignore,
+  fn: () =>
+    withPluginDir(async (_dir, goPlugin) => {
+      const result = await tether([
+        "call",
+        "--json",
+        ...KV_COOKIE,
+        "--",
+        goPlugin,
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        '[{"listServices": ""}, {"fileByFilename": "nope.proto"}]',
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      const { responses } = JSON.parse(result.stdout);
+      assert.equal(responses.length, 2);
+      assert.ok(
+        responses[0].listServicesResponse.service.some((s: { name: string }) => s.name === "tether.kv.v1.KV"),
+      );
+      assert.equal(responses[1].errorResponse.errorCode, 5);
+    }),
+});
+
+Deno.test({
   name: "call with --descriptor-set (no reflection needed) gives the same answer",
   ignore,
   fn: () =>

@@ -9,7 +9,11 @@
 
 import assert from "node:assert/strict";
 import { goFixture, ignoreWithoutGo } from "../helpers.ts";
-import { inSandbox } from "./support.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { PluginClient } from "../../src/client.ts";
+import * as v1 from "../../src/gen/grpc/reflection/v1/reflection_pb.ts";
+import { inSandbox, kvHandshake } from "./support.ts";
 
 const ignore = ignoreWithoutGo();
 
@@ -53,6 +57,68 @@ Deno.test({
         // Descriptors resolve (protodesc.NewFiles) and carry every method.
         assert.deepEqual(listing.methods["tether.kv.v1.KV"], go[version].methods["tether.kv.v1.KV"]);
         assert.deepEqual(listing.methods["plugin.GRPCBroker"], ["StartStream"]);
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "Tether reflection answers file_by_filename and file_containing_symbol (with imports), NOT_FOUND otherwise",
+  ignore,
+  fn: () =>
+    inSandbox(async (sandbox) => {
+      const client = new PluginClient({
+        cmd: sandbox.tsPlugin.cmd,
+        args: sandbox.tsPlugin.args,
+        handshake: kvHandshake,
+        env: sandbox.pluginEnv,
+        autoMTLS: true,
+      });
+      await client.start();
+      try {
+        const stub = client.dispense(v1.ServerReflection);
+        // One request per stream, reading one answer (see reflect() in src/reflection.ts).
+        const ask = async (messageRequest: v1.ServerReflectionRequest["messageRequest"]) => {
+          const stop = new AbortController();
+          const it = stub.serverReflectionInfo(
+            (async function* () {
+              yield { messageRequest };
+            })(),
+            { signal: stop.signal, timeoutMs: 10_000 },
+          )[Symbol.asyncIterator]();
+          const next = await it.next();
+          stop.abort();
+          it.return?.().catch(() => {});
+          return next.value as v1.ServerReflectionResponse;
+        };
+        const names = (r: v1.ServerReflectionResponse) =>
+          r.messageResponse.case === "fileDescriptorResponse"
+            ? r.messageResponse.value.fileDescriptorProto.map((b) =>
+              fromBinary(FileDescriptorProtoSchema, b).name
+            )
+            : r.messageResponse.case;
+        assert.deepEqual(names(await ask({ case: "fileByFilename", value: "tether/kv/v1/kv.proto" })), [
+          "tether/kv/v1/kv.proto",
+        ]);
+        // The file first, then what it imports.
+        const stdio = names(
+          await ask({ case: "fileContainingSymbol", value: "plugin.GRPCStdio.StreamStdio" }),
+        );
+        assert.equal((stdio as string[])[0], "plugin/grpc_stdio.proto");
+        assert.ok((stdio as string[]).includes("google/protobuf/empty.proto"), String(stdio));
+        assert.deepEqual(
+          names(await ask({ case: "fileContainingSymbol", value: "tether.kv.v1.GetRequest" })),
+          [
+            "tether/kv/v1/kv.proto",
+          ],
+        );
+        const missing = await ask({ case: "fileContainingSymbol", value: "no.such.Symbol" });
+        assert.equal(missing.messageResponse.case, "errorResponse");
+        assert.equal(missing.messageResponse.value.errorCode, 5);
+        assert.equal(missing.validHost, "");
+        assert.equal(missing.originalRequest?.messageRequest.case, "fileContainingSymbol");
+      } finally {
+        await client.kill();
       }
     }),
 });
