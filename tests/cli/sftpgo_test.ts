@@ -308,3 +308,35 @@ Deno.test({
       assert.match(invalid.stderr, /sftpgo\.yaml:2:\d+: plugins\[0\]\.cmd: expected a non-empty string/);
     }),
 });
+
+Deno.test({
+  name: "call --sftpgo TYPE: an SFTPGo plugin (sftpgo/sdk, Go) over its own reflection, as in the README",
+  ignore,
+  fn: () =>
+    withDir(async (dir) => {
+      const ok = await tether([
+        "call",
+        "--sftpgo",
+        "ipfilter",
+        "--",
+        `${dir}/a`,
+        "ipfilter",
+        "proto.IPFilter/CheckIP",
+        '{"ip": "198.51.100.7", "protocol": "SSH"}',
+      ]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual(JSON.parse(ok.stdout), {});
+      const banned = await tether([
+        "call",
+        "--sftpgo",
+        "ipfilter",
+        "--",
+        `${dir}/a`,
+        "ipfilter",
+        "proto.IPFilter/CheckIP",
+        '{"ip": "10.1.2.3", "protocol": "SSH"}',
+      ]);
+      assert.equal(banned.code, 5);
+      assert.match(banned.stderr, /proto\.IPFilter\/CheckIP failed: UNKNOWN: .*ip banned/);
+    }),
+});
