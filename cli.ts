@@ -2,7 +2,7 @@
  * The `tether` command line: `checksum`, `inspect`, `call`, `sftpgo check` and `sftpgo run`.
  *
  * Install it with
- * `deno install -g -A -n tether ./cli.ts` from a checkout (see the README), or run it with
+ * `deno install -g -A -n tether --config ./deno.json ./cli.ts` from a checkout (see the README), or run it with
  * `deno task tether <command>`.
  *
  * @example
