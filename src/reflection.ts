@@ -177,11 +177,11 @@ function allExtensions(file: DescFile) {
  * ```ts
  * import { reflectionServices } from "./reflection.ts";
  * import { registration } from "./rpc.ts";
- * import { KV } from "./gen/tether/kv/v1/kv_pb.ts";
- * const kv = registration(KV, { get: () => ({}), put: () => ({}) });
- * const services = [kv, ...reflectionServices([kv])];
+ * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
+ * const adder = registration(Adder, { add: (req) => ({ sum: req.a + req.b }) });
+ * const services = [adder, ...reflectionServices([adder])];
  * console.log(services.map((s) => s.service.typeName));
- * // ["tether.kv.v1.KV", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+ * // ["tether.kv.v1.Adder", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
  * ```
  */
 export function reflectionServices(registrations: readonly ServiceRegistration[]): ServiceRegistration[] {

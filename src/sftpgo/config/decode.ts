@@ -5,11 +5,29 @@
  * @module
  */
 
+/**
+ * Whether `v` is a plain mapping (not a list, bytes, date, map or set).
+ *
+ * @example
+ * ```ts
+ * import { isPlainObject } from "./decode.ts";
+ * console.log(isPlainObject({ a: 1 }), isPlainObject([1])); // true false
+ * ```
+ */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) &&
     !(v instanceof Date) && !(v instanceof Map) && !(v instanceof Set);
 }
 
+/**
+ * mapstructure's weak string: numbers and booleans become text (`true` → `"1"`), nothing becomes `""`.
+ *
+ * @example
+ * ```ts
+ * import { goString } from "./decode.ts";
+ * console.log(goString(8080), goString(true), goString(null)); // "8080" "1" ""
+ * ```
+ */
 export function goString(v: unknown): unknown {
   if (v === undefined || v === null) return "";
   if (typeof v === "boolean") return v ? "1" : "0";
@@ -24,6 +42,15 @@ export function goString(v: unknown): unknown {
 const GO_INT =
   /^([+-]?)(?:0[xX]((?:_?[0-9a-fA-F])+)|0[bB]((?:_?[01])+)|0[oO]((?:_?[0-7])+)|0((?:_?[0-7])+)|([1-9](?:_?[0-9])*|0))$/;
 
+/**
+ * Go's `strconv.ParseInt(s, 0, 64)` for safe integers: sign, `0x`/`0o`/`0b`/leading-0 octal, `_` between digits.
+ *
+ * @example
+ * ```ts
+ * import { parseGoInt } from "./decode.ts";
+ * console.log(parseGoInt("0x1F"), parseGoInt("017"), parseGoInt("1_000"), parseGoInt("1.5")); // 31 15 1000 undefined
+ * ```
+ */
 export function parseGoInt(s: string): number | undefined {
   const m = GO_INT.exec(s);
   if (m === null) return undefined;
@@ -41,6 +68,16 @@ export function parseGoInt(s: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/**
+ * mapstructure's weak integer: strings parsed as Go does, booleans as 0/1, nothing as 0; anything else is
+ * returned unchanged for the schema to reject.
+ *
+ * @example
+ * ```ts
+ * import { goInt } from "./decode.ts";
+ * console.log(goInt("5"), goInt(true), goInt(undefined), goInt("abc")); // 5 1 0 "abc"
+ * ```
+ */
 export function goInt(v: unknown): unknown {
   if (v === undefined || v === null) return 0;
   if (typeof v === "boolean") return v ? 1 : 0;
@@ -56,6 +93,15 @@ export function goInt(v: unknown): unknown {
 const GO_TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
 const GO_FALSE = new Set(["0", "f", "F", "FALSE", "false", "False", ""]);
 
+/**
+ * mapstructure's weak boolean: Go's `strconv.ParseBool` spellings and non-zero numbers.
+ *
+ * @example
+ * ```ts
+ * import { goBool } from "./decode.ts";
+ * console.log(goBool("t"), goBool(0), goBool("yes")); // true false "yes"
+ * ```
+ */
 export function goBool(v: unknown): unknown {
   if (v === undefined || v === null) return false;
   if (typeof v === "number") return v !== 0;
@@ -63,6 +109,15 @@ export function goBool(v: unknown): unknown {
   return v;
 }
 
+/**
+ * mapstructure's weak slice: a string is split on `,`, a single value becomes a one-item list, nothing `[]`.
+ *
+ * @example
+ * ```ts
+ * import { goSlice } from "./decode.ts";
+ * console.log(goSlice("a,b"), goSlice(5), goSlice(null)); // ["a", "b"] [5] []
+ * ```
+ */
 export function goSlice(v: unknown): unknown {
   if (v === undefined || v === null) return [];
   if (Array.isArray(v)) return v;

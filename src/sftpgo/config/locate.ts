@@ -8,6 +8,7 @@ import { isAlias, isMap, isScalar, isSeq, type LineCounter } from "yaml";
 import type { Document, Node as YamlNode, Pair } from "yaml";
 import type { PathSeg } from "./text.ts";
 
+/** A 1-based line and column (0 when unknown), and where the value came from when it is not the file. */
 export interface Position {
   line: number;
   column: number;
@@ -26,6 +27,15 @@ export interface Locator {
   key(path: PathSeg[], key: string): Position;
 }
 
+/**
+ * The locator for values that did not come from text: every position is 0.
+ *
+ * @example
+ * ```ts
+ * import { NullLocator } from "./locate.ts";
+ * console.log(new NullLocator("obj").value()); // { line: 0, column: 0 }
+ * ```
+ */
 export class NullLocator implements Locator {
   constructor(readonly file: string) {}
   setRoot(): void {}
@@ -37,6 +47,21 @@ export class NullLocator implements Locator {
   }
 }
 
+/**
+ * The locator of a YAML (or JSON) document: follows paths case-insensitively and through `<<` merges, as
+ * viper reads them.
+ *
+ * @example
+ * ```ts
+ * import { LineCounter, parseDocument } from "yaml";
+ * import { DocLocator } from "./locate.ts";
+ * const lineCounter = new LineCounter();
+ * const doc = parseDocument("plugins:\n  - cmd: /bin/x\n", { lineCounter });
+ * const locator = new DocLocator(doc, lineCounter, "a.yaml");
+ * locator.setRoot(["plugins"]);
+ * console.log(locator.value([0, "cmd"])); // { line: 2, column: 10 }
+ * ```
+ */
 export class DocLocator implements Locator {
   #root: PathSeg[] = [];
   constructor(

@@ -28,6 +28,7 @@ const LIVE_TYPES = PLUGIN_TYPES.filter((t) => t !== "metadata");
 const ONE_OF = (values: readonly (string | number)[]) =>
   `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
 
+/** What each field must be, as error messages say it. */
 export const X = {
   plugin: "a mapping with the plugin's type, cmd and options",
   type: `${ONE_OF(LIVE_TYPES)} (or the legacy "metadata")`,
@@ -221,8 +222,10 @@ export const PLUGIN_KEYS: KeyTree = {
   },
 };
 
+/** A plugin entry as the schema decodes it (SFTPGo's snake_case keys, defaults filled in). */
 export type DecodedPlugin = z.output<z.ZodObject<typeof pluginShape>>;
 
+/** Extra details a custom schema issue carries to its {@linkcode ConfigError}. */
 export interface IssueParams {
   /** Overrides the description of the value found. */
   found?: string;
@@ -395,6 +398,8 @@ const pluginSchema = z.object(pluginShape, E(X.plugin))
   .superRefine(checkTether, {
     when: (payload) => isPlainObject(payload.value) && decoded(payload, 0, ["cmd", "tether"]),
   });
+
+/** The schema of the plugins list: every entry, then the checks across entries. */
 export const pluginsSchema = z.preprocess(
   goSlice,
   z.array(pluginSchema, E("a list of plugins")).superRefine(checkAcrossPlugins, {

@@ -10,16 +10,43 @@ import { type ConfigError, type ConfigWarning, formatLocation } from "./types.ts
 /** One step of a field path: a key or a list index. */
 export type PathSeg = string | number;
 
+/**
+ * A field path relative to the plugins list, as messages show it.
+ *
+ * @example
+ * ```ts
+ * import { formatPath } from "./text.ts";
+ * console.log(formatPath([1, "tether", "runtime"])); // "plugins[1].tether.runtime"
+ * ```
+ */
 export function formatPath(path: readonly PathSeg[]): string {
   let out = "plugins";
   for (const seg of path) out += typeof seg === "number" ? `[${seg}]` : `.${seg}`;
   return out;
 }
 
+/**
+ * Sorts warnings in file order (stable, so unpositioned ones keep their order).
+ *
+ * @example
+ * ```ts
+ * import { makeWarning, sortWarnings } from "./text.ts";
+ * console.log(sortWarnings([makeWarning("f", 3, 1, "", "b"), makeWarning("f", 1, 1, "", "a")])[0].message); // "a"
+ * ```
+ */
 export function sortWarnings(warnings: ConfigWarning[]): ConfigWarning[] {
   return warnings.sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
+/**
+ * A {@linkcode ConfigWarning} with its `text` filled in.
+ *
+ * @example
+ * ```ts
+ * import { makeWarning } from "./text.ts";
+ * console.log(makeWarning("a.yaml", 2, 3, "plugins[0].x", "unknown key").text); // "a.yaml:2:3: plugins[0].x: unknown key"
+ * ```
+ */
 export function makeWarning(
   file: string,
   line: number,
@@ -37,6 +64,18 @@ export function makeWarning(
   };
 }
 
+/**
+ * The first error in file order, carrying all of them (`errors`) and the warnings; its message has one line per
+ * error.
+ *
+ * @example
+ * ```ts
+ * import { aggregate } from "./text.ts";
+ * import { ConfigError } from "./types.ts";
+ * const e = (line: number) => new ConfigError({ file: "f", line, column: 1, path: "", expected: "x", found: "y" });
+ * console.log(aggregate([e(5), e(2)]).line); // 2
+ * ```
+ */
 export function aggregate(errors: ConfigError[], warnings: ConfigWarning[] = []): ConfigError {
   // Stable sort: errors without positions keep the schema's (document) order.
   const sorted = [...errors].sort((a, b) => a.line - b.line || a.column - b.column);
