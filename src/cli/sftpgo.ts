@@ -173,14 +173,16 @@ async function checkPlugins(
           at(p, "sha256sum", "error", `cannot hash ${resolved}: ${error}`);
         }
       }
-      const base = (() => {
-        try {
-          return Deno.realPathSync(resolved).split("/").pop() ?? "";
-        } catch {
-          return resolved.split("/").pop() ?? "";
-        }
-      })();
-      if (INTERPRETERS.test(base)) {
+      let real: string | undefined;
+      try {
+        real = Deno.realPathSync(resolved);
+      } catch {
+        real = undefined;
+      }
+      entry.executable = real;
+      const base = (real ?? resolved).split("/").pop() ?? "";
+      // killProcess compares /proc/<pid>/exe (absolute, symlinks resolved) with cmd as written.
+      if (real !== undefined && real === p.cmd && INTERPRETERS.test(base)) {
         at(
           p,
           "cmd",
@@ -195,24 +197,41 @@ async function checkPlugins(
     }
     report.push(entry);
   }
-  // SFTPGo's killProcess compares each running process's executable with cmd as written.
-  const byCmd = new Map<string, PluginConfig[]>();
-  for (const p of plugins) byCmd.set(p.cmd, [...(byCmd.get(p.cmd) ?? []), p]);
-  for (const [cmd, same] of byCmd) {
+  // SFTPGo's killProcess(cmd), run before each plugin starts, kills the first process whose /proc/<pid>/exe
+  // (absolute, symlinks resolved) equals cmd as written. So plugins sharing an executable collide when one of
+  // them names it by that exact path.
+  const byExecutable = new Map<string, PluginConfig[]>();
+  plugins.forEach((p, i) => {
+    const real = report[i].executable as string | undefined;
+    if (real !== undefined) byExecutable.set(real, [...(byExecutable.get(real) ?? []), p]);
+  });
+  for (const [real, same] of byExecutable) {
     if (same.length < 2) continue;
-    for (const p of same.slice(1)) {
-      const first = same[0];
-      at(
-        p,
-        "cmd",
-        "error",
-        `${JSON.stringify(cmd)} is also the cmd of plugins[${first.source.index}]` +
+    const where = (q: PluginConfig) =>
+      `plugins[${q.source.index}]${q.source.line > 0 ? ` (line ${q.source.line})` : ""}`;
+    for (const p of same) {
+      const others = same.filter((q) => q !== p).map(where).join(", ");
+      if (p.cmd === real) {
+        at(
+          p,
+          "cmd",
+          "error",
           `${
-            first.source.line > 0 ? ` (line ${first.source.line})` : ""
-          }: before starting a plugin SFTPGo kills ` +
-          "the running process whose executable is its cmd, so these plugins kill each other; give each its own " +
-          "executable (a copy or a wrapper script)",
-      );
+            JSON.stringify(p.cmd)
+          } is also the executable of ${others}: before starting a plugin SFTPGo kills the ` +
+            "running process whose executable is its cmd, so these plugins kill each other; give each its own " +
+            "executable (a copy or a wrapper script)",
+        );
+      } else if (!same.some((q) => q.cmd === real)) {
+        at(
+          p,
+          "cmd",
+          "warning",
+          `runs the same executable (${real}) as ${others}; SFTPGo's killProcess matches a running plugin only ` +
+            `when cmd is written as that absolute path, so it neither kills nor cleans up these (write ${real} ` +
+            "and they would kill each other)",
+        );
+      }
     }
   }
   return { findings, plugins: report };

@@ -119,40 +119,62 @@ Deno.test({
     }),
 });
 
-Deno.test("sftpgo check: SFTPGo's killProcess collision (same cmd twice) is an error; an interpreter cmd warns", async () => {
-  // The PluginManager fixture runs one Go binary for every type, which Tether can do but SFTPGo cannot.
-  const result = await tether([
-    "sftpgo",
-    "check",
-    "--base-dir",
-    repoRoot,
-    "tests/fixtures/manager/go-plugins.yaml",
-  ]);
-  assert.equal(result.code, 3);
-  assert.match(
-    result.stdout,
-    /error: tests\/fixtures\/manager\/go-plugins\.yaml:\d+:\d+: plugins\[1\]\.cmd: "tests\/interop\/go\/bin\/sftpgo-plugins" is also the cmd of plugins\[0\] \(line \d+\): before starting a plugin SFTPGo kills the running process whose executable is its cmd, so these plugins kill each other/,
-  );
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(
-      `${dir}/sftpgo.yaml`,
-      lines(
-        "plugins:",
-        "  - type: ipfilter",
-        `    cmd: ${Deno.execPath()}`,
-        "    args: [run, /opt/ipfilter.ts]",
-      ),
-    );
-    const interp = await tether(["sftpgo", "check", `${dir}/sftpgo.yaml`]);
-    assert.equal(interp.code, 0, interp.stdout);
-    assert.match(
-      interp.stdout,
-      /warning: .*plugins\[0\]\.cmd: is the interpreter deno: before starting this plugin SFTPGo kills/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+Deno.test({
+  name:
+    "sftpgo check: SFTPGo's killProcess collision (same executable by its path) is an error; other spellings and interpreters warn",
+  ignore,
+  fn: () =>
+    withDir(async (dir) => {
+      const file = `${dir}/sftpgo.yaml`;
+      await Deno.writeTextFile(
+        file,
+        lines(
+          "plugins:",
+          "  - type: ipfilter",
+          `    cmd: ${dir}/a`,
+          "    args: [ipfilter]",
+          "  - type: eventsearcher",
+          `    cmd: ${dir}/a`,
+          "    args: [eventsearcher]",
+        ),
+      );
+      const result = await tether(["sftpgo", "check", file]);
+      assert.equal(result.code, 3);
+      assert.ok(
+        result.stdout.includes(
+          `error: ${file}:2:5: plugins[0].cmd: "${dir}/a" is also the executable of plugins[1] (line 5): before ` +
+            "starting a plugin SFTPGo kills the running process whose executable is its cmd, so these plugins kill " +
+            "each other",
+        ),
+        result.stdout,
+      );
+      assert.ok(result.stdout.includes(`error: ${file}:5:5: plugins[1].cmd:`), result.stdout);
+      // The PluginManager fixture runs one Go binary for every type by a relative path: killProcess never
+      // matches a relative cmd, so that is a warning, not a collision.
+      const relative = await tether([
+        "sftpgo",
+        "check",
+        "--base-dir",
+        repoRoot,
+        "tests/fixtures/manager/go-plugins.yaml",
+      ]);
+      assert.equal(relative.code, 0, relative.stdout);
+      assert.match(
+        relative.stdout,
+        /warning: tests\/fixtures\/manager\/go-plugins\.yaml:\d+:\d+: plugins\[0\]\.cmd: runs the same executable \(\S+sftpgo-plugins\) as plugins\[1\]/,
+      );
+      const deno = Deno.realPathSync(Deno.execPath());
+      await Deno.writeTextFile(
+        file,
+        lines("plugins:", "  - type: ipfilter", `    cmd: ${deno}`, "    args: [run, /opt/ipfilter.ts]"),
+      );
+      const interp = await tether(["sftpgo", "check", file]);
+      assert.equal(interp.code, 0, interp.stdout);
+      assert.match(
+        interp.stdout,
+        /warning: .*plugins\[0\]\.cmd: is the interpreter deno: before starting this plugin SFTPGo kills/,
+      );
+    }),
 });
 
 Deno.test("sftpgo check: config errors are reported with file:line:col, exit 3; unreadable file exit 1", async () => {
