@@ -4,9 +4,9 @@
  * `check` validates an SFTPGo config's plugins section without starting anything: the loader's errors and
  * warnings (file:line:col), each `cmd` (exists, is a file, is executable or, for Deno plugins, readable), each
  * `sha256sum` against the file's bytes, and SFTPGo's `killProcess` collision: before starting a plugin SFTPGo
- * kills the first running process whose executable path equals that plugin's `cmd`, so two plugins with the
- * same `cmd` (e.g. `/usr/local/bin/deno` for two TypeScript plugins) kill each other, and a shared interpreter
- * as `cmd` can kill an unrelated process.
+ * kills the first running process whose executable path (absolute, symlinks resolved) equals that plugin's
+ * `cmd` as written, so two plugins with the same `cmd` (e.g. `/usr/local/bin/deno` for two TypeScript plugins)
+ * kill each other, and a shared interpreter as `cmd` can kill an unrelated process.
  *
  * `run` starts them under `PluginManager` and shows live status until SIGINT or SIGTERM, which stop the
  * plugins gracefully (exit 0).
@@ -34,9 +34,9 @@ export const SFTPGO_HELP = `Usage: tether sftpgo check [options] CONFIG
 check  validates the plugins section of an SFTPGo config (sftpgo.yaml, .yml, .json or
        .toml) without starting anything: errors and warnings with file:line, each cmd
        (exists, is a file, executable), each sha256sum against the file, and SFTPGo's
-       killProcess collision (SFTPGo kills every process whose executable is a
-       plugin's cmd before starting it, so two plugins with the same cmd kill each
-       other).
+       killProcess collision (before starting a plugin SFTPGo kills the first process
+       whose executable path equals its cmd as written, so two plugins with the same
+       absolute cmd kill each other).
 run    starts the plugins under Tether's PluginManager and shows live status until
        Ctrl-C (SIGINT) or SIGTERM, which stop them gracefully.
 
