@@ -359,3 +359,27 @@ Deno.test({
       assert.match(json.stderr, /the request is not JSON/);
     }),
 });
+
+Deno.test("call: --protocol-version offers versions (the plugin picks its highest offered); --allow is checked", async () => {
+  const plugin = `${repoRoot}/tests/fixtures/plugins/versioned.ts`;
+  for (const [offered, picked] of [[["1", "2"], "v2"], [["5", "1"], "v5"], [[], "v1"]] as const) {
+    const result = await tether([
+      "call",
+      ...KV_COOKIE,
+      ...offered.flatMap((v) => ["--protocol-version", v]),
+      "--",
+      plugin,
+      "tether.kv.v1.KV/Get",
+      '{"key": "x"}',
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const response = JSON.parse(result.stdout);
+    assert.equal(atob(response.value), picked, offered.join(","));
+  }
+  const badAllow = await tether(["call", ...KV_COOKIE, "--allow", "disk=/", "--", plugin, "a.B/C", "{}"]);
+  assert.equal(badAllow.code, 2);
+  assert.match(
+    badAllow.stderr,
+    /--allow takes KIND=VALUE with KIND read, write, net, env, sys, run, ffi or import/,
+  );
+});
