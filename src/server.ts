@@ -22,6 +22,7 @@ import { formatHclogJson, type Logger } from "./logs.ts";
 import { certificatePemToDer, generateCertificate } from "./mtls.ts";
 import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
+import { withReflection } from "./reflection.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import {
@@ -351,7 +352,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   ];
 
   try {
-    running = await startServer([...internal, ...appServices], listen, tls);
+    running = await startServer(withReflection([...internal, ...appServices]), listen, tls);
   } catch (error) {
     logger.log({ level: "error", message: "plugin could not listen", fields: { error: String(error) } });
     Deno.exit(1);

@@ -39,6 +39,7 @@
 import { PluginClient, type PluginClientOptions, type PluginExit } from "../client.ts";
 import type { PermissionEvent } from "../audit.ts";
 import { TetherError } from "../errors.ts";
+import { runtimeFor } from "../launch.ts";
 import { consoleLogger, type Logger } from "../logs.ts";
 import type { DescService } from "@bufbuild/protobuf";
 import type { CallOptions, ServiceClient } from "../rpc.ts";
@@ -599,8 +600,7 @@ export class PluginManager implements AsyncDisposable {
   #clientOptions(config: PluginConfig, name: string): PluginClientOptions {
     const t = config.tether;
     const options = this.#options;
-    const deno = t.runtime === "deno" ||
-      (t.runtime === "auto" && /\.(ts|tsx|mts|cts|js|mjs|cjs|jsx)$/i.test(config.cmd));
+    const deno = runtimeFor(config.cmd, t.runtime) === "deno";
     return {
       cmd: resolveCmd(config.cmd, options.baseDir),
       args: config.args,

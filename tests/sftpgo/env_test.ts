@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { pluginEnvironment, pluginEnvPrefix } from "../../src/sftpgo/env.ts";
+import { ConfigError, parsePluginsConfig } from "../../src/sftpgo/config.ts";
 
 const HOST = {
   SFTPGO_PLUGIN_PUBSUB_URL: "nats://nats:4222",
@@ -117,4 +118,123 @@ Deno.test("a __proto__ variable is stored as data", () => {
   const env = pluginEnvironment({ cmd: "/opt/a", envPrefix: "*", envVars: [] }, host, linux);
   assert.equal(Object.getPrototypeOf(env), Object.prototype);
   assert.deepEqual(Object.keys(env).sort(), ["A_1", "__proto__"]);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// SFTPGO_PLUGINS__<n>__<KEY> overrides (SFTPGo internal/config/config.go getPluginsFromEnv)
+
+const FILE_CONFIG = [
+  "plugins:",
+  "  - type: notifier",
+  "    cmd: /usr/bin/pubsub",
+  "    args: [serve]",
+  "    notifier_options: {fs_events: [upload], retry_max_time: 60}",
+].join("\n");
+
+Deno.test("env overrides: fields of an existing entry are replaced, SFTPGo's parsing rules apply", () => {
+  const [p] = parsePluginsConfig(FILE_CONFIG, "sftpgo.yaml", {
+    env: {
+      SFTPGO_PLUGINS__0__CMD: "/opt/pubsub-v2",
+      SFTPGO_PLUGINS__0__ARGS: " serve , --topic,, x ",
+      SFTPGO_PLUGINS__0__AUTO_MTLS: " t ",
+      SFTPGO_PLUGINS__0__NOTIFIER_OPTIONS__FS_EVENTS: "upload,download",
+      SFTPGO_PLUGINS__0__NOTIFIER_OPTIONS__LOG_EVENTS: "1, 5",
+      SFTPGO_PLUGINS__0__NOTIFIER_OPTIONS__RETRY_QUEUE_MAX_SIZE: "10",
+      SFTPGO_PLUGINS__0__ENV_VARS: "",
+      UNRELATED: "x",
+    },
+  });
+  assert.equal(p.cmd, "/opt/pubsub-v2");
+  // Split on ",", trimmed, empty items dropped.
+  assert.deepEqual(p.args, ["serve", "--topic", "x"]);
+  assert.equal(p.autoMtls, true);
+  assert.deepEqual(p.notifierOptions?.fsEvents, ["upload", "download"]);
+  assert.deepEqual(p.notifierOptions?.logEvents, [1, 5]);
+  // Fields the environment does not set keep the file's values.
+  assert.equal(p.notifierOptions?.retryMaxTime, 60);
+  assert.equal(p.notifierOptions?.retryQueueMaxSize, 10);
+  assert.deepEqual(p.envVars, []);
+  // The entry is still located in the file.
+  assert.equal(p.source.file, "sftpgo.yaml");
+  assert.equal(p.source.line, 2);
+});
+
+Deno.test("env overrides: an index past the end appends, as SFTPGo does, and only 0..9 are read", () => {
+  const plugins = parsePluginsConfig(FILE_CONFIG, "sftpgo.yaml", {
+    env: {
+      SFTPGO_PLUGINS__3__TYPE: "auth",
+      SFTPGO_PLUGINS__3__CMD: "/opt/auth",
+      SFTPGO_PLUGINS__3__AUTH_OPTIONS__SCOPE: "5",
+      SFTPGO_PLUGINS__10__TYPE: "ipfilter",
+      SFTPGO_PLUGINS__0__CMDD: "/x",
+    },
+  });
+  assert.equal(plugins.length, 2);
+  assert.equal(plugins[1].type, "auth");
+  assert.equal(plugins[1].authOptions?.scope, 5);
+  assert.equal(plugins[1].source.file, "environment variable SFTPGO_PLUGINS__3__*");
+  const texts = plugins.warnings.map((w) => w.text);
+  assert.ok(
+    texts.includes(
+      "environment variable SFTPGO_PLUGINS__3__*: adds plugins[1], not plugins[3]: SFTPGo appends an index past " +
+        "the end of the list",
+    ),
+    texts.join("\n"),
+  );
+  assert.ok(
+    texts.some((t) => t.startsWith("environment variable SFTPGO_PLUGINS__10__TYPE: SFTPGo only reads")),
+  );
+  assert.ok(
+    texts.some((t) => t.startsWith('environment variable SFTPGO_PLUGINS__0__CMDD: unknown key "CMDD"')),
+  );
+});
+
+Deno.test("env overrides: errors name the variable, not a file line", () => {
+  assert.throws(
+    () =>
+      parsePluginsConfig(FILE_CONFIG, "sftpgo.yaml", {
+        env: {
+          SFTPGO_PLUGINS__0__NOTIFIER_OPTIONS__FS_EVENTS: "upload,uplod",
+          SFTPGO_PLUGINS__0__AUTO_MTLS: "yes",
+        },
+      }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      const messages = error.message.split("\n");
+      assert.equal(messages.length, 2);
+      assert.ok(
+        messages.includes(
+          "environment variable SFTPGO_PLUGINS__0__AUTO_MTLS: plugins[0].auto_mtls: expected a boolean (1, t, true, " +
+            '0, f, false, ...; SFTPGo would silently ignore anything else), found "yes"',
+        ),
+        messages.join("\n"),
+      );
+      assert.ok(
+        messages.some((m) =>
+          m.startsWith(
+            "environment variable SFTPGO_PLUGINS__0__NOTIFIER_OPTIONS__FS_EVENTS: " +
+              "plugins[0].notifier_options.fs_events[1]: expected one of",
+          ) && m.includes('did you mean "upload"?')
+        ),
+        messages.join("\n"),
+      );
+      return true;
+    },
+  );
+  // Config-level rules apply to values from the environment too (issue 7: no leading "-").
+  assert.throws(
+    () =>
+      parsePluginsConfig("plugins: []", "sftpgo.yaml", {
+        env: { SFTPGO_PLUGINS__0__TYPE: "ipfilter", SFTPGO_PLUGINS__0__CMD: "-x" },
+      }),
+    {
+      message:
+        /^environment variable SFTPGO_PLUGINS__0__CMD: plugins\[0\]\.cmd: expected a path that does not start with "-"/,
+    },
+  );
+});
+
+Deno.test("env overrides: without an env option nothing is read from the environment", () => {
+  const plugins = parsePluginsConfig(FILE_CONFIG, "sftpgo.yaml");
+  assert.equal(plugins[0].cmd, "/usr/bin/pubsub");
 });
