@@ -732,7 +732,7 @@ export class PluginClient implements AsyncDisposable {
     if (connected && !this.#exit && !this.#killing) return error;
     if (!this.#exit) {
       // A dropped connection is seen a moment before the process is reaped.
-      const wait = delay(250);
+      const wait = delay(1000);
       await Promise.race([this.#exited.promise, wait.promise]);
       wait.cancel();
     }

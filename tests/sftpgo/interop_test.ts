@@ -116,7 +116,15 @@ Deno.test({
         password: "",
         user: undefined,
       });
-      assert.equal(noUser.user?.user, "");
+      // No user given: SFTPGo's shape for a user it does not have, never empty bytes.
+      assert.equal(noUser.user?.user, '{"id":0,"username":"echo"}');
+      const empty = await auth.checkUserAndPass({
+        ...base,
+        username: "echo",
+        password: "",
+        user: new Uint8Array(),
+      });
+      assert.equal(empty.user?.user, "");
 
       const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
       assert.deepEqual(
