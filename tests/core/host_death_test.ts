@@ -1,0 +1,138 @@
+/**
+ * No plugin outlives its host: a host (a Deno program run as a subprocess)
+ * with one Go plugin and one TypeScript plugin is ended with SIGTERM, SIGINT,
+ * SIGHUP, SIGKILL and `Deno.exit()`. Within 2 s no plugin process is left
+ * (checked in /proc, not by asking the host) and, wherever the host could
+ * still run code, no private directory either; after SIGKILL the next host
+ * removes the dead host's directories when it starts.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { goFixture, ignoreWithoutGo, isAlive, repoRoot } from "../helpers.ts";
+
+const HOST = `${repoRoot}/tests/fixtures/hosts/two_plugins.ts`;
+
+interface RunningHost {
+  child: Deno.ChildProcess;
+  pids: number[];
+}
+
+async function startHost(base: string, mode: "wait" | "exit"): Promise<RunningHost> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-prompt", HOST, base, await goFixture("kvplugin"), mode],
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  const line = text.split("\n")[0];
+  assert.ok(line.startsWith("{"), `the host printed no pids: ${JSON.stringify(text)}`);
+  const { pids } = JSON.parse(line) as { pids: number[] };
+  assert.equal(pids.length, 2);
+  return { child, pids };
+}
+
+/** What the launches left in `base`: private directories and owner markers. */
+function leftovers(base: string): string[] {
+  return [...Deno.readDirSync(base)].map((e) => e.name).filter((name) => name.startsWith("tether-")).sort();
+}
+
+async function within(ms: number, check: () => boolean): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return check();
+}
+
+async function inBase(fn: (base: string) => Promise<void>): Promise<void> {
+  // Short path: unix socket paths are limited to 107 bytes.
+  const base = await Deno.makeTempDir({ dir: "/tmp", prefix: "thd" });
+  try {
+    await fn(base);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+}
+
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+  Deno.test({
+    name: `host death: ${signal} → plugins stopped, private dirs removed, the host still ends by ${signal}`,
+    ignore: ignoreWithoutGo(),
+    fn: () =>
+      inBase(async (base) => {
+        const host = await startHost(base, "wait");
+        assert.ok(host.pids.every(isAlive));
+        assert.equal(leftovers(base).length, 4, `two private dirs and their markers: ${leftovers(base)}`);
+        host.child.kill(signal);
+        const gone = await within(2000, () => !host.pids.some(isAlive) && leftovers(base).length === 0);
+        assert.ok(gone, `left: pids ${host.pids.filter(isAlive)}, files ${leftovers(base)}`);
+        const status = await host.child.status;
+        assert.equal(status.signal, signal, `the host ended by ${signal} (code ${status.code})`);
+      }),
+  });
+}
+
+Deno.test({
+  name: "host death: SIGKILL → the kernel kills both plugins; the next host sweeps the dead host's dirs",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const host = await startHost(base, "wait");
+      const files = leftovers(base);
+      assert.equal(files.length, 4);
+      host.child.kill("SIGKILL");
+      await host.child.status;
+      assert.ok(await within(2000, () => !host.pids.some(isAlive)), `alive: ${host.pids.filter(isAlive)}`);
+      // The host could run no code: its files stay until the next host starts.
+      assert.deepEqual(leftovers(base), files);
+
+      // The next host (it calls Deno.exit() with its plugins running) removes them, and its own.
+      const next = await startHost(base, "exit");
+      assert.equal((await next.child.status).code, 0);
+      assert.ok(await within(2000, () => !next.pids.some(isAlive)), `alive: ${next.pids.filter(isAlive)}`);
+      assert.deepEqual(leftovers(base), []);
+    }),
+});
+
+Deno.test({
+  name: "host death: Deno.exit() with plugins running → no process, no private dir, no socket left",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const host = await startHost(base, "exit");
+      assert.equal((await host.child.status).code, 0);
+      assert.ok(await within(2000, () => !host.pids.some(isAlive)), `alive: ${host.pids.filter(isAlive)}`);
+      assert.deepEqual(leftovers(base), []);
+    }),
+});
+
+Deno.test({
+  name: "host death: a directory with no marker, or a marker of a live host, is never swept",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      await Deno.mkdir(`${base}/tether-nomarker`);
+      await Deno.mkdir(`${base}/tether-live`);
+      // This test process is alive: its marker protects the directory.
+      const self = Deno.readTextFileSync(`/proc/${Deno.pid}/stat`);
+      const start = self.slice(self.lastIndexOf(")") + 2).split(" ")[19];
+      const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+      await Deno.writeTextFile(`${base}/tether-live.owner`, JSON.stringify({ pid: Deno.pid, start, boot }));
+      const host = await startHost(base, "exit");
+      await host.child.status;
+      assert.ok(await within(2000, () => !host.pids.some(isAlive)));
+      assert.deepEqual(leftovers(base), ["tether-live", "tether-live.owner", "tether-nomarker"]);
+    }),
+});
