@@ -717,7 +717,7 @@ Deno.test({
       });
       assert.deepEqual(log.data, { kind: "log", filter: { ...commonEcho, events: [1], protocols: ["SSH"] } });
 
-      // No filter at all: every field empty, order DESC.
+      // No filter at all: SFTPGo's defaults (limit 100, order DESC), every other field empty.
       const all = await search.searchLogEvents();
       assert.deepEqual(all.data, {
         kind: "log",
@@ -727,7 +727,7 @@ Deno.test({
           username: "",
           ip: "",
           instance_ids: [],
-          limit: 0,
+          limit: 100,
           from_id: "",
           order: 0,
           role: "",
