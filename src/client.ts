@@ -25,7 +25,7 @@ import {
   PluginEnv,
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
-import { dieWithHost, track } from "./lifeline.ts";
+import { dieWithHost, SETPRIV, track } from "./lifeline.ts";
 import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import {
@@ -869,8 +869,8 @@ export class PluginClient implements AsyncDisposable {
     const setpriv = this.#wrapped && /setpriv/.test(String(cause)) && !String(cause).includes(cmd);
     if (setpriv && (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.NotFound)) {
       const fix = cause instanceof Deno.errors.NotFound
-        ? "setpriv (util-linux) is not installed: install util-linux"
-        : "run the host with --allow-run=<plugins>,/usr/bin/setpriv";
+        ? `setpriv (util-linux) is not installed at ${SETPRIV}: install util-linux`
+        : `run the host with --allow-run=${SETPRIV} as well`;
       return new TetherError(
         cause instanceof Deno.errors.NotFound ? "config" : "permission",
         `plugin ${this.#name}: cannot start it under setpriv --pdeathsig, which makes it die with the host: ` +

@@ -16,8 +16,12 @@
 
 import { TetherError } from "./errors.ts";
 
-/** Where util-linux's `setpriv` lives on Debian and most Linux distributions. */
-export const SETPRIV_PATHS: readonly string[] = ["/usr/bin/setpriv", "/bin/setpriv"];
+/**
+ * util-linux's `setpriv`, at its Debian path. Not looked up on PATH (the host
+ * would need env access) nor stat'ed (the host would need read access): a
+ * missing one shows up at spawn, as a clear error.
+ */
+export const SETPRIV = "/usr/bin/setpriv";
 
 /** The signals after which Tether stops the plugins and lets the host end. */
 export const HOST_EXIT_SIGNALS: readonly Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
@@ -111,21 +115,6 @@ export function track(entry: LifelineEntry): () => void {
   };
 }
 
-let setprivPath: string | undefined;
-
-/** The `setpriv` executable, or `undefined` when none is installed. */
-function findSetpriv(): string | undefined {
-  if (setprivPath) return setprivPath;
-  for (const path of SETPRIV_PATHS) {
-    try {
-      if (Deno.statSync(path).isFile) return setprivPath = path;
-    } catch {
-      // Not there, or not ours to see.
-    }
-  }
-  return undefined;
-}
-
 /**
  * The command line that runs `cmd` so the kernel SIGKILLs it when the host
  * dies (`setpriv --pdeathsig KILL -- cmd args...`). Linux only: elsewhere there
@@ -136,7 +125,7 @@ function findSetpriv(): string | undefined {
  * spawns from the JavaScript thread, which for the main module lives as long
  * as the host; a plugin started from a Worker dies with that Worker.
  *
- * @throws {TetherError} `config` on Linux when `setpriv` (util-linux) is not installed.
+ * @throws {TetherError} `config` when `cmd` is a bare name (no PATH lookup happens under setpriv).
  *
  * @example
  * ```ts ignore
@@ -151,16 +140,6 @@ export function dieWithHost(
   plugin: string,
 ): { cmd: string; args: string[]; wrapped: boolean } {
   if (Deno.build.os !== "linux") return { cmd, args: [...args], wrapped: false };
-  const setpriv = findSetpriv();
-  if (!setpriv) {
-    throw new TetherError(
-      "config",
-      `plugin ${plugin}: cannot make it die with the host: setpriv (util-linux) is not installed at ` +
-        `${SETPRIV_PATHS.join(" or ")}; install util-linux (apt-get install util-linux), or set ` +
-        "dieWithHost: false to accept that a plugin outlives a host killed with SIGKILL",
-      { plugin },
-    );
-  }
   if (!cmd.includes("/")) {
     throw new TetherError(
       "config",
@@ -169,5 +148,5 @@ export function dieWithHost(
       { plugin },
     );
   }
-  return { cmd: setpriv, args: ["--pdeathsig", "KILL", "--", cmd, ...args], wrapped: true };
+  return { cmd: SETPRIV, args: ["--pdeathsig", "KILL", "--", cmd, ...args], wrapped: true };
 }
