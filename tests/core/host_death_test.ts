@@ -19,7 +19,7 @@ interface RunningHost {
   pids: number[];
 }
 
-async function startHost(base: string, mode: "wait" | "exit"): Promise<RunningHost> {
+async function startHost(base: string, mode: "wait" | "exit" | "unguarded"): Promise<RunningHost> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-prompt", HOST, base, await goFixture("kvplugin"), mode],
     stdout: "piped",
@@ -103,6 +103,25 @@ Deno.test({
       assert.equal((await next.child.status).code, 0);
       assert.ok(await within(2000, () => !next.pids.some(isAlive)), `alive: ${next.pids.filter(isAlive)}`);
       assert.deepEqual(leftovers(base), []);
+    }),
+});
+
+Deno.test({
+  name: "host death: the control: with dieWithHost: false a Go plugin outlives a SIGKILLed host",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const host = await startHost(base, "unguarded");
+      const [goPid, tsPid] = host.pids;
+      host.child.kill("SIGKILL");
+      await host.child.status;
+      // The TypeScript plugin watches its parent (and has dieWithHost); the Go plugin has nothing.
+      assert.ok(await within(2000, () => !isAlive(tsPid)));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const survived = isAlive(goPid);
+      Deno.kill(goPid, "SIGKILL");
+      assert.ok(await within(2000, () => !isAlive(goPid)));
+      assert.ok(survived, "without setpriv --pdeathsig the Go plugin outlives its host");
     }),
 });
 
