@@ -23,6 +23,8 @@ export interface OwnerMarker {
   readonly start: string | null;
   /** `/proc/sys/kernel/random/boot_id`, or null when unreadable. */
   readonly boot: string | null;
+  /** The host's pid namespace (`/proc/self/ns/pid`), or null: pids of another namespace say nothing here. */
+  readonly pidns?: string | null;
 }
 
 const MARKER_SUFFIX = ".owner";
@@ -31,6 +33,14 @@ const PRIVATE_DIR = /^tether-[A-Za-z0-9_]+$/;
 function readOrNull(path: string): string | null {
   try {
     return Deno.readTextFileSync(path).trim();
+  } catch {
+    return null;
+  }
+}
+
+function linkOrNull(path: string): string | null {
+  try {
+    return Deno.readLinkSync(path);
   } catch {
     return null;
   }
@@ -57,6 +67,7 @@ function selfMarker(): OwnerMarker {
     pid: Deno.pid,
     start: startTime(Deno.pid),
     boot: readOrNull("/proc/sys/kernel/random/boot_id"),
+    pidns: linkOrNull("/proc/self/ns/pid"),
   };
   return self;
 }
@@ -88,8 +99,10 @@ export function removeOwnerMarker(privateDir: string): void {
 
 /** Whether the host a marker names is still running (same pid, same start, same boot). */
 function ownerAlive(marker: OwnerMarker): boolean {
-  const bootNow = selfMarker().boot;
-  if (marker.boot !== null && bootNow !== null && marker.boot !== bootNow) return false;
+  const here = selfMarker();
+  if (marker.boot !== null && here.boot !== null && marker.boot !== here.boot) return false;
+  // A host in another pid namespace (another container sharing this directory): we cannot see it, so keep it.
+  if ((marker.pidns ?? null) !== (here.pidns ?? null)) return true;
   const stat = readOrNull(`/proc/${marker.pid}/stat`);
   if (stat === null) return false;
   // A zombie host cannot run code any more: its directories are as good as orphaned.
@@ -104,7 +117,8 @@ function parseMarker(text: string): OwnerMarker | undefined {
     if (!Number.isInteger(value.pid) || (value.pid as number) <= 0) return undefined;
     const start = typeof value.start === "string" ? value.start : null;
     const boot = typeof value.boot === "string" ? value.boot : null;
-    return { pid: value.pid as number, start, boot };
+    const pidns = typeof value.pidns === "string" ? value.pidns : null;
+    return { pid: value.pid as number, start, boot, pidns };
   } catch {
     return undefined;
   }

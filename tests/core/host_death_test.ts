@@ -138,7 +138,9 @@ Deno.test({
 });
 
 Deno.test({
-  name: "host death: a directory with no marker, or a marker of a live host, is never swept",
+  name:
+    "host death: the sweep removes a dead host's directory, never one without a marker, of a live host or " +
+    "of another pid namespace",
   ignore: ignoreWithoutGo(),
   fn: () =>
     inBase(async (base) => {
@@ -148,10 +150,32 @@ Deno.test({
       const self = Deno.readTextFileSync(`/proc/${Deno.pid}/stat`);
       const start = self.slice(self.lastIndexOf(")") + 2).split(" ")[19];
       const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-      await Deno.writeTextFile(`${base}/tether-live.owner`, JSON.stringify({ pid: Deno.pid, start, boot }));
+      const pidns = Deno.readLinkSync("/proc/self/ns/pid");
+      await Deno.writeTextFile(
+        `${base}/tether-live.owner`,
+        JSON.stringify({ pid: Deno.pid, start, boot, pidns }),
+      );
+      // A host of another pid namespace (another container sharing the directory) cannot be checked: kept.
+      await Deno.mkdir(`${base}/tether-otherns`);
+      await Deno.writeTextFile(
+        `${base}/tether-otherns.owner`,
+        JSON.stringify({ pid: 4_000_000, start: "1", boot, pidns: "pid:[1]" }),
+      );
+      // A dead host of this namespace: swept.
+      await Deno.mkdir(`${base}/tether-dead`);
+      await Deno.writeTextFile(
+        `${base}/tether-dead.owner`,
+        JSON.stringify({ pid: 4_000_000, start: "1", boot, pidns }),
+      );
       const host = await startHost(base, "exit");
       await host.child.status;
       assert.ok(await within(2000, () => !host.pids.some(isAlive)));
-      assert.deepEqual(leftovers(base), ["tether-live", "tether-live.owner", "tether-nomarker"]);
+      assert.deepEqual(leftovers(base), [
+        "tether-live",
+        "tether-live.owner",
+        "tether-nomarker",
+        "tether-otherns",
+        "tether-otherns.owner",
+      ]);
     }),
 });
