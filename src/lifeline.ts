@@ -36,6 +36,12 @@ export interface LifelineEntry {
   killNow(): void;
   /** Whether a signal should stop it (the client's `handleSignals` option). */
   readonly onSignals: boolean;
+  /**
+   * Stopped, and awaited, before the plain plugin entries: a plugin manager
+   * flushes its notifier queues and reports what it delivered, left and
+   * dropped, then kills its own plugins.
+   */
+  readonly first?: boolean;
 }
 
 const entries = new Set<LifelineEntry>();
@@ -65,7 +71,8 @@ async function onSignal(signal: Deno.Signal): Promise<void> {
   }
   handling = signal;
   const stopping = [...entries].filter((entry) => entry.onSignals);
-  await Promise.allSettled(stopping.map((entry) => entry.kill()));
+  await Promise.allSettled(stopping.filter((entry) => entry.first).map((entry) => entry.kill()));
+  await Promise.allSettled(stopping.filter((entry) => !entry.first).map((entry) => entry.kill()));
   reraise(signal);
 }
 

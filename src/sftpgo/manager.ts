@@ -40,6 +40,7 @@ import { PluginClient, type PluginClientOptions, type PluginExit } from "../clie
 import type { PermissionEvent } from "../audit.ts";
 import { TetherError } from "../errors.ts";
 import { consoleLogger, type Logger } from "../logs.ts";
+import { track } from "../lifeline.ts";
 import type { DescService } from "@bufbuild/protobuf";
 import type { CallOptions, ServiceClient } from "../rpc.ts";
 import {
@@ -124,6 +125,13 @@ export interface PluginManagerOptions {
   readonly notifierRetryDelayMs?: number;
   /** How long {@linkcode PluginManager.stop} waits for notifier queues to drain (default 10000 ms). */
   readonly stopTimeoutMs?: number;
+  /**
+   * On SIGTERM, SIGINT or SIGHUP: {@linkcode PluginManager.stop} (flush, kill,
+   * report logged), then the signal ends the host as it would have. Default
+   * `true`; `false` for a host that handles these signals itself (it then
+   * calls `stop()`): also passed to every plugin's client.
+   */
+  readonly handleSignals?: boolean;
   /** Extra {@linkcode PluginClientOptions} per plugin (working directory, stdout sink, ...); they win. */
   readonly clientOptions?: (config: PluginConfig, name: string) => Partial<PluginClientOptions>;
 }
@@ -281,6 +289,7 @@ export class PluginManager implements AsyncDisposable {
   readonly #semaphore: Semaphore;
   #phase: "new" | "starting" | "running" | "closed" = "new";
   #stopping: Promise<StopReport> | undefined;
+  #untrack: (() => void) | undefined;
   readonly #auth: AuthRouter;
   readonly #notifier: NotifierRouter;
   readonly #ipFilter: IpFilterRouter;
@@ -398,6 +407,12 @@ export class PluginManager implements AsyncDisposable {
       });
     }
     this.#phase = "running";
+    this.#untrack = track({
+      kill: () => this.#stopOnSignal(),
+      killNow: () => {}, // Deno.exit(): each client SIGKILLs its own process
+      onSignals: this.#options.handleSignals ?? true,
+      first: true,
+    });
     this.#logger.log({
       level: "info",
       message: `started ${this.#plugins.length} SFTPGo plugin(s)`,
@@ -548,6 +563,7 @@ export class PluginManager implements AsyncDisposable {
       }
     }
     const sum = (key: "delivered" | "left" | "dropped") => plugins.reduce((n, p) => n + p[key], 0);
+    this.#untrack?.();
     return {
       flushed,
       durationMs: Math.round(performance.now() - began),
@@ -556,6 +572,21 @@ export class PluginManager implements AsyncDisposable {
       dropped: sum("dropped"),
       plugins,
     };
+  }
+
+  /** A signal ends the host: stop as stop() does, and log the report, the last word on every event. */
+  async #stopOnSignal(): Promise<void> {
+    const report = await this.stop();
+    this.#logger.log({
+      level: report.left > 0 || report.dropped > 0 ? "warn" : "info",
+      message: "plugin manager stopped by a signal",
+      fields: {
+        delivered: report.delivered,
+        left: report.left,
+        dropped: report.dropped,
+        flushed: report.flushed,
+      },
+    });
   }
 
   /** Same as {@linkcode PluginManager.stop}, for `await using`. */
@@ -618,6 +649,7 @@ export class PluginManager implements AsyncDisposable {
       logger: this.#logger,
       name,
       ...(options.onPermissionEvent ? { onPermissionEvent: options.onPermissionEvent } : {}),
+      handleSignals: options.handleSignals ?? true,
       ...options.clientOptions?.(config, name),
     };
   }

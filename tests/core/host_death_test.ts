@@ -179,3 +179,54 @@ Deno.test({
       ]);
     }),
 });
+
+Deno.test({
+  name: "host death: SIGTERM to a PluginManager host → stop() runs first: every event delivered, left or " +
+    "dropped is in its report, then the plugins are gone and the host ends by SIGTERM",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const out = `${base}/events.jsonl`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-prompt",
+          `${repoRoot}/tests/fixtures/hosts/manager_host.ts`,
+          base,
+          await goFixture("sftpgo-plugins"),
+          out,
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+        stdin: "null",
+      }).spawn();
+      const lines: string[] = [];
+      const reading = (async () => {
+        let rest = "";
+        for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+          rest += chunk;
+          const parts = rest.split("\n");
+          rest = parts.pop()!;
+          lines.push(...parts);
+        }
+      })();
+      assert.ok(await within(30_000, () => lines.some((line) => line.startsWith('{"pids"'))), "no pids");
+      const { pids } = JSON.parse(lines.find((line) => line.startsWith('{"pids"'))!) as { pids: number[] };
+      child.kill("SIGTERM");
+      const status = await child.status;
+      await reading;
+      assert.equal(status.signal, "SIGTERM");
+      assert.ok(await within(2000, () => !pids.some(isAlive) && leftovers(base).length === 0), "left behind");
+      const records = lines.filter((line) => line.startsWith('{"level"')).map((line) => JSON.parse(line));
+      const stopped = records.find((r) => r.message === "plugin manager stopped by a signal");
+      assert.ok(stopped, "the report was logged");
+      const { delivered, left, dropped } = stopped.fields as Record<string, number>;
+      assert.equal(delivered + left + dropped, 20, JSON.stringify(stopped.fields));
+      const received = (await Deno.readTextFile(out).catch(() => "")).split("\n").filter((l) => l !== "");
+      assert.equal(received.length, delivered, "the plugin received exactly what the report calls delivered");
+      if (left > 0) {
+        assert.ok(records.some((r) => /were still queued when the plugin was stopped/.test(r.message)));
+      }
+    }),
+});
