@@ -337,7 +337,14 @@ export class PluginManager implements AsyncDisposable {
         stableAfterMs: options.stableAfterMs,
         logger: this.#logger,
       });
-      return { config, name, supervisor, dispenser: this.#gate(supervisor, config.tether.callTimeoutMs) };
+      // A down ipfilter allows at once (SFTPGo's rule), so a check sent to a dead process does not wait either.
+      const resend = config.type !== "ipfilter";
+      return {
+        config,
+        name,
+        supervisor,
+        dispenser: this.#gate(supervisor, config.tether.callTimeoutMs, resend),
+      };
     });
     const gate = (what: string) => this.#assertOpen(what);
     this.#auth = new AuthRouter(this.#plugins, gate);
@@ -605,8 +612,8 @@ export class PluginManager implements AsyncDisposable {
   }
 
   /** A dispenser that refuses calls once the manager stops, then waits for the plugin through restarts. */
-  #gate(supervisor: PluginSupervisor, callTimeoutMs: number): PluginDispenser {
-    const inner = supervisor.dispenser(callTimeoutMs);
+  #gate(supervisor: PluginSupervisor, callTimeoutMs: number, resendAfterDeath: boolean): PluginDispenser {
+    const inner = supervisor.dispenser(callTimeoutMs, resendAfterDeath);
     return {
       dispense: <S extends DescService>(service: S): ServiceClient<S> => {
         const client = (inner.dispense as (service: DescService) => unknown)(service) as Record<

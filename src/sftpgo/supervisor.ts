@@ -262,8 +262,13 @@ export class PluginSupervisor {
    * through restarts: each call gets `timeoutMs` (default
    * `defaultTimeoutMs`) for both the wait and the call itself. Fits the
    * typed wrappers (`AuthClient`, `KmsClient`, ...).
+   *
+   * A call sent to a process already known dead is sent again after the
+   * restart (`resendAfterDeath`, default true), as a call made during the
+   * restart would wait; with `false` it fails with `exited` instead, for
+   * callers that answer a down plugin at once (the ipfilter allows).
    */
-  dispenser(defaultTimeoutMs: number): PluginDispenser {
+  dispenser(defaultTimeoutMs: number, resendAfterDeath = true): PluginDispenser {
     const proxies = new Map<DescService, unknown>();
     const clients = new WeakMap<PluginClient, Map<DescService, Record<string, unknown>>>();
     const direct = (client: PluginClient, service: DescService): Record<string, unknown> => {
@@ -304,7 +309,9 @@ export class PluginSupervisor {
               } catch (error) {
                 // Sent to a process already gone: it never reached a plugin, so wait for the restart as a call
                 // made during the restart would (acquire() will not hand out the dead client again).
-                if (neverReached(client, startedAt, error) && Date.now() < deadline) continue;
+                if (resendAfterDeath && neverReached(client, startedAt, error) && Date.now() < deadline) {
+                  continue;
+                }
                 throw error;
               }
             }
