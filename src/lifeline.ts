@@ -4,8 +4,8 @@
  *   (go-plugin's Shutdown, then SIGKILL), its private directory removed, and
  *   the signal raised again so the host still ends as the signal would have
  *   made it (opt out with `handleSignals: false` when the host manages signals);
- * - `Deno.exit()`: the `unload` event SIGKILLs every plugin and removes its
- *   private directory synchronously (no time for more);
+ * - `Deno.exit()`, an uncaught error or unhandled rejection: every plugin is
+ *   SIGKILLed and its private directory removed synchronously (no time for more);
  * - SIGKILL or a crash of the host, where no code runs: the kernel kills the
  *   plugin, because it was started under `setpriv --pdeathsig KILL`
  *   (PR_SET_PDEATHSIG), and the next host sweeps the private directories
@@ -56,6 +56,16 @@ function onUnload(): void {
       // Best effort: the process is ending.
     }
   }
+}
+
+/**
+ * An uncaught error or unhandled rejection ends the host after its listeners
+ * ran, with no `unload`: this is its last chance to run code. A listener that
+ * calls `preventDefault()` keeps the host alive; one registered before ours
+ * is seen here (a later one is not: documented limit).
+ */
+function onFatal(event: Event): void {
+  if (!event.defaultPrevented) onUnload();
 }
 
 const listeners = new Map<Deno.Signal, () => void>(
@@ -112,12 +122,20 @@ function uninstallSignals(): void {
  * ```
  */
 export function track(entry: LifelineEntry): () => void {
-  if (entries.size === 0) globalThis.addEventListener("unload", onUnload);
+  if (entries.size === 0) {
+    globalThis.addEventListener("unload", onUnload);
+    globalThis.addEventListener("error", onFatal);
+    globalThis.addEventListener("unhandledrejection", onFatal);
+  }
   entries.add(entry);
   if (entry.onSignals) installSignals();
   return () => {
     entries.delete(entry);
-    if (entries.size === 0) globalThis.removeEventListener("unload", onUnload);
+    if (entries.size === 0) {
+      globalThis.removeEventListener("unload", onUnload);
+      globalThis.removeEventListener("error", onFatal);
+      globalThis.removeEventListener("unhandledrejection", onFatal);
+    }
     if (![...entries].some((e) => e.onSignals) && !handling) uninstallSignals();
   };
 }

@@ -19,11 +19,11 @@ interface RunningHost {
   pids: number[];
 }
 
-async function startHost(base: string, mode: "wait" | "exit" | "unguarded"): Promise<RunningHost> {
+async function startHost(base: string, mode: "wait" | "exit" | "throw" | "unguarded"): Promise<RunningHost> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-prompt", HOST, base, await goFixture("kvplugin"), mode],
     stdout: "piped",
-    stderr: "inherit",
+    stderr: mode === "throw" ? "null" : "inherit", // the crash's message is expected
     stdin: "null",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -122,6 +122,18 @@ Deno.test({
       Deno.kill(goPid, "SIGKILL");
       assert.ok(await within(2000, () => !isAlive(goPid)));
       assert.ok(survived, "without setpriv --pdeathsig the Go plugin outlives its host");
+    }),
+});
+
+Deno.test({
+  name: "host death: an uncaught error in the host → no process, no private dir left",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const host = await startHost(base, "throw");
+      assert.equal((await host.child.status).code, 1);
+      assert.ok(await within(2000, () => !host.pids.some(isAlive)), `alive: ${host.pids.filter(isAlive)}`);
+      assert.deepEqual(leftovers(base), []);
     }),
 });
 
