@@ -356,6 +356,12 @@ export class PluginClient implements AsyncDisposable {
     });
     this.#launch = launch;
     Object.assign(env, launch.env);
+    // From here the launch has files: whatever ends the host, they go (and the process, once there is one).
+    this.#untrack = track({
+      kill: () => this.kill(),
+      killNow: () => this.#killNow(),
+      onSignals: options.handleSignals ?? true,
+    });
     // The host's own record of this directory, outside it, for the sweep after a host that could not clean up.
     await writeOwnerMarker(launch.privateDir).catch((cause) => {
       throw permissionOr(
@@ -410,11 +416,6 @@ export class PluginClient implements AsyncDisposable {
       throw this.#spawnError(cause);
     }
     this.#child = child;
-    this.#untrack = track({
-      kill: () => this.kill(),
-      killNow: () => this.#killNow(),
-      onSignals: options.handleSignals ?? true,
-    });
     this.#background.push(
       child.status.then(async (status) => {
         // One state change: from here no caller can obtain this process (see `running`).

@@ -242,3 +242,60 @@ Deno.test({
       }
     }),
 });
+
+function haveBwrap(): boolean {
+  try {
+    return new Deno.Command("bwrap", {
+      args: ["--dev-bind", "/", "/", "true"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync().success || notice();
+  } catch {
+    return notice();
+  }
+}
+
+function notice(): false {
+  console.warn(
+    "NOTICE: bwrap cannot make a mount namespace here: the missing-setpriv test is IGNORED (not passed).",
+  );
+  return false;
+}
+
+Deno.test({
+  name: "host death: without setpriv the start fails closed, with an error naming it, and leaves nothing",
+  ignore: ignoreWithoutGo() || !haveBwrap(),
+  fn: () =>
+    inBase(async (base) => {
+      // The same host in a mount namespace where /usr/bin (so /usr/bin/setpriv) is an empty directory.
+      const out = await new Deno.Command("bwrap", {
+        args: [
+          "--dev-bind",
+          "/",
+          "/",
+          "--tmpfs",
+          "/usr/bin",
+          "--",
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--no-prompt",
+          HOST,
+          base,
+          await goFixture("kvplugin"),
+          "exit",
+        ],
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 1, stderr);
+      assert.match(stderr, /cannot start it under setpriv --pdeathsig, which makes it die with the host/);
+      assert.match(stderr, /setpriv \(util-linux\) is not installed at \/usr\/bin\/setpriv/);
+      assert.match(stderr, /or set dieWithHost: false/);
+      assert.equal(new TextDecoder().decode(out.stdout), "", "no plugin ran");
+      assert.deepEqual(leftovers(base), []);
+    }),
+});
