@@ -28,6 +28,8 @@ import {
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
 import { validateTimerMs } from "./timers.ts";
+import { dieWithHost, SETPRIV, track } from "./lifeline.ts";
+import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import {
   deniedFlag,
@@ -149,6 +151,21 @@ export interface PluginClientOptions {
   readonly stdout?: OutputSink;
   /** Receives what the plugin writes to stderr outside its log (via GRPCStdio). */
   readonly stderr?: OutputSink;
+  /**
+   * Make the kernel SIGKILL the plugin if the host dies without cleaning up
+   * (SIGKILL, a crash): it is started under `setpriv --pdeathsig KILL`
+   * (util-linux; the host then needs `--allow-run=/usr/bin/setpriv` too).
+   * Default `true`; a missing `setpriv` is an error, never a silent downgrade.
+   * Linux only: other systems have no such mechanism (the option does nothing there).
+   */
+  readonly dieWithHost?: boolean;
+  /**
+   * On SIGTERM, SIGINT or SIGHUP, stop the plugin gracefully and remove its
+   * files, then raise the signal again so the host ends as it would have.
+   * Default `true`; set `false` when the host handles these signals itself
+   * (then call {@linkcode PluginClient.kill} from its handler).
+   */
+  readonly handleSignals?: boolean;
 }
 
 /** How a plugin process ended. */
@@ -211,14 +228,10 @@ export class PluginClient implements AsyncDisposable {
   #background: Promise<unknown>[] = [];
   readonly #stderrTail: string[] = [];
   readonly #exited: PromiseWithResolvers<PluginExit> = Promise.withResolvers();
-  readonly #onUnload = () => {
-    // The host is going away without kill(): do not leave the plugin behind.
-    try {
-      this.#child?.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  };
+  readonly #exitListeners: ((exit: PluginExit) => void)[] = [];
+  #deathSeenAt: number | undefined;
+  #wrapped = false;
+  #untrack: (() => void) | undefined;
 
   /** Describes the plugin; nothing runs until {@linkcode PluginClient.start}. */
   constructor(options: PluginClientOptions) {
@@ -244,6 +257,37 @@ export class PluginClient implements AsyncDisposable {
   /** Whether the plugin process has ended. */
   get hasExited(): boolean {
     return this.#exit !== undefined;
+  }
+
+  /**
+   * Whether the plugin can take calls: started and connected, not exited,
+   * not being killed. THE test of "running" every layer uses: it turns false
+   * the instant the exit is known, before the channel closes and the private
+   * directory is removed.
+   */
+  get running(): boolean {
+    return this.#channel !== undefined && this.#line !== undefined && this.#exit === undefined &&
+      this.#killing === undefined && !this.#startFailed;
+  }
+
+  /**
+   * Calls `listener` synchronously the instant the process is known to have
+   * exited (before {@linkcode PluginClient.exited} resolves, which waits for
+   * the cleanup). Called at once if it already has.
+   */
+  onExit(listener: (exit: PluginExit) => void): void {
+    if (this.#exit) listener(this.#exit);
+    else this.#exitListeners.push(listener);
+  }
+
+  /**
+   * Whether a call that started at `time` (ms since the epoch) was sent to a
+   * process already known to be gone: an earlier call had already failed
+   * because it died, or its exit had been recorded. Such a call never reached
+   * a live plugin, so it is not the cause of the death and can be sent again.
+   */
+  sentAfterDeath(time: number): boolean {
+    return this.#deathSeenAt !== undefined && time >= this.#deathSeenAt;
   }
 
   /** The process id, once started. */
@@ -323,6 +367,25 @@ export class PluginClient implements AsyncDisposable {
     });
     this.#launch = launch;
     Object.assign(env, launch.env);
+    // From here the launch has files: whatever ends the host, they go (and the process, once there is one).
+    this.#untrack = track({
+      kill: () => this.kill(),
+      killNow: () => this.#killNow(),
+      onSignals: options.handleSignals ?? true,
+    });
+    // The host's own record of this directory, outside it, for the sweep after a host that could not clean up.
+    await writeOwnerMarker(launch.privateDir).catch((cause) => {
+      throw permissionOr(
+        cause,
+        `plugin ${this.#name}: cannot write ${markerPath(launch.privateDir)}`,
+        deniedFlag(cause, launch.privateDir.replace(/\/[^/]+$/, "")),
+      );
+    });
+    await sweepStaleDirs(launch.privateDir.replace(/\/[^/]+$/, "")).then((removed) => {
+      if (removed.length > 0) {
+        this.#log("info", "removed private directories of hosts that died", { removed });
+      }
+    });
 
     const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const deadline = Date.now() + startTimeoutMs;
@@ -333,9 +396,24 @@ export class PluginClient implements AsyncDisposable {
       env: Object.keys(env),
     });
     let child: Deno.ChildProcess;
+    let spawn = { cmd: launch.cmd, args: launch.args };
+    if (options.dieWithHost ?? true) {
+      spawn = dieWithHost(launch.cmd, launch.args, this.#name);
+      this.#wrapped = spawn.cmd !== launch.cmd;
+      // Deno checks --allow-run against setpriv now: check the plugin itself as it would have.
+      if (
+        this.#wrapped && Deno.permissions.querySync({ name: "run", command: launch.cmd }).state !== "granted"
+      ) {
+        throw this.#spawnError(
+          new Deno.errors.NotCapable(
+            `Requires run access to "${launch.cmd}", run again with the --allow-run flag`,
+          ),
+        );
+      }
+    }
     try {
-      child = new Deno.Command(launch.cmd, {
-        args: launch.args,
+      child = new Deno.Command(spawn.cmd, {
+        args: spawn.args,
         env,
         clearEnv: true,
         cwd: options.cwd,
@@ -349,20 +427,28 @@ export class PluginClient implements AsyncDisposable {
       throw this.#spawnError(cause);
     }
     this.#child = child;
-    globalThis.addEventListener("unload", this.#onUnload);
     this.#background.push(
       child.status.then(async (status) => {
+        // One state change: from here no caller can obtain this process (see `running`).
         this.#exit = { code: status.code, signal: status.signal, killed: this.#killedByUs };
+        this.#deathSeenAt ??= Date.now();
         // A signal Tether did not send means it died on its own, even if kill() had started meanwhile.
         this.#exitedOnItsOwn = this.#killing === undefined || (status.signal !== null && !this.#killedByUs);
-        globalThis.removeEventListener("unload", this.#onUnload);
+        for (const listener of this.#exitListeners.splice(0)) {
+          try {
+            listener(this.#exit);
+          } catch (error) {
+            this.#log("error", "exit listener failed", { error: String(error) });
+          }
+        }
         this.#log(this.#killedByUs || status.success ? "debug" : "error", "plugin process exited", {
           pid: child.pid,
           code: status.code,
           signal: status.signal,
         });
         this.#cleanupAfterExit();
-        await this.#launch?.cleanup();
+        await this.#removeFiles();
+        this.#untrack?.();
         this.#exited.resolve(this.#exit);
       }),
     );
@@ -424,6 +510,8 @@ export class PluginClient implements AsyncDisposable {
         await Promise.race([this.#exited.promise, delay(200).promise]);
         await delay(20).promise;
         const exit = this.#exit;
+        const execFailure = this.#setprivExecFailure(exit);
+        if (execFailure) throw execFailure;
         throw new TetherError(
           "exited",
           `plugin ${this.#name} exited before we could connect` +
@@ -668,13 +756,14 @@ export class PluginClient implements AsyncDisposable {
       error.status !== GrpcStatus.UNAVAILABLE && error.status !== GrpcStatus.INTERNAL &&
       error.status !== GrpcStatus.CANCELLED && error.status !== GrpcStatus.UNKNOWN
     ) return error;
+    const arrived = Date.now();
     const connected =
       this.#channel?.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
     // An ordinary plugin error (Go sends plain errors as UNKNOWN) on a live connection needs no second look.
     if (connected && !this.#exit && !this.#killing) return error;
     if (!this.#exit) {
       // A dropped connection is seen a moment before the process is reaped.
-      const wait = delay(250);
+      const wait = delay(1000);
       await Promise.race([this.#exited.promise, wait.promise]);
       wait.cancel();
     }
@@ -687,6 +776,10 @@ export class PluginClient implements AsyncDisposable {
     }
     if (!this.#exit) return error;
     const exit = this.#exit;
+    // The first failure that turned out to be a death marks when the host knew: later calls met a dead process.
+    this.#deathSeenAt = Math.min(this.#deathSeenAt ?? arrived, arrived);
+    // grpc-js reports a connection cut mid-call as UNAVAILABLE or INTERNAL (RST_STREAM) depending on timing; a
+    // process that is gone is UNAVAILABLE whichever it saw (the transport's status stays on `cause`).
     return new TetherError(
       exit.killed ? "closed" : "exited",
       exit.killed
@@ -694,7 +787,7 @@ export class PluginClient implements AsyncDisposable {
         : `plugin ${this.#name} exited during the call (exit code ${exit.code}${
           exit.signal ? `, signal ${exit.signal}` : ""
         }): ${error.message}${this.#stderrHint()}`,
-      { plugin: this.#name, status: error.status, cause: error },
+      { plugin: this.#name, status: GrpcStatus.UNAVAILABLE, cause: error },
     );
   }
 
@@ -757,7 +850,35 @@ export class PluginClient implements AsyncDisposable {
     }
     await Promise.allSettled(this.#background);
     this.#cleanupAfterExit();
-    await this.#launch?.cleanup();
+    await this.#removeFiles();
+    this.#untrack?.();
+  }
+
+  /** The private directory, then its owner marker (a marker without a directory is swept later). */
+  async #removeFiles(): Promise<void> {
+    const launch = this.#launch;
+    if (!launch) return;
+    await launch.cleanup();
+    removeOwnerMarker(launch.privateDir);
+  }
+
+  /** For `Deno.exit()` (the `unload` event): only synchronous work happens there. */
+  #killNow(): void {
+    try {
+      this.#child?.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    if (this.#endpoint?.network === "unix") removeSocket(this.#endpoint.address);
+    const dir = this.#launch?.privateDir;
+    if (dir) {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // Already gone.
+      }
+      removeOwnerMarker(dir);
+    }
   }
 
   /** Same as {@linkcode PluginClient.kill}, for `await using`. */
@@ -776,6 +897,18 @@ export class PluginClient implements AsyncDisposable {
 
   #spawnError(cause: unknown): TetherError {
     const cmd = this.#options.cmd;
+    const setpriv = this.#wrapped && /setpriv/.test(String(cause)) && !String(cause).includes(cmd);
+    if (setpriv && (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.NotFound)) {
+      const fix = cause instanceof Deno.errors.NotFound
+        ? `setpriv (util-linux) is not installed at ${SETPRIV}: install util-linux`
+        : `run the host with --allow-run=${SETPRIV} as well`;
+      return new TetherError(
+        cause instanceof Deno.errors.NotFound ? "config" : "permission",
+        `plugin ${this.#name}: cannot start it under setpriv --pdeathsig, which makes it die with the host: ` +
+          `${String(cause)}; ${fix}, or set dieWithHost: false`,
+        { cause, plugin: this.#name },
+      );
+    }
     if (cause instanceof Deno.errors.NotFound) {
       return new TetherError("config", `plugin ${this.#name}: command not found: ${cmd}`, {
         cause,
@@ -803,6 +936,17 @@ export class PluginClient implements AsyncDisposable {
       cause,
       plugin: this.#name,
     });
+  }
+
+  /** setpriv could not exec the plugin (it prints "failed to execute" and exits 127/126): the spawn error Deno gave before. */
+  #setprivExecFailure(exit: PluginExit | undefined): TetherError | undefined {
+    if (!this.#wrapped || !exit || (exit.code !== 127 && exit.code !== 126)) return undefined;
+    const said = this.#stderrTail.find((line) => line.startsWith("setpriv: failed to execute"));
+    if (!said) return undefined;
+    const why = said.replace(/^setpriv: failed to execute /, "");
+    return this.#spawnError(
+      exit.code === 127 ? new Deno.errors.NotFound(why) : new Deno.errors.PermissionDenied(why),
+    );
   }
 
   #pluginCertPem(der: Uint8Array): string {

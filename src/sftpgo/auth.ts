@@ -4,7 +4,8 @@
  * {@linkcode serveAuth} turns an {@linkcode Authenticator} into a plugin.
  *
  * The contract (sdk `plugin/auth`): each check gets the credentials and the
- * user SFTPGo already has (JSON, or nothing) and answers with
+ * user SFTPGo has (JSON: the stored user, or its zero user `{"id":0,"username":...}`
+ * when it has none) and answers with
  * - an error: the login fails;
  * - no bytes: the user must already exist in SFTPGo, which checks the
  *   credentials itself;
@@ -92,8 +93,9 @@ export interface AuthCheckBase {
   /** `SSH`, `FTP`, `DAV` or `HTTP`. */
   readonly protocol: string;
   /**
-   * The user SFTPGo already has under this name, if any: an object is sent
-   * as JSON, bytes and strings as they are.
+   * The user SFTPGo already has under this name: an object is sent as JSON,
+   * bytes and strings as they are. Default: SFTPGo's shape for a user it does
+   * not have, `{"id":0,"username":"<username>"}` (see {@linkcode userJsonFor}).
    */
   readonly user?: SftpgoUser | Uint8Array | string;
 }
@@ -261,6 +263,25 @@ export type KeyboardInteractiveOutcome =
     readonly reason: string;
   };
 
+/**
+ * The user JSON an auth call sends: the caller's, else what SFTPGo sends for
+ * a user it does not have (its zero user, `{"id":0,"username":"<name>"}`:
+ * SFTPGo marshals the whole zero-valued struct, which a Go plugin decodes to
+ * the same value). Never empty bytes, which real plugins refuse
+ * (`unexpected end of JSON input`).
+ *
+ * @example
+ * ```ts
+ * import { userJsonFor } from "./auth.ts";
+ * console.log(new TextDecoder().decode(userJsonFor({ username: "alice" }))); // {"id":0,"username":"alice"}
+ * ```
+ */
+export function userJsonFor(
+  request: { readonly username: string; readonly user?: AuthCheckBase["user"] },
+): Uint8Array {
+  return jsonBytes(request.user ?? { id: 0, username: request.username });
+}
+
 function decodeUser(response: AuthResponse): AuthResult {
   const userJson = response.user;
   let user: SftpgoUser | undefined;
@@ -324,7 +345,7 @@ export class AuthClient {
       password: request.password,
       ip: request.ip,
       protocol: request.protocol,
-      user: jsonBytes(request.user),
+      user: userJsonFor(request),
     }, callOptions(this.#defaults, options));
     return decodeUser(response);
   }
@@ -339,7 +360,7 @@ export class AuthClient {
       tlsCert: request.tlsCert,
       ip: request.ip,
       protocol: request.protocol,
-      user: jsonBytes(request.user),
+      user: userJsonFor(request),
     }, callOptions(this.#defaults, options));
     return decodeUser(response);
   }
@@ -354,7 +375,7 @@ export class AuthClient {
       pubKey: request.pubKey,
       ip: request.ip,
       protocol: request.protocol,
-      user: jsonBytes(request.user),
+      user: userJsonFor(request),
     }, callOptions(this.#defaults, options));
     return decodeUser(response);
   }
@@ -369,7 +390,7 @@ export class AuthClient {
       username: request.username,
       ip: request.ip,
       protocol: request.protocol,
-      user: jsonBytes(request.user),
+      user: userJsonFor(request),
     }, callOptions(this.#defaults, options));
     return decodeUser(response);
   }

@@ -86,7 +86,7 @@ export interface SearchQueryBase {
   readonly ip?: string;
   /** Only events of these SFTPGo instances. */
   readonly instanceIds?: readonly string[];
-  /** At most this many results. */
+  /** At most this many results. Default 100, as SFTPGo's event search API (which allows 1 to 1000). */
   readonly limit?: number;
   /** Continue after this event id (paging). */
   readonly fromId?: string;
@@ -174,6 +174,9 @@ export interface SearchResult {
   readonly bytes: Uint8Array;
 }
 
+/** SFTPGo's default `limit` for event searches (internal/httpd: 100 unless the request says otherwise). */
+const SFTPGO_SEARCH_LIMIT = 100;
+
 function commonFilter(query: SearchQueryBase) {
   return {
     startTimestamp: query.startTimestamp === undefined ? 0n : toUnixNanos(query.startTimestamp),
@@ -181,7 +184,7 @@ function commonFilter(query: SearchQueryBase) {
     username: query.username ?? "",
     ip: query.ip ?? "",
     instanceIds: [...(query.instanceIds ?? [])],
-    limit: query.limit ?? 0,
+    limit: query.limit ?? SFTPGO_SEARCH_LIMIT,
     fromId: query.fromId ?? "",
     order: query.order ?? SearchOrder.Desc,
     role: query.role ?? "",

@@ -41,6 +41,7 @@ import type { PermissionEvent } from "../audit.ts";
 import { TetherError } from "../errors.ts";
 import { runtimeFor } from "../launch.ts";
 import { consoleLogger, type Logger } from "../logs.ts";
+import { track } from "../lifeline.ts";
 import type { DescService } from "@bufbuild/protobuf";
 import type { CallOptions, ServiceClient } from "../rpc.ts";
 import {
@@ -125,6 +126,13 @@ export interface PluginManagerOptions {
   readonly notifierRetryDelayMs?: number;
   /** How long {@linkcode PluginManager.stop} waits for notifier queues to drain (default 10000 ms). */
   readonly stopTimeoutMs?: number;
+  /**
+   * On SIGTERM, SIGINT or SIGHUP: {@linkcode PluginManager.stop} (flush, kill,
+   * report logged), then the signal ends the host as it would have. Default
+   * `true`; `false` for a host that handles these signals itself (it then
+   * calls `stop()`): also passed to every plugin's client.
+   */
+  readonly handleSignals?: boolean;
   /** Extra {@linkcode PluginClientOptions} per plugin (working directory, stdout sink, ...); they win. */
   readonly clientOptions?: (config: PluginConfig, name: string) => Partial<PluginClientOptions>;
 }
@@ -282,6 +290,7 @@ export class PluginManager implements AsyncDisposable {
   readonly #semaphore: Semaphore;
   #phase: "new" | "starting" | "running" | "closed" = "new";
   #stopping: Promise<StopReport> | undefined;
+  #untrack: (() => void) | undefined;
   readonly #auth: AuthRouter;
   readonly #notifier: NotifierRouter;
   readonly #ipFilter: IpFilterRouter;
@@ -329,7 +338,14 @@ export class PluginManager implements AsyncDisposable {
         stableAfterMs: options.stableAfterMs,
         logger: this.#logger,
       });
-      return { config, name, supervisor, dispenser: this.#gate(supervisor, config.tether.callTimeoutMs) };
+      // A down ipfilter allows at once (SFTPGo's rule), so a check sent to a dead process does not wait either.
+      const resend = config.type !== "ipfilter";
+      return {
+        config,
+        name,
+        supervisor,
+        dispenser: this.#gate(supervisor, config.tether.callTimeoutMs, resend),
+      };
     });
     const gate = (what: string) => this.#assertOpen(what);
     this.#auth = new AuthRouter(this.#plugins, gate);
@@ -399,6 +415,12 @@ export class PluginManager implements AsyncDisposable {
       });
     }
     this.#phase = "running";
+    this.#untrack = track({
+      kill: () => this.#stopOnSignal(),
+      killNow: () => {}, // Deno.exit(): each client SIGKILLs its own process
+      onSignals: this.#options.handleSignals ?? true,
+      first: true,
+    });
     this.#logger.log({
       level: "info",
       message: `started ${this.#plugins.length} SFTPGo plugin(s)`,
@@ -549,6 +571,7 @@ export class PluginManager implements AsyncDisposable {
       }
     }
     const sum = (key: "delivered" | "left" | "dropped") => plugins.reduce((n, p) => n + p[key], 0);
+    this.#untrack?.();
     return {
       flushed,
       durationMs: Math.round(performance.now() - began),
@@ -557,6 +580,21 @@ export class PluginManager implements AsyncDisposable {
       dropped: sum("dropped"),
       plugins,
     };
+  }
+
+  /** A signal ends the host: stop as stop() does, and log the report, the last word on every event. */
+  async #stopOnSignal(): Promise<void> {
+    const report = await this.stop();
+    this.#logger.log({
+      level: report.left > 0 || report.dropped > 0 ? "warn" : "info",
+      message: "plugin manager stopped by a signal",
+      fields: {
+        delivered: report.delivered,
+        left: report.left,
+        dropped: report.dropped,
+        flushed: report.flushed,
+      },
+    });
   }
 
   /** Same as {@linkcode PluginManager.stop}, for `await using`. */
@@ -575,8 +613,8 @@ export class PluginManager implements AsyncDisposable {
   }
 
   /** A dispenser that refuses calls once the manager stops, then waits for the plugin through restarts. */
-  #gate(supervisor: PluginSupervisor, callTimeoutMs: number): PluginDispenser {
-    const inner = supervisor.dispenser(callTimeoutMs);
+  #gate(supervisor: PluginSupervisor, callTimeoutMs: number, resendAfterDeath: boolean): PluginDispenser {
+    const inner = supervisor.dispenser(callTimeoutMs, resendAfterDeath);
     return {
       dispense: <S extends DescService>(service: S): ServiceClient<S> => {
         const client = (inner.dispense as (service: DescService) => unknown)(service) as Record<
@@ -618,6 +656,7 @@ export class PluginManager implements AsyncDisposable {
       logger: this.#logger,
       name,
       ...(options.onPermissionEvent ? { onPermissionEvent: options.onPermissionEvent } : {}),
+      handleSignals: options.handleSignals ?? true,
       ...options.clientOptions?.(config, name),
     };
   }

@@ -23,6 +23,7 @@
  */
 
 import { TetherError } from "../errors.ts";
+import { neverReached } from "./supervisor.ts";
 import type { Logger } from "../logs.ts";
 import type { PluginClient } from "../client.ts";
 import type { NotifierOptions } from "./config.ts";
@@ -375,6 +376,7 @@ export class NotifierLane {
       await this.#o.semaphore.acquire();
       this.#sending = true;
       let failure: unknown;
+      const startedAt = Date.now();
       try {
         await this.#o.send(client, item, this.#o.callTimeoutMs);
       } catch (error) {
@@ -393,6 +395,16 @@ export class NotifierLane {
       }
       this.#failedSends++;
       const reason = failure instanceof Error ? failure.message : String(failure);
+      if (neverReached(client, startedAt, failure)) {
+        // Sent to a process already known dead: the event never reached a plugin. It waits for the restart, as an
+        // event offered during the restart does (acquire() does not hand out the dead client again).
+        this.#o.logger.log({
+          level: "debug",
+          message: "notifier event sent to a plugin that had already exited; resent after the restart",
+          fields: { plugin: this.#o.name, error: reason },
+        });
+        continue;
+      }
       if (this.#o.options.retryMaxTime > 0 && !this.#expired(item)) {
         if (!this.#retrying) {
           this.#o.logger.log({

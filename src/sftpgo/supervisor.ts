@@ -78,6 +78,23 @@ interface Waiter {
   reject(error: TetherError): void;
 }
 
+/**
+ * Whether a failed call never reached a live plugin: the client was gone
+ * before the call was sent (its death was already seen), or it was being
+ * torn down between acquire() and the call. Such a call waits for the
+ * restart instead of counting as a failure (dispenser calls and notifier lanes).
+ *
+ * @example
+ * ```ts ignore
+ * import { neverReached } from "./supervisor.ts";
+ * if (neverReached(client, startedAt, error)) console.log("resend after the restart");
+ * ```
+ */
+export function neverReached(client: PluginClient, startedAt: number, error: unknown): boolean {
+  if (!(error instanceof TetherError) || (error.code !== "exited" && error.code !== "closed")) return false;
+  return client.sentAfterDeath(startedAt) || (error.code === "closed" && client.hasExited);
+}
+
 function describeExit(exit: PluginExit | undefined): string {
   if (!exit) return "it exited";
   return `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ""}`;
@@ -135,7 +152,8 @@ export class PluginSupervisor {
 
   /** Where the plugin is in its life. */
   get state(): PluginState {
-    return this.#state;
+    // A process known dead is never "running", even before its exit was handled.
+    return this.#state === "running" && !this.#current() ? "restarting" : this.#state;
   }
 
   /** How many times the plugin was started again after an exit or a hang (successful starts only). */
@@ -150,12 +168,12 @@ export class PluginSupervisor {
 
   /** The running process id. */
   get pid(): number | undefined {
-    return this.#state === "running" ? this.#client?.pid : undefined;
+    return this.#current()?.pid;
   }
 
   /** The running client, if any (no waiting). */
   get client(): PluginClient | undefined {
-    return this.#state === "running" ? this.#client : undefined;
+    return this.#current();
   }
 
   /** How the last process ended, if one did. */
@@ -192,7 +210,8 @@ export class PluginSupervisor {
    * down at the deadline; `rpc`/CANCELLED when `signal` aborts.
    */
   acquire(options: AcquireOptions = {}): Promise<PluginClient> {
-    if (this.#state === "running" && this.#client) return Promise.resolve(this.#client);
+    const running = this.#current();
+    if (running) return Promise.resolve(running);
     const early = this.#unavailable();
     if (early) return Promise.reject(early);
     if (options.signal?.aborted) return Promise.reject(this.#cancelled());
@@ -243,8 +262,13 @@ export class PluginSupervisor {
    * through restarts: each call gets `timeoutMs` (default
    * `defaultTimeoutMs`) for both the wait and the call itself. Fits the
    * typed wrappers (`AuthClient`, `KmsClient`, ...).
+   *
+   * A call sent to a process already known dead is sent again after the
+   * restart (`resendAfterDeath`, default true), as a call made during the
+   * restart would wait; with `false` it fails with `exited` instead, for
+   * callers that answer a down plugin at once (the ipfilter allows).
    */
-  dispenser(defaultTimeoutMs: number): PluginDispenser {
+  dispenser(defaultTimeoutMs: number, resendAfterDeath = true): PluginDispenser {
     const proxies = new Map<DescService, unknown>();
     const clients = new WeakMap<PluginClient, Map<DescService, Record<string, unknown>>>();
     const direct = (client: PluginClient, service: DescService): Record<string, unknown> => {
@@ -273,12 +297,24 @@ export class PluginSupervisor {
           proxy[method.localName] = async (request: unknown, options: CallOptions = {}) => {
             const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
             const deadline = Date.now() + timeoutMs;
-            const client = await this.acquire({ deadline, signal: options.signal });
-            const call = direct(client, service)[method.localName] as (
-              request: unknown,
-              options: CallOptions,
-            ) => Promise<unknown>;
-            return await call(request, { ...options, timeoutMs: Math.max(1, deadline - Date.now()) });
+            while (true) {
+              const client = await this.acquire({ deadline, signal: options.signal });
+              const startedAt = Date.now();
+              try {
+                const call = direct(client, service)[method.localName] as (
+                  request: unknown,
+                  options: CallOptions,
+                ) => Promise<unknown>;
+                return await call(request, { ...options, timeoutMs: Math.max(1, deadline - Date.now()) });
+              } catch (error) {
+                // Sent to a process already gone: it never reached a plugin, so wait for the restart as a call
+                // made during the restart would (acquire() will not hand out the dead client again).
+                if (resendAfterDeath && neverReached(client, startedAt, error) && Date.now() < deadline) {
+                  continue;
+                }
+                throw error;
+              }
+            }
           };
         }
         proxies.set(service, proxy);
@@ -306,13 +342,15 @@ export class PluginSupervisor {
       });
     }
     this.#client = client;
+    // Synchronous: the supervisor stops handing the client out the instant its exit is known.
+    client.onExit((exit) => this.#onExit(client, exit));
+    if (!client.running) return; // it died already: #onExit scheduled the restart
     this.#setState("running");
-    client.exited.then((exit) => this.#onExit(client, exit));
     this.#scheduleHealthCheck(client);
     clearTimeout(this.#stableTimer);
     if (this.#streak > 0) {
       this.#stableTimer = setTimeout(() => {
-        if (this.#client === client && this.#state === "running") this.#streak = 0;
+        if (this.#current() === client) this.#streak = 0;
       }, this.#o.stableAfterMs ?? 10_000);
     }
   }
@@ -371,12 +409,12 @@ export class PluginSupervisor {
     const threshold = this.#o.healthCheckFailures ?? 3;
     let failures = 0;
     const tick = async () => {
-      if (this.#client !== client || this.#state !== "running") return;
+      if (this.#current() !== client) return;
       try {
         await client.ping({ timeoutMs });
         failures = 0;
       } catch (error) {
-        if (this.#client !== client || this.#state !== "running" || client.hasExited) return;
+        if (this.#current() !== client) return;
         failures++;
         const reason = error instanceof Error ? error.message : String(error);
         this.#log("warn", "plugin health check failed", { failures, of: threshold, error: reason });
@@ -387,9 +425,7 @@ export class PluginSupervisor {
           return;
         }
       }
-      if (this.#client === client && this.#state === "running") {
-        this.#healthTimer = setTimeout(tick, interval);
-      }
+      if (this.#current() === client) this.#healthTimer = setTimeout(tick, interval);
     };
     this.#healthTimer = setTimeout(tick, interval);
   }
@@ -410,10 +446,21 @@ export class PluginSupervisor {
     this.#cleanups.add(tracked);
   }
 
+  /**
+   * THE running client: the state says running and the client itself says it
+   * can take calls ({@linkcode PluginClient.running}). Every path that hands
+   * out or checks the plugin goes through here.
+   */
+  #current(): PluginClient | undefined {
+    const client = this.#client;
+    return this.#state === "running" && client?.running ? client : undefined;
+  }
+
   #setState(state: PluginState): void {
     this.#state = state;
-    if (state === "running" && this.#client) {
-      for (const waiter of [...this.#waiters]) waiter.resolve(this.#client);
+    const running = this.#current();
+    if (running) {
+      for (const waiter of [...this.#waiters]) waiter.resolve(running);
       return;
     }
     const error = this.#unavailable();

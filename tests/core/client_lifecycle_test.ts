@@ -208,3 +208,47 @@ function existsPath(path: string): boolean {
     return false;
   }
 }
+
+Deno.test({
+  name:
+    "lifecycle: the exit is one state change: `running` is false and onExit has run before `exited` resolves",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inSandbox(async (box) => {
+      const client = box.client(await box.goKv());
+      await client.start();
+      assert.equal(client.running, true);
+      const seen: { running: boolean; hasExited: boolean; filesLeft: boolean }[] = [];
+      let exitedResolved = false;
+      client.exited.then(() => exitedResolved = true);
+      client.onExit(() => {
+        // Called at the instant the exit is recorded: cleanup has not happened yet, and yet nobody can use it.
+        seen.push({
+          running: client.running,
+          hasExited: client.hasExited,
+          filesLeft: [...Deno.readDirSync(box.dir)].length > 0 && !exitedResolved,
+        });
+      });
+      const started = Date.now();
+      Deno.kill(client.pid!, "SIGKILL");
+      await client.exited;
+      assert.deepEqual(seen, [{ running: false, hasExited: true, filesLeft: true }]);
+      assert.equal(client.sentAfterDeath(started), false, "a call made before the death is not 'after' it");
+      assert.equal(client.sentAfterDeath(Date.now()), true);
+      // Registered after the fact: called at once.
+      let late = false;
+      client.onExit(() => late = true);
+      assert.ok(late);
+      // Its private directory and owner marker are gone.
+      assert.deepEqual([...Deno.readDirSync(box.dir)].map((e) => e.name), []);
+    }),
+});
+
+Deno.test("lifecycle: dieWithHost needs a command path (no PATH lookup under setpriv), and says so", async () => {
+  await inSandbox(async (box) => {
+    const client = box.client({ ...box.shellFake("silent.sh"), cmd: "kvplugin" });
+    const error = await rejectsWith(client.start(), "config");
+    assert.match(error.message, /give its command as a path \(got "kvplugin"\)/);
+    assert.deepEqual([...Deno.readDirSync(box.dir)].map((e) => e.name), [], "nothing left behind");
+  });
+});

@@ -314,8 +314,10 @@ Deno.test("serve: the plugin exits on its own when its host process dies (even b
       // it before it unlinks the socket, go-plugin #114.)
       assert.ok(!exists(address), "orphaned plugin left its socket: it did not stop cleanly");
     } finally {
-      // The dead host could not remove its launch's private directory.
-      await Deno.remove(address.slice(0, address.lastIndexOf("/")), { recursive: true }).catch(() => {});
+      // The dead host could not remove its launch's private directory, nor its owner marker next to it.
+      const privateDir = address.slice(0, address.lastIndexOf("/"));
+      await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+      await Deno.remove(`${privateDir}.owner`).catch(() => {});
     }
   });
 });

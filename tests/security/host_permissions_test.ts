@@ -8,7 +8,7 @@
  *
  *   --allow-read=<socket base> --allow-write=<socket base>
  *   --allow-net                              (unix sockets cannot be granted by directory: denoland/deno#36762)
- *   --allow-run=<native plugin paths>,<Deno.execPath()>
+ *   --allow-run=<native plugin paths>,<Deno.execPath()>,/usr/bin/setpriv (plugins die with the host)
  *   --ignore-env=GRPC_*                      (or --allow-env=GRPC_*: grpc-js reads them at import)
  *
  * and for a native plugin with `sha256`: `--allow-read=<plugin file>` and unscoped `--allow-run` (the
@@ -20,6 +20,7 @@
 
 import assert from "node:assert/strict";
 import { sha256Hex } from "../../src/integrity.ts";
+import { SETPRIV } from "../../src/lifeline.ts";
 import { goFixture, ignoreWithoutGo, repoRoot } from "../helpers.ts";
 import { shortTempDir, tetherDirs } from "./support.ts";
 
@@ -115,7 +116,7 @@ Deno.test({
         read: `--allow-read=${base}`,
         write: `--allow-write=${base}`,
         net: "--allow-net",
-        run: `--allow-run=${kvplugin},${deno}`,
+        run: `--allow-run=${kvplugin},${deno},${SETPRIV}`,
         env: "--ignore-env=GRPC_*",
       };
       const all = Object.values(narrow);
@@ -124,24 +125,40 @@ Deno.test({
       assert.ok(works.ok, `the narrowest flags do not work: ${describe(works)}`);
       console.log(`  works with: ${all.join(" ")}`);
 
-      const [noWrite, noRead, noNet, noRunGo, noRunDeno, noEnv, tsNoNet, tsNoRead, tsNoWrite] = await pooled([
-        () => runHost(all.filter((flag) => flag !== narrow.write), config),
-        () => runHost(all.filter((flag) => flag !== narrow.read), config),
-        () => runHost(all.filter((flag) => flag !== narrow.net), config),
-        () => runHost([...all.filter((flag) => flag !== narrow.run), `--allow-run=${deno}`], config),
-        () => runHost([...all.filter((flag) => flag !== narrow.run), `--allow-run=${kvplugin}`], config),
-        () => runHost(all.filter((flag) => flag !== narrow.env), config),
-        // The TypeScript plugin alone: its launch also listens on the permission broker socket.
-        () => runHost(all.filter((flag) => flag !== narrow.net), { ...config, go: undefined }),
-        () => runHost(all.filter((flag) => flag !== narrow.read), { ...config, go: undefined }),
-        () => runHost(all.filter((flag) => flag !== narrow.write), { ...config, go: undefined }),
-      ]);
+      const [noWrite, noRead, noNet, noRunGo, noRunDeno, noRunSetpriv, noEnv, tsNoNet, tsNoRead, tsNoWrite] =
+        await pooled([
+          () => runHost(all.filter((flag) => flag !== narrow.write), config),
+          () => runHost(all.filter((flag) => flag !== narrow.read), config),
+          () => runHost(all.filter((flag) => flag !== narrow.net), config),
+          () =>
+            runHost([...all.filter((flag) => flag !== narrow.run), `--allow-run=${deno},${SETPRIV}`], config),
+          () =>
+            runHost(
+              [...all.filter((flag) => flag !== narrow.run), `--allow-run=${kvplugin},${SETPRIV}`],
+              config,
+            ),
+          () =>
+            runHost(
+              [...all.filter((flag) => flag !== narrow.run), `--allow-run=${kvplugin},${deno}`],
+              config,
+            ),
+          () => runHost(all.filter((flag) => flag !== narrow.env), config),
+          // The TypeScript plugin alone: its launch also listens on the permission broker socket.
+          () => runHost(all.filter((flag) => flag !== narrow.net), { ...config, go: undefined }),
+          () => runHost(all.filter((flag) => flag !== narrow.read), { ...config, go: undefined }),
+          () => runHost(all.filter((flag) => flag !== narrow.write), { ...config, go: undefined }),
+        ]);
       assertNamesFlag(noWrite, `--allow-write=${base}`, "--allow-write (go)");
       assertNamesFlag(noRead, `--allow-read=${base}`, "--allow-read (go)");
       assertNamesFlag(noNet, "--allow-net (", "--allow-net (go)");
       assert.match(noNet.error!.message, /denoland\/deno#36762/);
       assertNamesFlag(noRunGo, `--allow-run=${kvplugin}`, "the Go plugin in --allow-run");
       assertNamesFlag(noRunDeno, `--allow-run=${deno}`, "Deno in --allow-run");
+      assertNamesFlag(
+        noRunSetpriv,
+        `--allow-run=${SETPRIV}`,
+        "setpriv (plugins die with the host) in --allow-run",
+      );
       assertNamesFlag(tsNoNet, "--allow-net (", "--allow-net (ts)");
       assertNamesFlag(tsNoRead, `--allow-read=${base}`, "--allow-read (ts)");
       assertNamesFlag(tsNoWrite, `--allow-write=${base}`, "--allow-write (ts)");
@@ -234,7 +251,7 @@ Deno.test("host permissions with sha256 (bundled TS plugin): only --allow-read=<
       read: `--allow-read=${base},${bundle}`,
       write: `--allow-write=${base}`,
       net: "--allow-net",
-      run: `--allow-run=${deno}`,
+      run: `--allow-run=${deno},${SETPRIV}`,
       env: "--ignore-env=GRPC_*",
     };
     const all = Object.values(narrow);

@@ -116,7 +116,15 @@ Deno.test({
         password: "",
         user: undefined,
       });
-      assert.equal(noUser.user?.user, "");
+      // No user given: SFTPGo's shape for a user it does not have, never empty bytes.
+      assert.equal(noUser.user?.user, '{"id":0,"username":"echo"}');
+      const empty = await auth.checkUserAndPass({
+        ...base,
+        username: "echo",
+        password: "",
+        user: new Uint8Array(),
+      });
+      assert.equal(empty.user?.user, "");
 
       const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
       assert.deepEqual(
@@ -709,7 +717,7 @@ Deno.test({
       });
       assert.deepEqual(log.data, { kind: "log", filter: { ...commonEcho, events: [1], protocols: ["SSH"] } });
 
-      // No filter at all: every field empty, order DESC.
+      // No filter at all: SFTPGo's defaults (limit 100, order DESC), every other field empty.
       const all = await search.searchLogEvents();
       assert.deepEqual(all.data, {
         kind: "log",
@@ -719,7 +727,7 @@ Deno.test({
           username: "",
           ip: "",
           instance_ids: [],
-          limit: 0,
+          limit: 100,
           from_id: "",
           order: 0,
           role: "",

@@ -17,6 +17,7 @@ import {
 } from "../../sftpgo.ts";
 import { GrpcStatus, TetherError } from "../../mod.ts";
 import { readJsonLines, tsPlugin, withPlugin } from "./support.ts";
+import { goFixture, ignoreWithoutGo } from "../helpers.ts";
 
 const examples = "examples/sftpgo/plugins";
 
@@ -418,3 +419,35 @@ Deno.test("sftpgo examples: eventsearcher plugin finds the notifier's events", (
       assert.deepEqual((await search.searchLogEvents({ username: "nobody" })).data, []);
     });
   }));
+
+Deno.test({
+  name: "auth defaults: without `user`, every check sends SFTPGo's zero user, so a Go plugin that " +
+    "json.Unmarshals it (as sftpgo-plugin-auth) accepts a correct password; empty bytes it refuses",
+  ignore: ignoreWithoutGo(),
+  fn: async () => {
+    await withPlugin("auth", { cmd: await goFixture("userauth"), args: [] }, async (client) => {
+      const auth = new AuthClient(client);
+      const base = { username: "bob", ip: "198.51.100.7", protocol: "SSH" };
+      // No user: {"id":0,"username":"bob"} goes out, as SFTPGo sends for a user it does not have.
+      const fresh = await auth.checkUserAndPass({ ...base, password: "secret" });
+      assert.deepEqual(fresh.user, { id: 0, username: "bob", status: 1, home_dir: "/srv/bob" });
+      assert.equal((await auth.checkUserAndPublicKey({ ...base, pubKey: "ssh-ed25519 AAAA" })).user?.id, 0);
+      assert.equal((await auth.checkUserAndKeyboardInteractive(base)).user?.username, "bob");
+      const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+      assert.equal((await auth.checkUserAndTLSCert({ ...base, tlsCert: cert })).user?.username, "bob");
+      // A stored user goes out as given (the plugin keeps its id).
+      const stored = await auth.checkUserAndPass({
+        ...base,
+        password: "secret",
+        user: { id: 42, username: "bob" },
+      });
+      assert.equal(stored.user?.id, 42);
+      await rejectsWithText(auth.checkUserAndPass({ ...base, password: "wrong" }), "invalid credentials");
+      // What Tether used to send: empty bytes, which such a plugin cannot parse.
+      await rejectsWithText(
+        auth.checkUserAndPass({ ...base, password: "secret", user: new Uint8Array() }),
+        "unexpected end of JSON input",
+      );
+    });
+  },
+});

@@ -1,0 +1,176 @@
+/**
+ * Private directories of hosts that died without running code (SIGKILL, a
+ * crash): each launch's directory `tether-XXXX` gets an owner marker written
+ * by the HOST next to it, `tether-XXXX.owner`, holding the host's pid, its
+ * start time (from `/proc/<pid>/stat`) and the boot id. The next host that
+ * starts a plugin in the same base directory removes every directory whose
+ * marker names a host that is no longer running.
+ *
+ * Nothing a plugin writes is trusted for this: the marker lives outside the
+ * private directory, must be a regular file (not a symlink) owned by the
+ * host's own uid, and only real directories named like Tether's, next to a
+ * valid marker, are removed (without following symlinks). A directory with no
+ * marker is never touched.
+ *
+ * @module
+ */
+
+/** What a host writes about itself next to each private directory. */
+export interface OwnerMarker {
+  /** The host's process id. */
+  readonly pid: number;
+  /** Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot), or null when unreadable. */
+  readonly start: string | null;
+  /** `/proc/sys/kernel/random/boot_id`, or null when unreadable. */
+  readonly boot: string | null;
+  /** The host's pid namespace (`/proc/self/ns/pid`), or null: pids of another namespace say nothing here. */
+  readonly pidns?: string | null;
+}
+
+const MARKER_SUFFIX = ".owner";
+const PRIVATE_DIR = /^tether-[A-Za-z0-9_]+$/;
+
+function readOrNull(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path).trim();
+  } catch {
+    return null;
+  }
+}
+
+function linkOrNull(path: string): string | null {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat; the command name (field 2) may hold spaces, so count after its ')'. */
+function startTime(pid: number | "self"): string | null {
+  const stat = readOrNull(`/proc/${pid}/stat`);
+  if (stat === null) return null;
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return fields[19] ?? null;
+}
+
+/** The marker path of a private directory. */
+export function markerPath(privateDir: string): string {
+  return `${privateDir}${MARKER_SUFFIX}`;
+}
+
+let self: OwnerMarker | undefined;
+
+/** This host's marker content. */
+function selfMarker(): OwnerMarker {
+  self ??= {
+    pid: Deno.pid,
+    start: startTime(Deno.pid),
+    boot: readOrNull("/proc/sys/kernel/random/boot_id"),
+    pidns: linkOrNull("/proc/self/ns/pid"),
+  };
+  return self;
+}
+
+/**
+ * Writes the owner marker of `privateDir` (mode 0600, next to the directory).
+ *
+ * @example
+ * ```ts ignore
+ * import { writeOwnerMarker } from "./stale.ts";
+ * await writeOwnerMarker("/tmp/tether-abc123");
+ * ```
+ */
+export async function writeOwnerMarker(privateDir: string): Promise<void> {
+  await Deno.writeTextFile(markerPath(privateDir), JSON.stringify(selfMarker()), {
+    mode: 0o600,
+    createNew: true,
+  });
+}
+
+/** Removes the owner marker of `privateDir`, synchronously (also used from `unload`). */
+export function removeOwnerMarker(privateDir: string): void {
+  try {
+    Deno.removeSync(markerPath(privateDir));
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Whether the host a marker names is still running (same pid, same start, same boot). */
+function ownerAlive(marker: OwnerMarker): boolean {
+  const here = selfMarker();
+  if (marker.boot !== null && here.boot !== null && marker.boot !== here.boot) return false;
+  // A host in another pid namespace (another container sharing this directory): we cannot see it, so keep it.
+  if ((marker.pidns ?? null) !== (here.pidns ?? null)) return true;
+  const stat = readOrNull(`/proc/${marker.pid}/stat`);
+  if (stat === null) return false;
+  // A zombie host cannot run code any more: its directories are as good as orphaned.
+  if (/^\d+ \(.*\) Z /s.test(stat)) return false;
+  const start = startTime(marker.pid);
+  return marker.start === null || start === null || start === marker.start;
+}
+
+function parseMarker(text: string): OwnerMarker | undefined {
+  try {
+    const value = JSON.parse(text) as Record<string, unknown>;
+    if (!Number.isInteger(value.pid) || (value.pid as number) <= 0) return undefined;
+    const start = typeof value.start === "string" ? value.start : null;
+    const boot = typeof value.boot === "string" ? value.boot : null;
+    const pidns = typeof value.pidns === "string" ? value.pidns : null;
+    return { pid: value.pid as number, start, boot, pidns };
+  } catch {
+    return undefined;
+  }
+}
+
+const swept = new Set<string>();
+
+/**
+ * Removes the private directories (and markers) in `base` whose owner host is
+ * gone. Runs once per base directory per host; needs read access to `/proc`
+ * (without it, nothing is removed and `[]` is returned). Returns the removed
+ * directories.
+ *
+ * @example
+ * ```ts ignore
+ * import { sweepStaleDirs } from "./stale.ts";
+ * const removed = await sweepStaleDirs(Deno.env.get("TMPDIR") ?? "/tmp");
+ * ```
+ */
+export async function sweepStaleDirs(base: string): Promise<string[]> {
+  if (swept.has(base) || Deno.build.os !== "linux") return [];
+  swept.add(base);
+  // Without /proc we cannot tell a dead host from a live one: remove nothing.
+  if (selfMarker().start === null) return [];
+  const uid = Deno.uid();
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(base)];
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !entry.name.endsWith(MARKER_SUFFIX)) continue;
+    const dirName = entry.name.slice(0, -MARKER_SUFFIX.length);
+    if (!PRIVATE_DIR.test(dirName)) continue;
+    const marker = `${base}/${entry.name}`;
+    try {
+      const info = await Deno.lstat(marker);
+      if (!info.isFile || (uid !== null && info.uid !== uid)) continue;
+      const owner = parseMarker(await Deno.readTextFile(marker));
+      if (!owner || owner.pid === Deno.pid || ownerAlive(owner)) continue;
+      const dir = `${base}/${dirName}`;
+      const dirInfo = await Deno.lstat(dir).catch(() => undefined);
+      if (dirInfo?.isDirectory) {
+        await Deno.remove(dir, { recursive: true });
+        removed.push(dir);
+      }
+      await Deno.remove(marker);
+    } catch {
+      // Not ours to remove, or removed by another host meanwhile.
+    }
+  }
+  return removed;
+}
