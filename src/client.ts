@@ -33,6 +33,7 @@ import {
   type PreparedLaunch,
   prepareLaunch,
 } from "./launch.ts";
+import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
 import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
@@ -126,8 +127,25 @@ export interface PluginClientOptions {
    * needs unscoped `--allow-run` either way (see docs/security.md).
    */
   readonly integrityDir?: string;
-  /** Receives each permission a `deno` plugin was denied (also logged at warn). */
+  /**
+   * Receives each permission check a `deno` plugin's policy does not allow,
+   * as the plugin's own audit reports it (also logged at warn). Untrusted:
+   * the plugin's process writes that audit; Deno's flags made the decision.
+   */
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
+  /**
+   * OS layer of a `deno` plugin: `auto` (default: namespaces with bubblewrap
+   * where available, said once in the log), `namespaces` (or a `config`
+   * error), `deno-only`. See docs/security.md.
+   */
+  readonly isolation?: Isolation;
+  /**
+   * Memory limits of a `deno` plugin (MiB; 0 = off): V8 heap (default 512) and
+   * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
+   */
+  readonly limits?: ResourceLimits;
+  /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */
+  readonly killOnAuditTamper?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
@@ -309,6 +327,10 @@ export class PluginClient implements AsyncDisposable {
       cookieKey: options.handshake.magicCookieKey,
       logger: this.#logger,
       onPermissionEvent: options.onPermissionEvent,
+      cwd: options.cwd,
+      isolation: options.isolation,
+      limits: options.limits,
+      killOnAuditTamper: options.killOnAuditTamper,
     });
     this.#launch = launch;
     Object.assign(env, launch.env);
@@ -338,6 +360,13 @@ export class PluginClient implements AsyncDisposable {
       throw this.#spawnError(cause);
     }
     this.#child = child;
+    launch.watch(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    });
     globalThis.addEventListener("unload", this.#onUnload);
     this.#background.push(
       child.status.then(async (status) => {
@@ -413,13 +442,12 @@ export class PluginClient implements AsyncDisposable {
         await Promise.race([this.#exited.promise, delay(200).promise]);
         await delay(20).promise;
         const exit = this.#exit;
-        throw new TetherError(
+        throw this.#limitOr(
           "exited",
           `plugin ${this.#name} exited before we could connect` +
             (exit ? ` (exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ""})` : "") +
             (outcome.kind === "line" ? ": it closed stdout without printing a handshake line" : "") +
             this.#stderrHint(),
-          { plugin: this.#name },
         );
       }
       line = outcome.value;
@@ -657,6 +685,15 @@ export class PluginClient implements AsyncDisposable {
     }
     if (!this.#exit) return error;
     const exit = this.#exit;
+    if (!exit.killed) {
+      const limit = this.#launch?.exitReason(this.#stderrTail);
+      if (limit) {
+        return new TetherError(limit.code, `${limit.message}: ${error.message}`, {
+          plugin: this.#name,
+          cause: error,
+        });
+      }
+    }
     return new TetherError(
       exit.killed ? "closed" : "exited",
       exit.killed
@@ -733,6 +770,15 @@ export class PluginClient implements AsyncDisposable {
   /** Same as {@linkcode PluginClient.kill}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.kill();
+  }
+
+  /** An `exited` error, unless the plugin's death points to one of its resource limits. */
+  #limitOr(code: "exited", message: string): TetherError {
+    const limit = this.#launch?.exitReason(this.#stderrTail);
+    if (limit) {
+      return new TetherError(limit.code, `${limit.message}${this.#stderrHint()}`, { plugin: this.#name });
+    }
+    return new TetherError(code, message, { plugin: this.#name });
   }
 
   #cleanupAfterExit(): void {
