@@ -804,7 +804,7 @@ export class PluginClient implements AsyncDisposable {
       let hint = " (check the file's execute permission and uid/gid)";
       if (cause instanceof Deno.errors.NotCapable) {
         hint = this.#launch?.runtime === "deno"
-          ? `; run the host with --allow-run=${spawned} (the Deno executable that runs this TypeScript plugin)`
+          ? `; run the host with --allow-run=${spawned} (it runs this TypeScript plugin)`
           : this.#options.sha256
           ? "; it is the verified copy, which the host writes, and Deno cannot grant running a file the host " +
             "may write: run the host with --allow-run (unscoped)"

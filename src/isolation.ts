@@ -45,15 +45,21 @@ export const DEFAULT_DATA_MIB = 2048;
 const BWRAP_PATHS = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"];
 const PRLIMIT_PATHS = ["/usr/bin/prlimit", "/bin/prlimit", "/usr/local/bin/prlimit"];
 
+/**
+ * The first of `paths` that is a file. A path the host may not stat counts as
+ * a candidate (running it needs only --allow-run, and a refused spawn names
+ * that flag), so narrow host permissions do not read as "not installed".
+ */
 function firstExisting(paths: readonly string[]): string | undefined {
+  let unknown: string | undefined;
   for (const path of paths) {
     try {
       if (Deno.statSync(path).isFile) return path;
-    } catch {
-      // Not there, or the host may not look: try the next one.
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) unknown ??= path;
     }
   }
-  return undefined;
+  return unknown;
 }
 
 /** What {@linkcode probeNamespaces} found. */

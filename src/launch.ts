@@ -316,8 +316,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       onEvent: (event) => {
         options.logger.log({
           level: "warn",
-          message: "plugin permission denied (as its own audit says)",
-          fields: { plugin: event.plugin, permission: event.permission, target: event.target },
+          message: "plugin permission denied",
+          fields: { plugin: event.plugin, permission: event.permission, target: event.target, source: event.source },
         });
         report?.(event);
       },
