@@ -41,6 +41,8 @@ export interface ResourceLimits {
 export const DEFAULT_HEAP_MIB = 512;
 /** Default RLIMIT_DATA of a `deno` plugin (MiB): the heap plus room for Deno itself and buffers. */
 export const DEFAULT_DATA_MIB = 2048;
+/** Smallest RLIMIT_DATA accepted (MiB): Deno itself needs about 600 MiB of it to start. */
+export const MIN_DATA_MIB = 1024;
 
 const BWRAP_PATHS = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"];
 const PRLIMIT_PATHS = ["/usr/bin/prlimit", "/bin/prlimit", "/usr/local/bin/prlimit"];
@@ -302,11 +304,12 @@ export function resolveLimits(limits: ResourceLimits | undefined, plugin: string
       );
     }
   }
-  if (heapMiB > 0 && dataMiB > 0 && dataMiB < heapMiB + 256) {
+  // Deno 2.9.6 does not start below ~600 MiB of RLIMIT_DATA (measured), before any heap.
+  if (dataMiB > 0 && (dataMiB < MIN_DATA_MIB || dataMiB < heapMiB + 512)) {
     throw new TetherError(
       "config",
-      `plugin ${plugin}: limits.dataMiB (${dataMiB}) must leave at least 256 MiB above limits.heapMiB (${heapMiB}) ` +
-        "for Deno itself",
+      `plugin ${plugin}: limits.dataMiB (${dataMiB}) must be at least ${MIN_DATA_MIB} and leave 512 MiB above ` +
+        `limits.heapMiB (${heapMiB}) for Deno itself, or 0 for no data limit`,
       { plugin },
     );
   }

@@ -82,7 +82,10 @@ export interface LaunchOptions {
   readonly isolation?: Isolation;
   /** Memory limits of a `deno` plugin. */
   readonly limits?: ResourceLimits;
-  /** Kill the plugin when its audit file holds a malformed line or a socket path is misused (default: report only). */
+  /**
+   * Kill the plugin when its audit file holds a malformed line (default: report only). A socket path used as
+   * anything but a socket always kills it.
+   */
   readonly killOnAuditTamper?: boolean;
 }
 
@@ -193,8 +196,9 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   let socketTimer: ReturnType<typeof setInterval> | undefined;
   let origin: string | undefined;
   let cache: string | undefined;
+  let stopWatching = () => {};
   const cleanup = async () => {
-    clearInterval(socketTimer);
+    stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
     if (origin && cache && !bwrap) {
@@ -296,8 +300,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       options.logger.log({
         level: "error",
         message: options.killOnAuditTamper
-          ? "plugin tampered with its permission audit or sockets; killing it"
-          : "plugin tampered with its permission audit or sockets",
+          ? "plugin tampered with its permission audit; killing it"
+          : "plugin tampered with its permission audit",
         fields: {
           plugin: tamper.plugin,
           reason: tamper.reason,
@@ -322,6 +326,9 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         report?.(event);
       },
     });
+    // Deno's --allow-write=<socket> also covers everything below that path: a plugin could make a directory
+    // there and fill it. Nothing in Deno 2.9.6 grants one exact path, so the host watches the directory and
+    // treats anything but a socket at a socket path as tampering: removed, reported, and the plugin killed.
     let socketTampers = 0;
     const checkSockets = () => {
       for (const path of sockets) {
@@ -331,19 +338,45 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         } catch {
           continue;
         }
-        if (info.isDirectory || info.isFile || info.isSymlink) {
-          socketTampers++;
-          onTamper({
+        if (!info.isDirectory && !info.isFile && !info.isSymlink) continue;
+        socketTampers++;
+        options.logger.log({
+          level: "error",
+          message: "plugin misused a socket path it was granted; killing it",
+          fields: {
             plugin: options.name,
-            reason: `${path} is a ${
-              info.isDirectory ? "directory" : info.isFile ? "file" : "symlink"
-            }, not a socket: the grant is for the socket only`,
-            excerpt: "",
-            count: audit!.malformed + socketTampers,
-          });
+            path,
+            found: info.isDirectory ? "directory" : info.isFile ? "file" : "symlink",
+            count: socketTampers,
+          },
+        });
+        killPlugin?.();
+        try {
           Deno.removeSync(path, { recursive: true });
+        } catch {
+          // Gone already, or still being written: the next check tries again.
         }
       }
+    };
+    let watcher: Deno.FsWatcher | undefined;
+    stopWatching = () => {
+      clearInterval(socketTimer);
+      try {
+        watcher?.close();
+      } catch {
+        // Closed already.
+      }
+    };
+    const watchSockets = () => {
+      try {
+        watcher = Deno.watchFs(privateDir, { recursive: false });
+        (async () => {
+          for await (const _ of watcher!) checkSockets();
+        })().catch(() => {});
+      } catch {
+        // No inotify for the host: the timer below still checks.
+      }
+      socketTimer = setInterval(checkSockets, 200);
     };
 
     cache = await denoDir();
@@ -409,7 +442,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       watch: (kill) => {
         killPlugin = kill;
         audit?.start();
-        socketTimer = setInterval(checkSockets, 200);
+        watchSockets();
       },
       exitReason: (tail) => {
         const limit = limitFromExit(tail, limits!);
