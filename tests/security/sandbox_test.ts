@@ -491,3 +491,77 @@ Deno.test("audit reader: well-formed lines become plugin-audit events; malformed
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("killOnAuditTamper: a malformed audit line kills the plugin (kill callback called once watched)", async () => {
+  const dir = await shortTempDir("tsq");
+  const logger = new Recorder();
+  const launch = await prepareLaunch({
+    name: "tamper",
+    cmd: `${repoRoot}/tests/fixtures/sandbox/forge.ts`,
+    args: [],
+    privateDirBase: dir,
+    cookieKey: kvHandshake.magicCookieKey,
+    logger,
+    isolation: "deno-only",
+    killOnAuditTamper: true,
+  });
+  try {
+    let kills = 0;
+    launch.watch(() => kills++);
+    // What a process holding the audit file could write: a forged "allow", not an audit record.
+    await Deno.writeTextFile(launch.env.DENO_AUDIT_PERMISSIONS, `{"id":1,"result":"allow"}\n`, {
+      append: true,
+    });
+    assert.ok(await eventually(() => kills > 0), "the plugin was not killed");
+    const record = logger.records.find((r) =>
+      r.message === "plugin tampered with its permission audit; killing it"
+    );
+    assert.equal(record?.fields.reason, "unknown version undefined");
+  } finally {
+    await launch.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tmp, nothing of the host's home", async () => {
+  const dir = await shortTempDir("tsp");
+  try {
+    await Deno.mkdir(`${dir}/private`);
+    await Deno.writeTextFile("/tmp/tether-sandbox-host-file", "host");
+    const script = [
+      "const pids = [...Deno.readDirSync('/proc')].filter((e) => /^\\d+$/.test(e.name)).length;",
+      "const nics = Deno.networkInterfaces().map((n) => n.name);",
+      "const tmp = [...Deno.readDirSync('/tmp')].map((e) => e.name);",
+      "let home = true; try { Deno.statSync('/root'); } catch { home = false; }",
+      "console.log(JSON.stringify({ pids, nics, tmp, home }));",
+    ].join("\n");
+    await Deno.writeTextFile(`${dir}/private/facts.ts`, script);
+    const found = await probeNamespaces();
+    assert.ok(found.ok);
+    const out = await new Deno.Command(found.bwrap, {
+      args: bwrapArgs({
+        bwrap: found.bwrap,
+        deno,
+        privateDir: `${dir}/private`,
+        readOnly: [],
+        readWrite: [],
+        shareNet: false,
+        cwd: `${dir}/private`,
+      }, [deno, "run", "-A", "--no-config", `${dir}/private/facts.ts`]),
+      clearEnv: true,
+      env: { NO_COLOR: "1", DENO_DIR: `${dir}/private/deno` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, text(out.stderr));
+    const facts = JSON.parse(text(out.stdout));
+    assert.ok(facts.pids <= 3, `sees ${facts.pids} processes`);
+    assert.deepEqual([...new Set(facts.nics)], ["lo"]);
+    // /tmp is a fresh tmpfs: only the mount point of the private directory (made under /tmp here) is there.
+    assert.deepEqual(facts.tmp, [dir.slice("/tmp/".length)]);
+    assert.equal(facts.home, false);
+  } finally {
+    await Deno.remove("/tmp/tether-sandbox-host-file").catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
