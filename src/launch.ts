@@ -321,7 +321,12 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         options.logger.log({
           level: "warn",
           message: "plugin permission denied",
-          fields: { plugin: event.plugin, permission: event.permission, target: event.target, source: event.source },
+          fields: {
+            plugin: event.plugin,
+            permission: event.permission,
+            target: event.target,
+            source: event.source,
+          },
         });
         report?.(event);
       },

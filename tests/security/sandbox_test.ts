@@ -523,7 +523,7 @@ Deno.test("killOnAuditTamper: a malformed audit line kills the plugin (kill call
   }
 });
 
-Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tmp, nothing of the host's home", async () => {
+Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tmp, none of the host's files", async () => {
   const dir = await shortTempDir("tsp");
   try {
     await Deno.mkdir(`${dir}/private`);
@@ -532,8 +532,8 @@ Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tm
       "const pids = [...Deno.readDirSync('/proc')].filter((e) => /^\\d+$/.test(e.name)).length;",
       "const nics = Deno.networkInterfaces().map((n) => n.name);",
       "const tmp = [...Deno.readDirSync('/tmp')].map((e) => e.name);",
-      "let home = true; try { Deno.statSync('/root'); } catch { home = false; }",
-      "console.log(JSON.stringify({ pids, nics, tmp, home }));",
+      "const exists = (p) => { try { Deno.statSync(p); return true; } catch { return false; } };",
+      `console.log(JSON.stringify({ pids, nics, tmp, passwd: exists('/etc/passwd'), repo: exists('${repoRoot}') }));`,
     ].join("\n");
     await Deno.writeTextFile(`${dir}/private/facts.ts`, script);
     const found = await probeNamespaces();
@@ -559,7 +559,8 @@ Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tm
     assert.deepEqual([...new Set(facts.nics)], ["lo"]);
     // /tmp is a fresh tmpfs: only the mount point of the private directory (made under /tmp here) is there.
     assert.deepEqual(facts.tmp, [dir.slice("/tmp/".length)]);
-    assert.equal(facts.home, false);
+    assert.equal(facts.passwd, false, "/etc/passwd is visible");
+    assert.equal(facts.repo, false, "the host's files (this repository) are visible");
   } finally {
     await Deno.remove("/tmp/tether-sandbox-host-file").catch(() => {});
     await Deno.remove(dir, { recursive: true });
