@@ -249,13 +249,21 @@ export function bwrapArgs(spec: SandboxSpec, command: readonly string[]): string
     args.push("--ro-bind-try", spec.denoDir, spec.denoDir);
     if (exists(`${spec.denoDir}/location_data`)) args.push("--tmpfs", `${spec.denoDir}/location_data`);
   }
-  for (const path of spec.readOnly) args.push("--ro-bind-try", path, path);
-  for (const path of spec.readWrite) args.push("--bind-try", path, path);
+  // A grant that does not exist yet (a file the plugin will create) is bound as its nearest existing
+  // directory, so what the plugin writes there lands on the host; Deno's flags still hold it to the grant.
+  for (const path of new Set(spec.readOnly.map(existingAncestor))) args.push("--ro-bind-try", path, path);
+  for (const path of new Set(spec.readWrite.map(existingAncestor))) args.push("--bind-try", path, path);
   args.push("--bind", spec.privateDir, spec.privateDir);
   const bound = [spec.privateDir, ...spec.readOnly, ...spec.readWrite, spec.denoDir ?? "/nonexistent"];
   if (!bound.some((dir) => spec.cwd === dir || spec.cwd.startsWith(`${dir}/`))) args.push("--dir", spec.cwd);
   args.push("--chdir", spec.cwd, "--", ...command);
   return args;
+}
+
+function existingAncestor(path: string): string {
+  let at = path;
+  while (at !== "/" && !exists(at)) at = at.slice(0, at.lastIndexOf("/")) || "/";
+  return at;
 }
 
 function exists(path: string): boolean {

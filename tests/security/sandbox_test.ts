@@ -566,3 +566,18 @@ Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tm
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("namespaces: a write grant for a file that does not exist yet lands on the host", async () => {
+  const dir = await shortTempDir("tsw");
+  const target = `${dir}/out/new.txt`;
+  await Deno.mkdir(`${dir}/out`);
+  const client = probeClient(dir, { isolation: "namespaces", permissions: { write: [target] } });
+  try {
+    await client.start();
+    assert.deepEqual(await probe(client, "write", target), { wrote: true });
+    assert.equal(await Deno.readTextFile(target), "written");
+  } finally {
+    await client.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
