@@ -18,7 +18,7 @@ import { bwrapArgs, probeNamespaces, resolveLimits } from "../../src/isolation.t
 import { prepareLaunch, runtimeFor } from "../../src/launch.ts";
 import { PermissionPolicy } from "../../src/permissions.ts";
 import { KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
-import { repoRoot } from "../helpers.ts";
+import { processesMatching, repoRoot } from "../helpers.ts";
 import { eventually, kvHandshake, Recorder, rejectsWith, shortTempDir, tetherDirs, text } from "./support.ts";
 
 const probePlugin = `${repoRoot}/tests/fixtures/sandbox/probe.ts`;
@@ -581,3 +581,25 @@ Deno.test("namespaces: a write grant for a file that does not exist yet lands on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const isolation of MODES) {
+  Deno.test(`${isolation}: no plugin process outlives its launch, also when the spawned pid is SIGKILLed`, async () => {
+    const dir = await shortTempDir("tsz");
+    try {
+      const client = probeClient(dir, { isolation });
+      await client.start();
+      assert.ok(processesMatching(probePlugin).length > 0);
+      // As if the host's supervisor lost the process: bwrap (or Deno) dies, everything inside dies with it.
+      Deno.kill(client.pid!, "SIGKILL");
+      await client.exited;
+      assert.ok(
+        await eventually(() => processesMatching(probePlugin).length === 0),
+        "a plugin process survived",
+      );
+      await client.kill();
+      assert.deepEqual(tetherDirs(dir), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
