@@ -328,6 +328,7 @@ export class PluginClient implements AsyncDisposable {
       logger: this.#logger,
       onPermissionEvent: options.onPermissionEvent,
       cwd: options.cwd,
+      env: options.env,
       isolation: options.isolation,
       limits: options.limits,
       killOnAuditTamper: options.killOnAuditTamper,

@@ -78,6 +78,8 @@ export interface LaunchOptions {
   readonly cookieKey: string;
   readonly logger: Logger;
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
+  /** The environment configured for the plugin (checked: it may not carry variables that move a decision). */
+  readonly env?: Readonly<Record<string, string>>;
   /** OS layer for a `deno` plugin (default `auto`). */
   readonly isolation?: Isolation;
   /** Memory limits of a `deno` plugin. */
@@ -146,6 +148,9 @@ function absolute(path: string, base: string): string {
   return `${base.replace(/\/$/, "")}/${path}`;
 }
 
+/** Variables a `deno` plugin's configured env may not set. */
+const RESERVED_ENV = ["DENO_PERMISSION_BROKER_PATH", "DENO_AUDIT_PERMISSIONS"];
+
 let denoDirOnce: Promise<string | undefined> | undefined;
 
 /** The Deno cache directory the plugin uses (the host's), from `deno info --json`. */
@@ -177,6 +182,19 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     });
   }
   // Decided before anything is created, so a bad option leaves nothing behind.
+  for (const name of RESERVED_ENV) {
+    if (runtime === "deno" && options.env && name in options.env) {
+      throw new TetherError(
+        "config",
+        `plugin ${options.name}: env.${name} is not allowed: ${
+          name === "DENO_PERMISSION_BROKER_PATH"
+            ? "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds"
+            : "Tether sets it for each launch"
+        }`,
+        { plugin: options.name },
+      );
+    }
+  }
   const limits = runtime === "deno" ? resolveLimits(options.limits, options.name) : undefined;
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)

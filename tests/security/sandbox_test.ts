@@ -354,6 +354,12 @@ Deno.test("limits and isolation options are checked before anything is created",
       assert.match(error.message, new RegExp(field.replace(".", "\\.")));
     }
     assert.deepEqual(resolveLimits({ heapMiB: 0, dataMiB: 0 }, "p"), { heapMiB: 0, dataMiB: 0 });
+    // A broker path smuggled in through the plugin's env would put the decision back on a socket.
+    const broker = await rejectsWith(
+      probeClient(dir, { env: { DENO_PERMISSION_BROKER_PATH: "/tmp/x.sock" } }).start(),
+      "config",
+    );
+    assert.match(broker.message, /env\.DENO_PERMISSION_BROKER_PATH is not allowed/);
     const error = await rejectsWith(
       probeClient(dir, { isolation: "containers" as unknown as "auto" }).start(),
       "config",
