@@ -55,6 +55,8 @@ export {
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
 export type { Endpoint } from "./src/transport.ts";
-export type { PermissionEvent } from "./src/audit.ts";
+export type { AuditTamper, PermissionEvent } from "./src/audit.ts";
+export type { Isolation, ResourceLimits } from "./src/isolation.ts";
+export { DEFAULT_DATA_MIB, DEFAULT_HEAP_MIB } from "./src/isolation.ts";
 export type { PluginRuntime } from "./src/launch.ts";
 export type { DenoPermissions } from "./src/permissions.ts";

@@ -1,17 +1,24 @@
 /**
- * Tether's side of Deno's permission broker (`DENO_PERMISSION_BROKER_PATH`):
- * a TypeScript plugin's Deno runtime sends every permission check to the
- * host over a unix socket, one JSON line each, and waits for the answer. The
- * host answers from the plugin's {@linkcode PermissionPolicy} and reports each
- * denial as a {@linkcode PermissionEvent}, so an operator sees exactly what a
- * plugin tried. If the host goes away, Deno ends the plugin.
+ * What a TypeScript plugin's permission checks looked like, for operators.
+ *
+ * Deno writes one JSON line per permission check to the file named by
+ * `DENO_AUDIT_PERMISSIONS` (granted or not; it does not say which). That file
+ * is written by the plugin's own process, so every line is the plugin's word:
+ * this module only REPORTS, it never decides. Decisions are Deno's own
+ * `--allow-*`/`--deny-*` flags (see {@linkcode PermissionPolicy.flags}), which
+ * nothing inside the plugin can answer.
+ *
+ * The host evaluates each line against the plugin's policy to say whether the
+ * check was (probably) allowed, and reports {@linkcode PermissionEvent}s with
+ * `source: "plugin-audit"`. A line that is not a well-formed audit record is
+ * counted and reported as tampering; it never passes silently.
  *
  * @module
  */
 
 import type { PermissionPolicy } from "./permissions.ts";
 
-/** A permission check a plugin made, as the host saw it. */
+/** A permission check a plugin made, as the host learned of it. */
 export interface PermissionEvent {
   /** The plugin's name. */
   readonly plugin: string;
@@ -19,152 +26,242 @@ export interface PermissionEvent {
   readonly permission: string;
   /** What it asked for (path, host:port, variable name, ...), or null for "all". */
   readonly target: string | null;
-  /** Whether it was allowed. Only denials are reported unless asked otherwise. */
+  /** Whether the plugin's policy allows it (Deno's flags made the actual decision). */
   readonly allowed: boolean;
-  /** When Deno made the check. */
+  /** When the check was made (as the plugin's process wrote it). */
   readonly time: Date;
   /**
-   * `deno`: the check came from the Deno runtime through the broker (cannot be
-   * forged by the plugin). `plugin`: reported by Tether's `serve()` inside the
-   * plugin (e.g. `Deno.permissions.request`, which Deno answers without asking
-   * the broker); a hostile plugin could suppress or forge these.
+   * Where the event came from. Both are UNTRUSTED: they are written by the
+   * plugin's process, so a hostile plugin can forge, suppress or flood them.
+   * They never grant anything.
+   *
+   * - `plugin-audit`: a line of Deno's permission audit (`DENO_AUDIT_PERMISSIONS`).
+   * - `plugin`: reported by Tether's `serve()` inside the plugin (e.g. a `Deno.permissions.request`).
    */
-  readonly source: "deno" | "plugin";
+  readonly source: "plugin-audit" | "plugin";
 }
 
 /** Log field through which Tether's serve() reports `Deno.permissions.request` calls. */
 export const PERMISSION_REQUEST_FIELD = "tether_permission_request";
 
-interface BrokerRequest {
-  v: number;
-  id: number;
-  pid?: number;
-  datetime?: string;
-  permission: string;
-  value: string | null;
+/** Longest audit line accepted; a longer one is tampering (Deno's lines are a path plus ~100 bytes). */
+export const AUDIT_MAX_LINE_BYTES = 16 * 1024;
+
+/** Most audit bytes read per launch; beyond it reading stops and it counts as tampering (a flood). */
+export const AUDIT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
+
+const KINDS = new Set(["read", "write", "net", "env", "sys", "run", "ffi", "import"]);
+
+/** Why an audit line was not accepted. */
+export interface AuditTamper {
+  /** The plugin's name. */
+  readonly plugin: string;
+  /** What was wrong, e.g. `line longer than 16384 bytes` or `not JSON`. */
+  readonly reason: string;
+  /** The start of the offending line (at most 200 characters). */
+  readonly excerpt: string;
+  /** How many malformed lines so far in this launch, this one included. */
+  readonly count: number;
 }
 
-const encoder = new TextEncoder();
+/** Options of {@linkcode AuditReader}. */
+export interface AuditReaderOptions {
+  /** The file Deno writes (`DENO_AUDIT_PERMISSIONS`), in the launch's private directory. */
+  readonly path: string;
+  /** The plugin's policy, to label each check. */
+  readonly policy: PermissionPolicy;
+  /** The plugin's name. */
+  readonly plugin: string;
+  /** Receives each denied check (and allowed ones when `reportAllowed`). */
+  readonly onEvent: (event: PermissionEvent) => void;
+  /** Receives each malformed line. */
+  readonly onTamper: (tamper: AuditTamper) => void;
+  /** Report allowed checks too (default false). */
+  readonly reportAllowed?: boolean;
+  /** How often to look for new lines while the plugin runs (default 100 ms). */
+  readonly pollMs?: number;
+}
 
 /**
- * Serves Deno's permission broker protocol for one plugin process.
+ * Parses one audit line into its permission and value, or says what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { parseAuditLine } from "./audit.ts";
+ * const line = '{"v":1,"datetime":"2026-11-27T16:20:45Z","permission":"read","value":"/etc/passwd"}';
+ * console.log(parseAuditLine(line)); // { permission: "read", value: "/etc/passwd", time: ... }
+ * console.log(parseAuditLine("hello")); // "not JSON"
+ * ```
+ */
+export function parseAuditLine(
+  line: string,
+): { permission: string; value: string | null; time: Date } | string {
+  let record: unknown;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return "not JSON";
+  }
+  if (typeof record !== "object" || record === null || Array.isArray(record)) return "not a JSON object";
+  const r = record as Record<string, unknown>;
+  if (r.v !== 1) return `unknown version ${JSON.stringify(r.v)}`;
+  if (typeof r.permission !== "string" || !KINDS.has(r.permission)) {
+    return `unknown permission ${JSON.stringify(r.permission)}`;
+  }
+  if (r.value !== null && r.value !== undefined && typeof r.value !== "string") {
+    return "value is not a string";
+  }
+  const time = typeof r.datetime === "string" ? new Date(r.datetime) : new Date(NaN);
+  if (Number.isNaN(time.getTime())) return "missing or bad datetime";
+  for (const key of Object.keys(r)) {
+    if (!["v", "datetime", "permission", "value", "stack"].includes(key)) return `unexpected field ${key}`;
+  }
+  return { permission: r.permission, value: (r.value as string | null | undefined) ?? null, time };
+}
+
+/**
+ * Follows a plugin's audit file from a fixed offset, in bounded chunks, one
+ * pass over each byte: complete lines are parsed, a partial line waits for its
+ * end, a line over {@linkcode AUDIT_MAX_LINE_BYTES} is dropped as tampering
+ * up to its newline.
  *
  * @example
  * ```ts ignore
- * const broker = new PermissionBrokerServer(`${dir}/perm.sock`, policy, "kv", (event) => console.log(event));
- * // start the plugin with DENO_PERMISSION_BROKER_PATH=`${dir}/perm.sock`
- * broker.close();
+ * const reader = new AuditReader({ path, policy, plugin: "kv", onEvent: console.log, onTamper: console.warn });
+ * reader.start();
+ * // ... the plugin runs with DENO_AUDIT_PERMISSIONS=path ...
+ * await reader.stop(); // reads what is left
+ * console.log(reader.lines, reader.malformed);
  * ```
  */
-export class PermissionBrokerServer {
-  readonly #listener: Deno.UnixListener;
-  readonly #connections = new Set<Deno.Conn>();
-  readonly #done: Promise<void>;
-  #closed = false;
-  /** Where the plugin's runtime connects. */
-  readonly path: string;
+export class AuditReader {
+  readonly #options: AuditReaderOptions;
+  #offset = 0;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #skipping = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #reading: Promise<void> = Promise.resolve();
+  #stopped = false;
+  /** Well-formed lines read. */
+  lines = 0;
+  /** Malformed lines (and floods) seen. */
+  malformed = 0;
 
-  /**
-   * Listens on `path` (a unix socket in a directory only the host can use).
-   *
-   * @param onEvent receives every denial (and every allowed check if `reportAllowed`)
-   */
-  constructor(
-    path: string,
-    policy: PermissionPolicy,
-    plugin: string,
-    onEvent: (event: PermissionEvent) => void,
-    reportAllowed = false,
-  ) {
-    this.path = path;
-    this.#listener = Deno.listen({ transport: "unix", path });
-    this.#done = this.#serve(policy, plugin, onEvent, reportAllowed);
+  /** Prepares to follow `options.path` (nothing is read until {@linkcode AuditReader.start}). */
+  constructor(options: AuditReaderOptions) {
+    this.#options = options;
   }
 
-  async #serve(
-    policy: PermissionPolicy,
-    plugin: string,
-    onEvent: (event: PermissionEvent) => void,
-    reportAllowed: boolean,
-  ): Promise<void> {
-    const handlers: Promise<void>[] = [];
+  /** Starts polling the file. */
+  start(): void {
+    const tick = () => {
+      if (this.#stopped) return;
+      this.#reading = this.#reading.then(() => this.#readMore()).finally(() => {
+        if (!this.#stopped) this.#timer = setTimeout(tick, this.#options.pollMs ?? 100);
+      });
+    };
+    tick();
+  }
+
+  /** Stops polling after reading what the file holds now. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#reading;
+    await this.#readMore();
+  }
+
+  async #readMore(): Promise<void> {
+    let file: Deno.FsFile;
     try {
-      for await (const conn of this.#listener) {
-        this.#connections.add(conn);
-        handlers.push(this.#handle(conn, policy, plugin, onEvent, reportAllowed));
-      }
+      file = await Deno.open(this.#options.path, { read: true });
     } catch {
-      // Listener closed.
+      return; // Not there (yet, or the private directory is gone).
     }
-    await Promise.allSettled(handlers);
-  }
-
-  async #handle(
-    conn: Deno.Conn,
-    policy: PermissionPolicy,
-    plugin: string,
-    onEvent: (event: PermissionEvent) => void,
-    reportAllowed: boolean,
-  ): Promise<void> {
-    let pending = "";
     try {
-      for await (const text of conn.readable.pipeThrough(new TextDecoderStream())) {
-        pending += text;
-        let newline: number;
-        while ((newline = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, newline);
-          pending = pending.slice(newline + 1);
-          let request: BrokerRequest;
-          try {
-            request = JSON.parse(line);
-          } catch {
-            continue;
-          }
-          const allowed = policy.decide(request.permission, request.value ?? null);
-          const answer: Record<string, unknown> = { id: request.id, result: allowed ? "allow" : "deny" };
-          if (!allowed) {
-            answer.reason = `Tether denied ${request.permission} access${
-              request.value ? ` to ${request.value}` : ""
-            }: not in plugin ${plugin}'s permissions`;
-          }
-          await conn.write(encoder.encode(`${JSON.stringify(answer)}\n`));
-          if (!allowed || reportAllowed) {
-            onEvent({
-              plugin,
-              permission: request.permission,
-              target: request.value ?? null,
-              allowed,
-              time: request.datetime ? new Date(request.datetime) : new Date(),
-              source: "deno",
-            });
-          }
-        }
+      await file.seek(this.#offset, Deno.SeekMode.Start);
+      const chunk = new Uint8Array(64 * 1024);
+      while (this.#offset < AUDIT_MAX_TOTAL_BYTES) {
+        const n = await file.read(chunk);
+        if (n === null || n === 0) break;
+        this.#offset += n;
+        this.#consume(chunk.subarray(0, n));
       }
-    } catch {
-      // The plugin exited.
+      if (this.#offset >= AUDIT_MAX_TOTAL_BYTES && !this.#flooded) {
+        this.#flooded = true;
+        this.#tamper(`more than ${AUDIT_MAX_TOTAL_BYTES} bytes of audit; the rest is not read`, "");
+      }
     } finally {
-      this.#connections.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
+      file.close();
     }
   }
 
-  /** Stops listening and drops open connections; resolves when all handlers ended. */
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      this.#listener.close();
-      for (const conn of this.#connections) {
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
+  #flooded = false;
+
+  #consume(bytes: Uint8Array): void {
+    let start = 0;
+    while (start < bytes.length) {
+      const newline = bytes.indexOf(10, start);
+      const end = newline < 0 ? bytes.length : newline;
+      const piece = bytes.subarray(start, end);
+      if (this.#skipping) {
+        if (newline >= 0) this.#skipping = false;
+      } else if (this.#pendingBytes + piece.length > AUDIT_MAX_LINE_BYTES) {
+        const head = new TextDecoder().decode(this.#pending[0] ?? piece).slice(0, 200);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        this.#skipping = newline < 0;
+        this.#tamper(`line longer than ${AUDIT_MAX_LINE_BYTES} bytes`, head);
+      } else if (newline < 0) {
+        this.#pending.push(piece.slice());
+        this.#pendingBytes += piece.length;
+      } else {
+        const parts = [...this.#pending, piece];
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+        let at = 0;
+        for (const part of parts) {
+          whole.set(part, at);
+          at += part.length;
         }
+        this.#line(whole);
       }
+      start = end + 1;
     }
-    return this.#done;
+  }
+
+  #line(bytes: Uint8Array): void {
+    let line: string;
+    try {
+      line = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      this.#tamper("not UTF-8", new TextDecoder().decode(bytes).slice(0, 200));
+      return;
+    }
+    const parsed = parseAuditLine(line);
+    if (typeof parsed === "string") {
+      this.#tamper(parsed, line.slice(0, 200));
+      return;
+    }
+    this.lines++;
+    const { policy, plugin, onEvent, reportAllowed } = this.#options;
+    const allowed = policy.decide(parsed.permission, parsed.value);
+    if (!allowed || reportAllowed) {
+      onEvent({
+        plugin,
+        permission: parsed.permission,
+        target: parsed.value,
+        allowed,
+        time: parsed.time,
+        source: "plugin-audit",
+      });
+    }
+  }
+
+  #tamper(reason: string, excerpt: string): void {
+    this.malformed++;
+    this.#options.onTamper({ plugin: this.#options.plugin, reason, excerpt, count: this.malformed });
   }
 }

@@ -38,6 +38,7 @@ import {
   type PreparedLaunch,
   prepareLaunch,
 } from "./launch.ts";
+import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
 import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
@@ -131,7 +132,11 @@ export interface PluginClientOptions {
    * needs unscoped `--allow-run` either way (see docs/security.md).
    */
   readonly integrityDir?: string;
-  /** Receives each permission a `deno` plugin was denied (also logged at warn). */
+  /**
+   * Receives each permission check a `deno` plugin's policy does not allow,
+   * as the plugin's own audit reports it (also logged at warn). Untrusted:
+   * the plugin's process writes that audit; Deno's flags made the decision.
+   */
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
   /**
    * Accept a plugin that listens on TCP (`127.0.0.1` within `minPort..maxPort`).
@@ -139,6 +144,19 @@ export interface PluginClientOptions {
    * docs/protocol.md, "Address pinning").
    */
   readonly allowTcp?: boolean;
+  /**
+   * OS layer of a `deno` plugin: `auto` (default: namespaces with bubblewrap
+   * where available, said once in the log), `namespaces` (or a `config`
+   * error), `deno-only`. See docs/security.md.
+   */
+  readonly isolation?: Isolation;
+  /**
+   * Memory limits of a `deno` plugin (MiB; 0 = off): V8 heap (default 512) and
+   * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
+   */
+  readonly limits?: ResourceLimits;
+  /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */
+  readonly killOnAuditTamper?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
@@ -364,6 +382,11 @@ export class PluginClient implements AsyncDisposable {
       cookieKey: options.handshake.magicCookieKey,
       logger: this.#logger,
       onPermissionEvent: options.onPermissionEvent,
+      cwd: options.cwd,
+      env: options.env,
+      isolation: options.isolation,
+      limits: options.limits,
+      killOnAuditTamper: options.killOnAuditTamper,
     });
     this.#launch = launch;
     Object.assign(env, launch.env);
@@ -427,6 +450,13 @@ export class PluginClient implements AsyncDisposable {
       throw this.#spawnError(cause);
     }
     this.#child = child;
+    launch.watch(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    });
     this.#background.push(
       child.status.then(async (status) => {
         // One state change: from here no caller can obtain this process (see `running`).
@@ -512,13 +542,12 @@ export class PluginClient implements AsyncDisposable {
         const exit = this.#exit;
         const execFailure = this.#setprivExecFailure(exit);
         if (execFailure) throw execFailure;
-        throw new TetherError(
+        throw this.#limitOr(
           "exited",
           `plugin ${this.#name} exited before we could connect` +
             (exit ? ` (exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ""})` : "") +
             (outcome.kind === "line" ? ": it closed stdout without printing a handshake line" : "") +
             this.#stderrHint(),
-          { plugin: this.#name },
         );
       }
       line = outcome.value;
@@ -780,6 +809,15 @@ export class PluginClient implements AsyncDisposable {
     this.#deathSeenAt = Math.min(this.#deathSeenAt ?? arrived, arrived);
     // grpc-js reports a connection cut mid-call as UNAVAILABLE or INTERNAL (RST_STREAM) depending on timing; a
     // process that is gone is UNAVAILABLE whichever it saw (the transport's status stays on `cause`).
+    if (!exit.killed) {
+      const limit = this.#launch?.exitReason(this.#stderrTail);
+      if (limit) {
+        return new TetherError(limit.code, `${limit.message}: ${error.message}`, {
+          plugin: this.#name,
+          cause: error,
+        });
+      }
+    }
     return new TetherError(
       exit.killed ? "closed" : "exited",
       exit.killed
@@ -886,6 +924,15 @@ export class PluginClient implements AsyncDisposable {
     return this.kill();
   }
 
+  /** An `exited` error, unless the plugin's death points to one of its resource limits. */
+  #limitOr(code: "exited", message: string): TetherError {
+    const limit = this.#launch?.exitReason(this.#stderrTail);
+    if (limit) {
+      return new TetherError(limit.code, `${limit.message}${this.#stderrHint()}`, { plugin: this.#name });
+    }
+    return new TetherError(code, message, { plugin: this.#name });
+  }
+
   #cleanupAfterExit(): void {
     // A crashed plugin leaves its socket behind (go-plugin #119).
     if (this.#endpoint?.network === "unix") removeSocket(this.#endpoint.address);
@@ -921,7 +968,7 @@ export class PluginClient implements AsyncDisposable {
       let hint = " (check the file's execute permission and uid/gid)";
       if (cause instanceof Deno.errors.NotCapable) {
         hint = this.#launch?.runtime === "deno"
-          ? `; run the host with --allow-run=${spawned} (the Deno executable that runs this TypeScript plugin)`
+          ? `; run the host with --allow-run=${spawned} (it runs this TypeScript plugin)`
           : this.#options.sha256
           ? "; it is the verified copy, which the host writes, and Deno cannot grant running a file the host " +
             "may write: run the host with --allow-run (unscoped)"

@@ -19,6 +19,7 @@
  * - `config`: the caller passed options that cannot work.
  * - `permission`: the Deno process lacks a permission it needs.
  * - `closed`: the client was killed or not started.
+ * - `resource_limit`: the plugin died of one of its resource limits (the message names it).
  */
 export type TetherErrorCode =
   | "handshake"
@@ -30,7 +31,8 @@ export type TetherErrorCode =
   | "checksum"
   | "config"
   | "permission"
-  | "closed";
+  | "closed"
+  | "resource_limit";
 
 /**
  * gRPC status codes, numbered as on the wire.

@@ -1,18 +1,31 @@
 /**
  * Turns a plugin's launch options into the exact command Tether runs: a
  * private 0700 directory per launch (sockets, the verified copy, the
- * permission broker socket; removed afterwards), the SHA-256 check over the
- * bytes that run, and for TypeScript plugins a `deno run` with deny-by-default
- * permissions answered by Tether's permission broker.
+ * permission audit file; removed afterwards), the SHA-256 check over the
+ * bytes that run, and for TypeScript plugins a `deno run` whose permissions
+ * are decided by Deno's own `--allow-*`/`--deny-*` flags (nothing inside the
+ * plugin's reach answers a permission check), after a check of its module
+ * graph, with a private storage origin, memory limits and, where bubblewrap
+ * works, its own namespaces.
  *
  * @module
  */
 
-import { PermissionBrokerServer, type PermissionEvent } from "./audit.ts";
+import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
+import { checkModuleGraph } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
-import { verifyIntoPrivateCopy } from "./integrity.ts";
+import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
+import {
+  bwrapArgs,
+  findPrlimit,
+  type Isolation,
+  limitFromExit,
+  resolveIsolation,
+  resolveLimits,
+  type ResourceLimits,
+} from "./isolation.ts";
 import type { Logger } from "./logs.ts";
 import { type DenoPermissions, PermissionPolicy } from "./permissions.ts";
 
@@ -22,21 +35,27 @@ export type PluginRuntime = "native" | "deno";
 /** How many broker connections each side may open under the sandbox (their socket paths are granted up front). */
 export const BROKER_SOCKET_SLOTS = 8;
 
-const DENO_EXTENSIONS = /\.(ts|tsx|mts|cts|js|mjs|cjs|jsx)$/i;
+/** The extensions Deno runs: the one list every layer (PluginClient, the SFTPGo config and manager) uses. */
+export const DENO_EXTENSIONS: readonly string[] = ["ts", "tsx", "mts", "cts", "js", "mjs", "cjs", "jsx"];
+
+const DENO_EXTENSION = new RegExp(`\\.(${DENO_EXTENSIONS.join("|")})$`, "i");
 
 /**
- * The runtime for a plugin file: `deno` for TypeScript/JavaScript entries, else `native`.
+ * The runtime for a plugin file: `deno` for TypeScript/JavaScript entries
+ * (`.ts .tsx .mts .cts .js .mjs .cjs .jsx`, any case), else `native`; an
+ * explicit `native`/`deno` wins. The one place this is decided.
  *
  * @example
  * ```ts
  * import { runtimeFor } from "./launch.ts";
  * console.log(runtimeFor("plugins/auth.ts")); // "deno"
  * console.log(runtimeFor("/usr/local/bin/sftpgo-plugin-auth")); // "native"
+ * console.log(runtimeFor("plugins/auth.ts", "native")); // "native"
  * ```
  */
 export function runtimeFor(path: string, explicit?: PluginRuntime | "auto"): PluginRuntime {
   if (explicit && explicit !== "auto") return explicit;
-  return DENO_EXTENSIONS.test(path) ? "deno" : "native";
+  return DENO_EXTENSION.test(path) ? "deno" : "native";
 }
 
 /** What {@linkcode prepareLaunch} needs. */
@@ -52,19 +71,32 @@ export interface LaunchOptions {
   readonly denoConfig?: string;
   readonly integrityDir?: string;
   readonly privateDirBase?: string;
+  /** The plugin's working directory (relative entries are resolved against it). */
+  readonly cwd?: string;
   readonly uid?: number;
   readonly gid?: number;
   readonly cookieKey: string;
   readonly logger: Logger;
   readonly onPermissionEvent?: (event: PermissionEvent) => void;
+  /** The environment configured for the plugin (checked: it may not carry variables that move a decision). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** OS layer for a `deno` plugin (default `auto`). */
+  readonly isolation?: Isolation;
+  /** Memory limits of a `deno` plugin. */
+  readonly limits?: ResourceLimits;
+  /**
+   * Kill the plugin when its audit file holds a malformed line (default: report only). A socket path used as
+   * anything but a socket always kills it.
+   */
+  readonly killOnAuditTamper?: boolean;
 }
 
 /** A launch ready to spawn. */
 export interface PreparedLaunch {
   readonly runtime: PluginRuntime;
-  /** The executable to spawn (the verified copy, or Deno). */
+  /** The executable to spawn (the verified copy, Deno, or the prlimit/bwrap wrapper around Deno). */
   readonly cmd: string;
-  /** Its arguments (for Deno: flags, the entry, then the plugin's args). */
+  /** Its arguments (for Deno: flags, the entry as an absolute path, then the plugin's args). */
   readonly args: string[];
   /** Variables to add to the plugin's environment. */
   readonly env: Record<string, string>;
@@ -72,9 +104,18 @@ export interface PreparedLaunch {
   readonly privateDir: string;
   /** The exact socket path a Tether plugin listens on. */
   readonly socketPath: string;
+  /** The OS layer a `deno` plugin got (`undefined` for native plugins). */
+  readonly isolation?: "namespaces" | "deno-only";
   /** The socket path for the host's broker listener with this id. */
   hostBrokerSocket(id: number): string;
-  /** Removes the private directory and stops the permission broker. */
+  /**
+   * Starts following the plugin's permission audit and socket paths once it
+   * is spawned; `kill` is called on tampering when `killOnAuditTamper` is set.
+   */
+  watch(kill: () => void): void;
+  /** A `resource_limit` error when the plugin's death points to one of its memory limits, else `undefined`. */
+  exitReason(stderrTail: readonly string[]): TetherError | undefined;
+  /** Stops watching, removes the private directory and the launch's storage origin. */
   cleanup(): Promise<void>;
 }
 
@@ -97,46 +138,67 @@ export function hostBrokerSocket(privateDir: string, id: number): string {
   return `${privateDir}/h-broker-${id}.sock`;
 }
 
-async function assertSingleModule(entry: string, name: string): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--no-config", "--no-npm", "--no-remote", entry],
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+function absolute(path: string, base: string): string {
+  if (path.startsWith("/")) return path;
+  if (path.startsWith("file:")) return decodeURIComponent(new URL(path).pathname);
+  return `${base.replace(/\/$/, "")}/${path}`;
+}
+
+/** Variables a `deno` plugin's configured env may not set. */
+const RESERVED_ENV = ["DENO_PERMISSION_BROKER_PATH", "DENO_AUDIT_PERMISSIONS"];
+
+let denoDirOnce: Promise<string | undefined> | undefined;
+
+/** The Deno cache directory the plugin uses (the host's), from `deno info --json`. */
+function denoDir(): Promise<string | undefined> {
+  denoDirOnce ??= new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new TetherError(
-      "config",
-      `plugin ${name}: cannot analyse ${entry}: ${new TextDecoder().decode(out.stderr).trim()}`,
-      { plugin: name },
-    );
-  }
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules?: { specifier: string }[] };
-  const code = (info.modules ?? []).map((m) => m.specifier).filter((s) => !s.startsWith("node:"));
-  if (code.length !== 1) {
-    throw new TetherError(
-      "config",
-      `plugin ${name}: with sha256, a deno plugin must be ONE bundled file so the digest covers all code that ` +
-        `runs, but it imports ${code.length - 1} other module(s) (e.g. ${code[1]}). ` +
-        "Bundle it first: deno bundle --config deno.json plugin.ts -o plugin.bundle.js",
-      { plugin: name },
-    );
-  }
+    stderr: "null",
+  }).output().then((out) =>
+    out.success ? JSON.parse(new TextDecoder().decode(out.stdout)).denoDir : undefined
+  )
+    .catch(() => undefined);
+  return denoDirOnce;
 }
 
 /**
- * Prepares a launch: private directory, verified copy, permission flags and
- * broker. Call `cleanup()` once the process has exited.
+ * Prepares a launch: private directory, verified copy, module graph check,
+ * permission flags, audit file and the OS layer. Call `cleanup()` once the
+ * process has exited.
  */
 export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLaunch> {
   const runtime = runtimeFor(options.cmd, options.runtime);
   if (runtime === "deno" && (options.uid !== undefined || options.gid !== undefined)) {
-    // Deno's sandbox is the boundary for these; a uid change is for native plugins.
     options.logger.log({
       level: "warn",
       message: "uid/gid apply to the Deno process of a TypeScript plugin too",
       fields: { plugin: options.name },
     });
   }
+  // Decided before anything is created, so a bad option leaves nothing behind.
+  for (const name of RESERVED_ENV) {
+    if (runtime === "deno" && options.env && name in options.env) {
+      throw new TetherError(
+        "config",
+        `plugin ${options.name}: env.${name} is not allowed: ${
+          name === "DENO_PERMISSION_BROKER_PATH"
+            ? "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds"
+            : "Tether sets it for each launch"
+        }`,
+        { plugin: options.name },
+      );
+    }
+  }
+  const limits = runtime === "deno" ? resolveLimits(options.limits, options.name) : undefined;
+  const bwrap = runtime === "deno"
+    ? await resolveIsolation(options.isolation, options.name, options.logger)
+    : undefined;
   let privateDir: string;
   try {
     privateDir = await Deno.makeTempDir({ dir: options.privateDirBase, prefix: "tether-" });
@@ -148,10 +210,20 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     );
   }
   const base = privateDir.replace(/\/[^/]+$/, "");
-  let broker: PermissionBrokerServer | undefined;
+  let audit: AuditReader | undefined;
+  let socketTimer: ReturnType<typeof setInterval> | undefined;
+  let origin: string | undefined;
+  let cache: string | undefined;
+  let stopWatching = () => {};
   const cleanup = async () => {
-    await broker?.close();
+    stopWatching();
+    await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+    if (origin && cache && !bwrap) {
+      // The launch's origin is never used again; its storage is removed where the host may (best effort).
+      const hash = await sha256Hex(new TextEncoder().encode(origin));
+      await Deno.remove(`${cache}/location_data/${hash}`, { recursive: true }).catch(() => {});
+    }
   };
   try {
     if (options.uid !== undefined || options.gid !== undefined) {
@@ -192,11 +264,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         privateDir,
         socketPath,
         hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
+        watch: () => {},
+        exitReason: () => undefined,
         cleanup,
       };
     }
 
-    if (options.sha256) await assertSingleModule(target, options.name);
+    const cwd = options.cwd ?? Deno.cwd();
+    // An absolute entry can never be read as one of deno's own flags (a cmd of `--inspect=...`).
+    const entry = absolute(target, cwd);
+    const denoConfig = options.denoConfig ? absolute(options.denoConfig, cwd) : undefined;
     const sockets = [socketPath];
     for (let id = 1; id <= BROKER_SOCKET_SLOTS; id++) {
       sockets.push(pluginBrokerSocket(socketPath, id), hostBrokerSocket(privateDir, id));
@@ -215,41 +292,199 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         fields: { plugin: options.name, grants: policy.broad },
       });
     }
-    const brokerPath = `${privateDir}/permissions.sock`;
-    const report = options.onPermissionEvent;
-    broker = new PermissionBrokerServer(brokerPath, policy, options.name, (event) => {
-      options.logger.log({
-        level: "warn",
-        message: "plugin permission denied",
-        fields: { plugin: event.plugin, permission: event.permission, target: event.target },
-      });
-      report?.(event);
-    });
     const moduleFlags = options.sha256
       ? ["--no-config", "--no-npm", "--no-lock"]
-      : options.denoConfig
-      ? ["--config", options.denoConfig, "--cached-only"]
+      : denoConfig
+      ? ["--config", denoConfig, "--cached-only"]
       : ["--cached-only"];
-    const args = ["run", ...moduleFlags, ...policy.flags(), target, ...options.args];
+    const tree = options.sha256 ? entry : denoConfig ? dirname(denoConfig) : dirname(entry);
+    const readGrants = policy.readPaths;
+    await checkModuleGraph({
+      plugin: options.name,
+      entry,
+      moduleFlags,
+      allowed: [tree, ...readGrants],
+      singleFile: options.sha256 !== undefined,
+      cwd,
+    });
+
+    const auditPath = `${privateDir}/permission-audit.jsonl`;
+    await Deno.writeFile(auditPath, new Uint8Array(), { mode: 0o600, createNew: true });
+    if (options.uid !== undefined || options.gid !== undefined) {
+      await Deno.chown(auditPath, options.uid ?? null, options.gid ?? null);
+    }
+    let killPlugin: (() => void) | undefined;
+    const onTamper = (tamper: AuditTamper) => {
+      options.logger.log({
+        level: "error",
+        message: options.killOnAuditTamper
+          ? "plugin tampered with its permission audit; killing it"
+          : "plugin tampered with its permission audit",
+        fields: {
+          plugin: tamper.plugin,
+          reason: tamper.reason,
+          excerpt: tamper.excerpt,
+          count: tamper.count,
+        },
+      });
+      if (options.killOnAuditTamper) killPlugin?.();
+    };
+    const report = options.onPermissionEvent;
+    audit = new AuditReader({
+      path: auditPath,
+      policy,
+      plugin: options.name,
+      onTamper,
+      onEvent: (event) => {
+        options.logger.log({
+          level: "warn",
+          message: "plugin permission denied",
+          fields: {
+            plugin: event.plugin,
+            permission: event.permission,
+            target: event.target,
+            source: event.source,
+          },
+        });
+        report?.(event);
+      },
+    });
+    // Deno's --allow-write=<socket> also covers everything below that path: a plugin could make a directory
+    // there and fill it. Nothing in Deno 2.9.6 grants one exact path, so the host watches the directory and
+    // treats anything but a socket at a socket path as tampering: removed, reported, and the plugin killed.
+    let socketTampers = 0;
+    const checkSockets = () => {
+      for (const path of sockets) {
+        let info: Deno.FileInfo;
+        try {
+          info = Deno.lstatSync(path);
+        } catch {
+          continue;
+        }
+        if (!info.isDirectory && !info.isFile && !info.isSymlink) continue;
+        socketTampers++;
+        options.logger.log({
+          level: "error",
+          message: "plugin misused a socket path it was granted; killing it",
+          fields: {
+            plugin: options.name,
+            path,
+            found: info.isDirectory ? "directory" : info.isFile ? "file" : "symlink",
+            count: socketTampers,
+          },
+        });
+        killPlugin?.();
+        try {
+          Deno.removeSync(path, { recursive: true });
+        } catch {
+          // Gone already, or still being written: the next check tries again.
+        }
+      }
+    };
+    let watcher: Deno.FsWatcher | undefined;
+    stopWatching = () => {
+      clearInterval(socketTimer);
+      try {
+        watcher?.close();
+      } catch {
+        // Closed already.
+      }
+    };
+    const watchSockets = () => {
+      try {
+        watcher = Deno.watchFs(privateDir, { recursive: false });
+        (async () => {
+          for await (const _ of watcher!) checkSockets();
+        })().catch(() => {});
+      } catch {
+        // No inotify for the host: the timer below still checks.
+      }
+      socketTimer = setInterval(checkSockets, 200);
+    };
+
+    cache = await denoDir();
+    origin = `http://tether-${crypto.randomUUID()}.invalid`;
+    const denoArgs = [
+      "run",
+      ...moduleFlags,
+      ...policy.flags(),
+      // A fresh origin per launch: localStorage, CacheStorage and KV are never shared with the host,
+      // other plugins or earlier launches.
+      `--location=${origin}/`,
+      ...(limits!.heapMiB > 0 ? [`--v8-flags=--max-old-space-size=${limits!.heapMiB}`] : []),
+      entry,
+      ...options.args,
+    ];
+    let command = [Deno.execPath(), ...denoArgs];
+    if (bwrap) {
+      const writeGrants = policy.writePaths;
+      command = [
+        bwrap,
+        ...bwrapArgs({
+          bwrap,
+          deno: Deno.execPath(),
+          denoDir: cache,
+          privateDir,
+          readOnly: [tree, ...readGrants, ...(options.integrityDir && options.sha256 ? [entry] : [])],
+          readWrite: writeGrants,
+          shareNet: policy.needsNetwork,
+          cwd,
+        }, command),
+      ];
+    }
+    if (limits!.dataMiB > 0) {
+      const prlimit = findPrlimit();
+      if (!prlimit) {
+        throw new TetherError(
+          "config",
+          `plugin ${options.name}: limits.dataMiB needs prlimit (util-linux), which is not installed; install it ` +
+            "or set limits.dataMiB: 0 to run without a data limit",
+          { plugin: options.name },
+        );
+      }
+      const bytes = limits!.dataMiB * 1024 * 1024;
+      command = [prlimit, `--data=${bytes}:${bytes}`, "--", ...command];
+    }
+    const env: Record<string, string> = {
+      [PluginEnv.unixSocketDir]: privateDir,
+      [PluginEnv.tetherSocketPath]: socketPath,
+      DENO_AUDIT_PERMISSIONS: auditPath,
+      DENO_NO_UPDATE_CHECK: "1",
+      NO_COLOR: "1",
+    };
+    if (cache) env.DENO_DIR = cache;
     return {
       runtime,
-      cmd: Deno.execPath(),
-      args,
-      env: {
-        [PluginEnv.unixSocketDir]: privateDir,
-        [PluginEnv.tetherSocketPath]: socketPath,
-        DENO_PERMISSION_BROKER_PATH: brokerPath,
-        DENO_NO_UPDATE_CHECK: "1",
-        NO_COLOR: "1",
-      },
+      cmd: command[0],
+      args: command.slice(1),
+      env,
       privateDir,
       socketPath,
+      isolation: bwrap ? "namespaces" : "deno-only",
       hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
+      watch: (kill) => {
+        killPlugin = kill;
+        audit?.start();
+        watchSockets();
+      },
+      exitReason: (tail) => {
+        const limit = limitFromExit(tail, limits!);
+        if (!limit) return undefined;
+        const what = limit === "heap"
+          ? `its V8 heap limit (limits.heapMiB = ${limits!.heapMiB} MiB)`
+          : `its memory limit (limits.dataMiB = ${limits!.dataMiB} MiB, RLIMIT_DATA)`;
+        return new TetherError(
+          "resource_limit",
+          `plugin ${options.name} ran out of memory: it reached ${what}; raise the limit if the plugin really ` +
+            "needs more",
+          { plugin: options.name },
+        );
+      },
       cleanup,
     };
   } catch (error) {
     await cleanup();
-    // A permission the host lacks (reading the plugin, the broker socket, running `deno info`): name the flag.
+    // A permission the host lacks (reading the plugin, writing the private dir, running `deno info`): name the flag.
     throw permissionOr(
       error,
       `plugin ${options.name}: cannot prepare its launch`,

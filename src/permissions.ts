@@ -1,8 +1,10 @@
 /**
  * Deny-by-default Deno permissions for TypeScript plugins: the grants a
  * plugin's config lists, plus exactly what the go-plugin protocol needs
- * (its socket paths and handshake variables), turned into `deno run` flags
- * and into the decision function Tether's permission broker answers with.
+ * (its socket paths and handshake variables), turned into the `deno run`
+ * flags that decide every check (Deno enforces them; nothing the plugin can
+ * reach answers a check), and into {@linkcode PermissionPolicy.decide}, which
+ * only labels the plugin's audit lines for operators.
  *
  * @module
  */
@@ -179,8 +181,8 @@ export function validatePermissionEntries(permissions: DenoPermissions, source: 
 }
 
 /**
- * A plugin's effective permissions: the flags for `deno run`, and the answer
- * to each permission check Deno sends to Tether's broker.
+ * A plugin's effective permissions: the flags for `deno run` (the decision),
+ * and {@linkcode PermissionPolicy.decide} to label audit lines (a report).
  *
  * @example
  * ```ts
@@ -243,6 +245,21 @@ export class PermissionPolicy {
     }
   }
 
+  /** Granted read paths (files or directories), not the protocol's sockets. */
+  get readPaths(): string[] {
+    return this.#grants.all ? ["/"] : [...listOf(this.#grants.read)];
+  }
+
+  /** Granted write paths (files or directories), not the protocol's sockets. */
+  get writePaths(): string[] {
+    return this.#grants.all ? ["/"] : [...listOf(this.#grants.write)];
+  }
+
+  /** Whether the plugin was granted a network host (anything beyond unix sockets). */
+  get needsNetwork(): boolean {
+    return this.#grants.all === true || listOf(this.#grants.net).some((entry) => !entry.startsWith("unix:"));
+  }
+
   /** The environment variable names the plugin may read. */
   get envNames(): string[] {
     return [...this.#protocol.env, GRPC_ENV, ...listOf(this.#grants.env)];
@@ -281,7 +298,8 @@ export class PermissionPolicy {
   }
 
   /**
-   * Whether a permission check is allowed. `value` is what Deno asks about
+   * Whether the policy allows a permission check (used to label audit lines;
+   * Deno's flags are what enforce). `value` is what Deno checked
    * (an absolute path, `host:port`, `unix:/path`, a variable name, ...), or
    * null for "everything of that kind", which is only allowed by `true` or `all`.
    */

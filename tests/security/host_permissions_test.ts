@@ -8,7 +8,9 @@
  *
  *   --allow-read=<socket base> --allow-write=<socket base>
  *   --allow-net                              (unix sockets cannot be granted by directory: denoland/deno#36762)
- *   --allow-run=<native plugin paths>,<Deno.execPath()>,/usr/bin/setpriv (plugins die with the host)
+ *   --allow-run=<native plugin paths>,<Deno.execPath()>,/usr/bin/setpriv,/usr/bin/prlimit,/usr/bin/bwrap
+ *                                            (setpriv: plugins die with the host; prlimit applies a TS
+ *                                            plugin's memory limit, bwrap its namespaces)
  *   --ignore-env=GRPC_*                      (or --allow-env=GRPC_*: grpc-js reads them at import)
  *
  * and for a native plugin with `sha256`: `--allow-read=<plugin file>` and unscoped `--allow-run` (the
@@ -28,6 +30,9 @@ const minHost = `${repoRoot}/tests/fixtures/hostile/min_host.ts`;
 const tsPlugin = `${repoRoot}/examples/kv/plugin.ts`;
 const denoConfig = `${repoRoot}/deno.json`;
 const deno = Deno.execPath();
+// A TypeScript plugin runs under prlimit (its memory limit) and bubblewrap (its namespaces).
+const prlimit = "/usr/bin/prlimit";
+const bwrap = "/usr/bin/bwrap";
 
 interface HostResult {
   ok: boolean;
@@ -116,7 +121,7 @@ Deno.test({
         read: `--allow-read=${base}`,
         write: `--allow-write=${base}`,
         net: "--allow-net",
-        run: `--allow-run=${kvplugin},${deno},${SETPRIV}`,
+        run: `--allow-run=${kvplugin},${deno},${SETPRIV},${prlimit},${bwrap}`,
         env: "--ignore-env=GRPC_*",
       };
       const all = Object.values(narrow);
@@ -125,29 +130,57 @@ Deno.test({
       assert.ok(works.ok, `the narrowest flags do not work: ${describe(works)}`);
       console.log(`  works with: ${all.join(" ")}`);
 
-      const [noWrite, noRead, noNet, noRunGo, noRunDeno, noRunSetpriv, noEnv, tsNoNet, tsNoRead, tsNoWrite] =
-        await pooled([
-          () => runHost(all.filter((flag) => flag !== narrow.write), config),
-          () => runHost(all.filter((flag) => flag !== narrow.read), config),
-          () => runHost(all.filter((flag) => flag !== narrow.net), config),
-          () =>
-            runHost([...all.filter((flag) => flag !== narrow.run), `--allow-run=${deno},${SETPRIV}`], config),
-          () =>
-            runHost(
-              [...all.filter((flag) => flag !== narrow.run), `--allow-run=${kvplugin},${SETPRIV}`],
-              config,
-            ),
-          () =>
-            runHost(
-              [...all.filter((flag) => flag !== narrow.run), `--allow-run=${kvplugin},${deno}`],
-              config,
-            ),
-          () => runHost(all.filter((flag) => flag !== narrow.env), config),
-          // The TypeScript plugin alone: its launch also listens on the permission broker socket.
-          () => runHost(all.filter((flag) => flag !== narrow.net), { ...config, go: undefined }),
-          () => runHost(all.filter((flag) => flag !== narrow.read), { ...config, go: undefined }),
-          () => runHost(all.filter((flag) => flag !== narrow.write), { ...config, go: undefined }),
-        ]);
+      const [
+        noWrite,
+        noRead,
+        noNet,
+        noRunGo,
+        noRunDeno,
+        noRunSetpriv,
+        noEnv,
+        tsNoNet,
+        tsNoRead,
+        tsNoWrite,
+        tsNoPrlimit,
+      ] = await pooled([
+        () => runHost(all.filter((flag) => flag !== narrow.write), config),
+        () => runHost(all.filter((flag) => flag !== narrow.read), config),
+        () => runHost(all.filter((flag) => flag !== narrow.net), config),
+        () =>
+          runHost(
+            [
+              ...all.filter((flag) => flag !== narrow.run),
+              `--allow-run=${deno},${SETPRIV},${prlimit},${bwrap}`,
+            ],
+            config,
+          ),
+        () =>
+          runHost([
+            ...all.filter((flag) => flag !== narrow.run),
+            `--allow-run=${kvplugin},${SETPRIV},${prlimit},${bwrap}`,
+          ], config),
+        () =>
+          runHost(
+            [
+              ...all.filter((flag) => flag !== narrow.run),
+              `--allow-run=${kvplugin},${deno},${prlimit},${bwrap}`,
+            ],
+            config,
+          ),
+        () => runHost(all.filter((flag) => flag !== narrow.env), config),
+        // The TypeScript plugin alone.
+        () => runHost(all.filter((flag) => flag !== narrow.net), { ...config, go: undefined }),
+        () => runHost(all.filter((flag) => flag !== narrow.read), { ...config, go: undefined }),
+        () => runHost(all.filter((flag) => flag !== narrow.write), { ...config, go: undefined }),
+        () =>
+          runHost([
+            ...all.filter((flag) => flag !== narrow.run),
+            `--allow-run=${kvplugin},${deno},${SETPRIV},${bwrap}`,
+          ], {
+            ...config,
+            go: undefined,
+          }),
+      ]);
       assertNamesFlag(noWrite, `--allow-write=${base}`, "--allow-write (go)");
       assertNamesFlag(noRead, `--allow-read=${base}`, "--allow-read (go)");
       assertNamesFlag(noNet, "--allow-net (", "--allow-net (go)");
@@ -162,6 +195,7 @@ Deno.test({
       assertNamesFlag(tsNoNet, "--allow-net (", "--allow-net (ts)");
       assertNamesFlag(tsNoRead, `--allow-read=${base}`, "--allow-read (ts)");
       assertNamesFlag(tsNoWrite, `--allow-write=${base}`, "--allow-write (ts)");
+      assertNamesFlag(tsNoPrlimit, `--allow-run=${prlimit}`, "prlimit in --allow-run (ts)");
 
       // grpc-js reads GRPC_* while Tether's modules load, before any Tether code runs:
       // Deno's own error names the flag (not a TetherError).
@@ -251,7 +285,7 @@ Deno.test("host permissions with sha256 (bundled TS plugin): only --allow-read=<
       read: `--allow-read=${base},${bundle}`,
       write: `--allow-write=${base}`,
       net: "--allow-net",
-      run: `--allow-run=${deno},${SETPRIV}`,
+      run: `--allow-run=${deno},${SETPRIV},${prlimit},${bwrap}`,
       env: "--ignore-env=GRPC_*",
     };
     const all = Object.values(narrow);

@@ -33,8 +33,10 @@ interface Attempt {
   readonly kinds: readonly string[];
   /** The event's target must satisfy this (null: "all of that kind"). */
   readonly targetMatches: (target: string | null) => boolean;
-  /** `deno`: Deno asked the broker; `plugin`: serve() reported it from inside the plugin. */
-  readonly source: "deno" | "plugin";
+  /** `plugin-audit`: Deno's audit file (written by the plugin's process); `plugin`: serve() reported it. */
+  readonly source: "plugin-audit" | "plugin";
+  /** False where Deno 2.9.6 writes no audit line for the check (`Deno.Command`'s run check). */
+  readonly audited?: boolean;
 }
 
 function is(value: string): (target: string | null) => boolean {
@@ -97,7 +99,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: secretFile,
       kinds: ["read"],
       targetMatches: is(secretFile),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "write outside the grants",
@@ -105,7 +107,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: escapedFile,
       kinds: ["write"],
       targetMatches: is(escapedFile),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "TCP to another local port",
@@ -113,7 +115,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: `127.0.0.1:${tcpPort}`,
       kinds: ["net"],
       targetMatches: is(`127.0.0.1:${tcpPort}`),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "connect to another unix socket",
@@ -122,7 +124,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       // Deno checks read (then write, then net unix:) on the socket path.
       kinds: ["read", "write", "net"],
       targetMatches: (target) => target === otherSocket || target === `unix:${otherSocket}`,
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "spawn a process",
@@ -130,7 +132,8 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: "/bin/sh",
       kinds: ["run"],
       targetMatches: is("/bin/sh"),
-      source: "deno",
+      source: "plugin-audit",
+      audited: false,
     },
     {
       label: "read an env var it was not given",
@@ -138,7 +141,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: SECRET_NAME,
       kinds: ["env"],
       targetMatches: is(SECRET_NAME),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "FFI",
@@ -146,7 +149,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: "libc.so.6",
       kinds: ["ffi"],
       targetMatches: is("libc.so.6"),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "sys info",
@@ -154,16 +157,18 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: "",
       kinds: ["sys"],
       targetMatches: is("hostname"),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "remote import",
-      // Deno asks the broker for `import` before --no-remote could fetch anything: no network traffic.
+      // Deno checks `import` before --no-remote could fetch anything: no network traffic. The audit line names
+      // the URL (or `host:443`, depending on where Deno checks).
       name: "import",
       target: "https://example.com/tether-hostile.ts",
       kinds: ["import"],
-      targetMatches: is("example.com:443"),
-      source: "deno",
+      targetMatches: (target) =>
+        target === "example.com:443" || target === "https://example.com/tether-hostile.ts",
+      source: "plugin-audit",
     },
     {
       label: "Deno.permissions.request",
@@ -180,7 +185,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: `${outDir}/../escaped.txt`,
       kinds: ["write"],
       targetMatches: is(escapedFile),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "read via node:fs",
@@ -188,7 +193,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: secretFile,
       kinds: ["read"],
       targetMatches: is(secretFile),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "env via node:process",
@@ -196,7 +201,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: SECRET_NAME,
       kinds: ["env"],
       targetMatches: is(SECRET_NAME),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "spawn via node:child_process",
@@ -205,7 +210,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: "/bin/sh",
       kinds: ["env", "run"],
       targetMatches: (target) => target === null || target === "/bin/sh",
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "read /proc/self/environ",
@@ -213,7 +218,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: "/proc/self/environ",
       kinds: ["read"],
       targetMatches: is("/proc/self/environ"),
-      source: "deno",
+      source: "plugin-audit",
     },
     {
       label: "symlink from the granted dir to a host file",
@@ -222,7 +227,7 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       target: `${outDir}/link=>${secretFile}`,
       kinds: ["write", "read"],
       targetMatches: (target) => target === null,
-      source: "deno",
+      source: "plugin-audit",
     },
   ];
 
@@ -230,16 +235,16 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
     await client.start();
     const kv = client.dispense(KV);
     const pid = client.pid!;
-    // The audit channel itself: a plugin that could reach the broker socket could forge "deno" events.
+    // A socket path in the private directory that is not granted (there is no permission broker any more).
     const privateDir = client.endpoint!.address.replace(/\/[^/]+$/, "");
     const brokerSocket = `${privateDir}/permissions.sock`;
     attempts.push({
-      label: "connect to Tether's permission broker socket",
+      label: "connect to an ungranted socket path in the private directory",
       name: "unix",
       target: brokerSocket,
       kinds: ["read", "write", "net"],
       targetMatches: (target) => target === brokerSocket || target === `unix:${brokerSocket}`,
-      source: "deno",
+      source: "plugin-audit",
     });
 
     // The plugin's process never had the host's secret in its environment.
@@ -270,6 +275,12 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
       const matching = (event: PermissionEvent) =>
         event.plugin === "hostile" && !event.allowed && event.source === attempt.source &&
         attempt.kinds.includes(event.permission) && attempt.targetMatches(event.target);
+      if (attempt.audited === false) {
+        lines.push(`  ${attempt.label}: denied (${outcome.error}); Deno writes no audit line for it`);
+        await kv.put({ key: `k${index}`, value: bytes(`v${index}`) });
+        assert.equal(text((await kv.get({ key: `k${index}` })).value), `v${index}`);
+        continue;
+      }
       assert.ok(
         await eventually(() => events.slice(before).some(matching), 5000),
         `${attempt.label}: no matching audit event; got ${JSON.stringify(events.slice(before))}`,
@@ -319,9 +330,10 @@ Deno.test("hostile TS plugin: every escape is denied, audited, and the plugin ke
   }
 });
 
-Deno.test("a symlink that someone else put in a granted directory does not lead out of the grant", async () => {
-  // Deno checks the path as written; Tether's broker also checks where it really leads. The plugin itself
-  // cannot make such a link (symlinks need unscoped read and write), but one that is already there could.
+Deno.test("namespaces: a symlink that someone else put in a granted directory does not lead out of the grant", async () => {
+  // Deno checks the path as written, so under Deno's flags alone such a link leads out (docs/security.md);
+  // in the plugin's mount namespace its target does not exist. The plugin itself cannot make such a link
+  // (symlinks need unscoped read and write), but one that is already there could.
   const dir = await shortTempDir("tsl");
   const granted = `${dir}/granted`;
   await Deno.mkdir(granted);
@@ -334,6 +346,7 @@ Deno.test("a symlink that someone else put in a granted directory does not lead 
     handshake: kvHandshake,
     unixSocketDir: dir,
     permissions: { read: [granted] },
+    isolation: "namespaces",
     onPermissionEvent: (event) => events.push(event),
   });
   try {
@@ -348,7 +361,11 @@ Deno.test("a symlink that someone else put in a granted directory does not lead 
     ) as Outcome;
     assert.equal(viaLink.denied, true, "the link must not lead out of the grant");
     assert.ok(
-      events.some((event) => event.permission === "read" && event.target === `${granted}/link`),
+      await eventually(() =>
+        events.some((event) =>
+          event.permission === "read" && event.target === `${granted}/link` && !event.allowed
+        )
+      ),
       "the host saw the denial",
     );
   } finally {

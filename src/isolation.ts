@@ -1,0 +1,357 @@
+/**
+ * The OS layer under a TypeScript plugin's Deno permissions: on Linux with
+ * bubblewrap (`bwrap`), each `deno` plugin runs in its own mount, PID, IPC,
+ * UTS, cgroup and user namespaces (and network namespace unless it was
+ * granted TCP/UDP), seeing only the Deno binary, the system libraries, a
+ * read-only module cache, its own tree and read grants (read-only), its write
+ * grants and its private directory; `/tmp` is fresh, capabilities are dropped,
+ * it gets a new session and dies with the host. Plus resource limits: a V8
+ * heap cap and an RLIMIT_DATA cap applied with `prlimit` (util-linux).
+ *
+ * This module only builds commands and probes the platform; launch.ts decides
+ * when they apply.
+ *
+ * @module
+ */
+
+import { TetherError } from "./errors.ts";
+import type { Logger } from "./logs.ts";
+
+/**
+ * Which OS layer a `deno` plugin gets:
+ * - `auto` (default): namespaces where bubblewrap works, else Deno's permissions alone (said once in the log);
+ * - `namespaces`: namespaces or a `config` error saying why they are unavailable;
+ * - `deno-only`: Deno's permissions (and the module graph check) alone.
+ */
+export type Isolation = "auto" | "namespaces" | "deno-only";
+
+/** Memory limits of a `deno` plugin, in MiB. `0` switches a limit off. */
+export interface ResourceLimits {
+  /** V8 old-space heap (`--max-old-space-size`). Default {@linkcode DEFAULT_HEAP_MIB}. */
+  readonly heapMiB?: number;
+  /**
+   * RLIMIT_DATA of the whole process (heap, ArrayBuffers, native allocations;
+   * not V8's address-space reservations, which is why RLIMIT_AS cannot be used:
+   * Deno needs more than 32 GiB of it to start). Default {@linkcode DEFAULT_DATA_MIB}.
+   */
+  readonly dataMiB?: number;
+}
+
+/** Default V8 heap cap of a `deno` plugin (MiB). */
+export const DEFAULT_HEAP_MIB = 512;
+/** Default RLIMIT_DATA of a `deno` plugin (MiB): the heap plus room for Deno itself and buffers. */
+export const DEFAULT_DATA_MIB = 2048;
+/** Smallest RLIMIT_DATA accepted (MiB): Deno itself needs about 600 MiB of it to start. */
+export const MIN_DATA_MIB = 1024;
+
+const BWRAP_PATHS = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"];
+const PRLIMIT_PATHS = ["/usr/bin/prlimit", "/bin/prlimit", "/usr/local/bin/prlimit"];
+
+/**
+ * The first of `paths` that is a file. A path the host may not stat counts as
+ * a candidate (running it needs only --allow-run, and a refused spawn names
+ * that flag), so narrow host permissions do not read as "not installed".
+ */
+function firstExisting(paths: readonly string[]): string | undefined {
+  let unknown: string | undefined;
+  for (const path of paths) {
+    try {
+      if (Deno.statSync(path).isFile) return path;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) unknown ??= path;
+    }
+  }
+  return unknown;
+}
+
+/** What {@linkcode probeNamespaces} found. */
+export type NamespaceProbe = { readonly ok: true; readonly bwrap: string } | {
+  readonly ok: false;
+  readonly reason: string;
+};
+
+let probe: Promise<NamespaceProbe> | undefined;
+
+/**
+ * Whether bubblewrap can make namespaces here (probed once per host process:
+ * it runs `bwrap --unshare-all ... true`).
+ *
+ * @example
+ * ```ts ignore
+ * import { probeNamespaces } from "./isolation.ts";
+ * const found = await probeNamespaces();
+ * console.log(found.ok ? `using ${found.bwrap}` : found.reason);
+ * ```
+ */
+export function probeNamespaces(): Promise<NamespaceProbe> {
+  probe ??= (async (): Promise<NamespaceProbe> => {
+    if (Deno.build.os !== "linux") {
+      return { ok: false, reason: `namespaces need Linux (this is ${Deno.build.os})` };
+    }
+    const bwrap = firstExisting(BWRAP_PATHS);
+    if (!bwrap) {
+      return { ok: false, reason: `bubblewrap is not installed (looked for ${BWRAP_PATHS.join(", ")})` };
+    }
+    const truePath = firstExisting(["/usr/bin/true", "/bin/true"]) ?? "/bin/true";
+    try {
+      const out = await new Deno.Command(bwrap, {
+        args: [
+          "--die-with-parent",
+          "--unshare-all",
+          "--cap-drop",
+          "ALL",
+          "--ro-bind",
+          "/",
+          "/",
+          "--proc",
+          "/proc",
+          "--",
+          truePath,
+        ],
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      if (!out.success) {
+        return {
+          ok: false,
+          reason: `${bwrap} cannot create namespaces here: ${new TextDecoder().decode(out.stderr).trim()}`,
+        };
+      }
+    } catch (cause) {
+      const flag = cause instanceof Deno.errors.NotCapable ? `; run the host with --allow-run=${bwrap}` : "";
+      return { ok: false, reason: `cannot run ${bwrap}: ${String(cause)}${flag}` };
+    }
+    return { ok: true, bwrap };
+  })();
+  return probe;
+}
+
+let said = false;
+
+/**
+ * Decides the OS layer for one launch: the bwrap path, or `undefined` for
+ * Deno's permissions alone.
+ *
+ * @throws {TetherError} `config` when `namespaces` is asked for and unavailable.
+ *
+ * @example
+ * ```ts ignore
+ * const bwrap = await resolveIsolation("auto", "kv", logger);
+ * ```
+ */
+export async function resolveIsolation(
+  isolation: Isolation | undefined,
+  plugin: string,
+  logger: Logger,
+): Promise<string | undefined> {
+  const wanted = isolation ?? "auto";
+  if (wanted !== "auto" && wanted !== "namespaces" && wanted !== "deno-only") {
+    throw new TetherError(
+      "config",
+      `plugin ${plugin}: isolation must be "auto", "namespaces" or "deno-only", found ${
+        JSON.stringify(isolation)
+      }`,
+      { plugin },
+    );
+  }
+  if (wanted === "deno-only") return undefined;
+  const found = await probeNamespaces();
+  if (found.ok) {
+    if (wanted === "auto" && !said) {
+      said = true;
+      logger.log({
+        level: "info",
+        message: "TypeScript plugins run in their own namespaces (bubblewrap)",
+        fields: { bwrap: found.bwrap },
+      });
+    }
+    return found.bwrap;
+  }
+  if (wanted === "namespaces") {
+    throw new TetherError(
+      "config",
+      `plugin ${plugin}: isolation "namespaces" is not available: ${found.reason}. ` +
+        'Install bubblewrap (apt-get install bubblewrap) or set isolation: "deno-only" to rely on Deno\'s ' +
+        "permissions alone",
+      { plugin },
+    );
+  }
+  if (!said) {
+    said = true;
+    logger.log({
+      level: "warn",
+      message: "TypeScript plugins run WITHOUT namespaces (Deno permissions and the module graph check only)",
+      fields: { reason: found.reason },
+    });
+  }
+  return undefined;
+}
+
+/** What the plugin's namespace holds. */
+export interface SandboxSpec {
+  /** The bwrap binary. */
+  readonly bwrap: string;
+  /** The Deno binary (bound read-only at its path). */
+  readonly deno: string;
+  /** Deno's cache directory (read-only; its `location_data` is a fresh tmpfs). */
+  readonly denoDir?: string;
+  /** The launch's private directory (read-write: sockets, audit file, verified copy). */
+  readonly privateDir: string;
+  /** Bound read-only if they exist: the plugin's tree, its read grants. */
+  readonly readOnly: readonly string[];
+  /** Bound read-write if they exist: the plugin's write grants. */
+  readonly readWrite: readonly string[];
+  /** Keep the host's network namespace (the plugin was granted TCP/UDP hosts). */
+  readonly shareNet: boolean;
+  /** Working directory inside the namespace (created empty if not bound). */
+  readonly cwd: string;
+}
+
+/**
+ * The `bwrap` arguments that run `command` in the namespace described by
+ * `spec`. The environment is NOT put on the command line (`--setenv` would
+ * show secrets in `/proc/<pid>/cmdline`, which every user can read): spawn
+ * bwrap with `clearEnv: true` and only the plugin's variables, which is what
+ * `--clearenv` plus `--setenv` would give.
+ *
+ * @example
+ * ```ts
+ * import { bwrapArgs } from "./isolation.ts";
+ * const args = bwrapArgs({
+ *   bwrap: "/usr/bin/bwrap", deno: "/usr/bin/deno", privateDir: "/tmp/tether-x", readOnly: ["/opt/p"],
+ *   readWrite: [], shareNet: false, cwd: "/opt/p",
+ * }, ["/usr/bin/deno", "run", "/opt/p/main.ts"]);
+ * console.log(args.includes("--unshare-all")); // true
+ * ```
+ */
+export function bwrapArgs(spec: SandboxSpec, command: readonly string[]): string[] {
+  const args = ["--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"];
+  if (spec.shareNet) args.push("--share-net");
+  for (const lib of ["/usr/lib", "/usr/lib64", "/lib", "/lib64"]) args.push("--ro-bind-try", lib, lib);
+  args.push("--ro-bind", spec.deno, spec.deno);
+  args.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp");
+  if (spec.shareNet) {
+    for (
+      const file of [
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/nsswitch.conf",
+        "/etc/ssl",
+        "/etc/ca-certificates",
+      ]
+    ) {
+      args.push("--ro-bind-try", file, file);
+    }
+  }
+  if (spec.denoDir) {
+    args.push("--ro-bind-try", spec.denoDir, spec.denoDir);
+    if (exists(`${spec.denoDir}/location_data`)) args.push("--tmpfs", `${spec.denoDir}/location_data`);
+  }
+  // A grant that does not exist yet (a file the plugin will create) is bound as its nearest existing
+  // directory, so what the plugin writes there lands on the host; Deno's flags still hold it to the grant.
+  for (const path of new Set(spec.readOnly.map(existingAncestor))) args.push("--ro-bind-try", path, path);
+  for (const path of new Set(spec.readWrite.map(existingAncestor))) args.push("--bind-try", path, path);
+  args.push("--bind", spec.privateDir, spec.privateDir);
+  const bound = [spec.privateDir, ...spec.readOnly, ...spec.readWrite, spec.denoDir ?? "/nonexistent"];
+  if (!bound.some((dir) => spec.cwd === dir || spec.cwd.startsWith(`${dir}/`))) args.push("--dir", spec.cwd);
+  args.push("--chdir", spec.cwd, "--", ...command);
+  return args;
+}
+
+function existingAncestor(path: string): string {
+  let at = path;
+  while (at !== "/" && !exists(at)) at = at.slice(0, at.lastIndexOf("/")) || "/";
+  return at;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where prlimit is, or `undefined` (then RLIMIT_DATA cannot be applied).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(findPrlimit()); // "/usr/bin/prlimit"
+ * ```
+ */
+export function findPrlimit(): string | undefined {
+  return firstExisting(PRLIMIT_PATHS);
+}
+
+/**
+ * The memory limits that apply, with defaults filled in and values checked.
+ *
+ * @throws {TetherError} `config` naming the field on a negative, fractional or absurd value.
+ *
+ * @example
+ * ```ts
+ * import { resolveLimits } from "./isolation.ts";
+ * console.log(resolveLimits(undefined, "kv")); // { heapMiB: 512, dataMiB: 2048 }
+ * ```
+ */
+export function resolveLimits(limits: ResourceLimits | undefined, plugin: string): Required<ResourceLimits> {
+  const heapMiB = limits?.heapMiB ?? DEFAULT_HEAP_MIB;
+  const dataMiB = limits?.dataMiB ?? DEFAULT_DATA_MIB;
+  for (const [field, value] of [["heapMiB", heapMiB], ["dataMiB", dataMiB]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0 || value > 1024 * 1024) {
+      throw new TetherError(
+        "config",
+        `plugin ${plugin}: limits.${field} must be a whole number of MiB from 0 (off) to 1048576, found ${
+          JSON.stringify(value)
+        }`,
+        { plugin },
+      );
+    }
+  }
+  // Deno 2.9.6 does not start below ~600 MiB of RLIMIT_DATA (measured), before any heap.
+  if (dataMiB > 0 && (dataMiB < MIN_DATA_MIB || dataMiB < heapMiB + 512)) {
+    throw new TetherError(
+      "config",
+      `plugin ${plugin}: limits.dataMiB (${dataMiB}) must be at least ${MIN_DATA_MIB} and leave 512 MiB above ` +
+        `limits.heapMiB (${heapMiB}) for Deno itself, or 0 for no data limit`,
+      { plugin },
+    );
+  }
+  return { heapMiB, dataMiB };
+}
+
+/**
+ * Which memory limit a plugin's death points to, from its exit and the last
+ * lines of its stderr, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { limitFromExit } from "./isolation.ts";
+ * console.log(limitFromExit(["# Fatal JavaScript out of memory: Reached heap limit"], { heapMiB: 512, dataMiB: 0 }));
+ * // "heap"
+ * ```
+ */
+export function limitFromExit(
+  stderrTail: readonly string[],
+  limits: Required<ResourceLimits>,
+): "heap" | "data" | undefined {
+  const text = stderrTail.join("\n");
+  if (
+    limits.heapMiB > 0 &&
+    /Reached heap limit|Fatal JavaScript out of memory|JavaScript heap out of memory/.test(text)
+  ) {
+    return "heap";
+  }
+  if (
+    limits.dataMiB > 0 &&
+    /memory allocation of \d+ bytes failed|Array buffer allocation failed|Fatal process out of memory|Cannot allocate memory/
+      .test(text)
+  ) {
+    return "data";
+  }
+  return undefined;
+}
