@@ -292,7 +292,7 @@ for (const isolation of MODES) {
     const client = probeClient(dir, { isolation, logger });
     try {
       await client.start();
-      const privateDir = tetherDirs(dir)[0];
+      const privateDir = tetherDirs(dir).find((path) => Deno.statSync(path).isDirectory)!;
       await client.dispense(KV).get({ key: "probe:sockdir:h-broker-3.sock" }).catch(() => undefined);
       const exit = await client.exited;
       assert.equal(exit.killed, false, "killed by the host's watcher, not by kill()");
@@ -301,7 +301,7 @@ for (const isolation of MODES) {
           r.message === "plugin misused a socket path it was granted; killing it" &&
           r.fields.path === `${privateDir}/h-broker-3.sock` && r.fields.found === "directory"
         ),
-        JSON.stringify(logger.records.map((r) => r.message)),
+        JSON.stringify(logger.records.map((r) => [r.message, r.fields])),
       );
     } finally {
       await client.kill();
@@ -383,7 +383,7 @@ Deno.test("isolation: namespaces where bwrap cannot run is a config error; auto 
         "--allow-write",
         "--allow-net",
         "--allow-env",
-        `--allow-run=${deno},/usr/bin/prlimit`,
+        `--allow-run=${deno},/usr/bin/prlimit,/usr/bin/setpriv`,
         `${repoRoot}/tests/fixtures/sandbox/isolation_host.ts`,
         isolation,
       ],
