@@ -387,6 +387,7 @@ export class PluginClient implements AsyncDisposable {
       isolation: options.isolation,
       limits: options.limits,
       killOnAuditTamper: options.killOnAuditTamper,
+      handleSignals: options.handleSignals,
     });
     this.#launch = launch;
     Object.assign(env, launch.env);

@@ -14,6 +14,7 @@
 import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
+import { track } from "./lifeline.ts";
 import { checkModuleGraph } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
@@ -89,6 +90,8 @@ export interface LaunchOptions {
    * anything but a socket always kills it.
    */
   readonly killOnAuditTamper?: boolean;
+  /** Remove the launch's files on SIGTERM, SIGINT and SIGHUP before the host ends (default true). */
+  readonly handleSignals?: boolean;
 }
 
 /** A launch ready to spawn. */
@@ -201,7 +204,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     : undefined;
   let privateDir: string;
   try {
-    privateDir = await Deno.makeTempDir({ dir: options.privateDirBase, prefix: "tether-" });
+    // Synchronous, so the directory exists only once this code holds its path and can track it (below).
+    privateDir = Deno.makeTempDirSync({ dir: options.privateDirBase, prefix: "tether-" });
   } catch (cause) {
     throw permissionOr(
       cause,
@@ -215,7 +219,21 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   let origin: string | undefined;
   let cache: string | undefined;
   let stopWatching = () => {};
+  // The launch's files go with the host from the moment they exist, whatever ends it (before the client
+  // tracks the process, the launch may still be checking the module graph or verifying the plugin).
+  const release = track({
+    kill: () => cleanup(),
+    killNow: () => {
+      try {
+        Deno.removeSync(privateDir, { recursive: true });
+      } catch {
+        // Already gone.
+      }
+    },
+    onSignals: options.handleSignals ?? true,
+  });
   const cleanup = async () => {
+    release();
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
