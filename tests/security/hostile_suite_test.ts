@@ -115,10 +115,8 @@ for (const mode of ["namespaces", "deno-only"] as const) {
       const escaped = verdicts.filter((v) => v.outcome === "escaped");
       const harmless = verdicts.filter((v) => v.outcome === "harmless");
       const denied = verdicts.length - escaped.length;
-      console.log(
-        `${verdicts.length} attempts, ${denied} denied, ${escaped.length} escaped` +
-          ` (of the denied, ${harmless.length} harmless for the reason printed next to each)`,
-      );
+      console.log(`${verdicts.length} attempts, ${denied} denied, ${escaped.length} escaped`);
+      console.log(`(of the denied, ${harmless.length} are harmless for the reason printed next to each)`);
       const ids = new Set(verdicts.map((v) => v.id));
       assert.ok(ATTEMPTS.every((a) => ids.has(a.id)), "every in-process attempt was judged");
       assert.deepEqual(left, [], `processes left behind: ${left.join(", ")}`);

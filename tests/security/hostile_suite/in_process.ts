@@ -194,6 +194,7 @@ export async function startHostile(world: World, name: string, logger: Records):
     logger,
     onPermissionEvent: (event: PermissionEvent) => world.events.push(event),
     startTimeoutMs: 30_000,
+    killTimeoutMs: 1000,
   }));
   await client.start();
   return client;

@@ -56,6 +56,8 @@ interface Probe {
 }
 
 interface ProbeResult {
+  /** The plugin's last stderr lines, for the report. */
+  last: string;
   started: boolean;
   error?: unknown;
   /** Everything the host got from the plugin: logs, stderr, the error. */
@@ -132,7 +134,12 @@ async function probe(world: World, id: string, p: Probe): Promise<ProbeResult> {
   const output = `${logger.text()}\n${
     error instanceof Error ? `${error.name}: ${error.message}` : String(error ?? "")
   }`;
-  return { started, error, output, tree, pid, leftover };
+  const last = logger.records
+    .filter((r) => !["starting plugin", "plugin process exited", "plugin address"].includes(r.message))
+    .slice(-2)
+    .map((r) => r.message.slice(0, 140))
+    .join(" | ");
+  return { started, error, output, tree, pid, leftover, last };
 }
 
 /** The usual host-side judgement: no token, no claim (GOT:), nothing left. */
@@ -324,16 +331,24 @@ const moduleAttempts: LaunchAttempt[] = [
       "main.ts": reader(w),
     },
   })),
-  graph("lmod18", "package.json subpath imports (#secret) leading outside", (w) => ({
-    files: {
-      "package.json": JSON.stringify({
-        name: "innocent",
-        type: "module",
-        imports: { "#secret": w.ctx.outsideModule },
-      }),
-      "main.ts": `import { secret } from "#secret";\nconsole.error("GOT:" + secret);\n`,
-    },
-  })),
+  graph(
+    "lmod18",
+    "package in the tree's node_modules whose package.json main is ../../../../root/mod.js",
+    () => ({
+      files: {
+        "package.json": JSON.stringify({
+          name: "innocent-app",
+          type: "module",
+          dependencies: { innocent: "*" },
+        }),
+        "node_modules/innocent/package.json": JSON.stringify({
+          name: "innocent",
+          main: "../../../../root/mod.js",
+        }),
+        "main.ts": `import { secret } from "innocent";\nconsole.error("GOT:" + secret);\n`,
+      },
+    }),
+  ),
   graph("lmod19", "node_modules/<pkg> symlinked to a package outside the tree", async (w) => {
     const dir = await outside(w);
     await Deno.mkdir(`${dir}/evilpkg`, { recursive: true });
@@ -1091,18 +1106,34 @@ const isolationAttempts: LaunchAttempt[] = [{
   id: "iso01",
   cls: "host-inputs",
   description:
-    "isolation: 'namespaces' is honoured: the plugin runs in its own mount, pid and network namespaces",
+    "isolation: 'namespaces' is honoured: a plugin with no TCP grant runs in its own mount, pid and " +
+    "network namespaces (seen from the host's /proc)",
   expect: "denied",
   modes: ["namespaces"],
   run: async (world) => {
-    const evidence = await withHostile(world, "iso01", (client) => {
+    const client = new PluginClient(withIsolation(world, {
+      cmd: world.bundle,
+      sha256: world.bundleSha256,
+      runtime: "deno",
+      handshake: kvHandshake,
+      unixSocketDir: world.sockets,
+      permissions: { read: [world.ctx.granted] },
+      args: [JSON.stringify(world.ctx)],
+      name: "iso01",
+    }));
+    const evidence: string[] = [];
+    try {
+      await client.start();
       const ns = inOwnNamespaces(client.pid!);
       const missing = Object.entries(ns).filter(([, own]) => !own).map(([kind]) => kind);
-      return Promise.resolve(
-        missing.length > 0 ? [`runs in the host's ${missing.join(", ")} namespace(s)`] : [],
-      );
-    });
-    return { evidence, note: "own namespaces" };
+      if (missing.length > 0) evidence.push(`runs in the host's ${missing.join(", ")} namespace(s)`);
+      // And it still works through its socket.
+      const answer = text((await client.dispense(KV).get({ key: "control:read" })).value);
+      if (answer !== "public\n") evidence.push(`the granted file read ${JSON.stringify(answer)}`);
+    } finally {
+      await client.kill();
+    }
+    return { evidence, note: "own mount, pid and network namespaces" };
   },
 }];
 
