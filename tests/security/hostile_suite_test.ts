@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import { ATTEMPTS } from "../fixtures/hostile_suite/attempts.ts";
 import { runInProcess, type Verdict } from "./hostile_suite/in_process.ts";
-import { LAUNCH_ATTEMPTS } from "./hostile_suite/launches.ts";
+import { LAUNCH_ATTEMPTS, type LaunchAttempt } from "./hostile_suite/launches.ts";
 import { buildWorld, descendants, type IsolationMode, namespacesAvailable } from "./hostile_suite/world.ts";
 import { tetherDirs } from "./support.ts";
 
@@ -68,9 +68,10 @@ for (const mode of ["namespaces", "deno-only"] as const) {
           assert.deepEqual(controls, ["public\n", "written"], "the plugin's own grants must work");
           verdicts.push(...got);
         }
-        for (const attempt of LAUNCH_ATTEMPTS) {
-          if (attempt.modes && !attempt.modes.includes(mode)) continue;
-          world.current = attempt.id;
+        const launches = LAUNCH_ATTEMPTS.filter((a) => !a.modes || a.modes.includes(mode));
+        const judged = new Map<string, Verdict>();
+        const judgeLaunch = async (attempt: LaunchAttempt) => {
+          if (attempt.serial) world.current = attempt.id;
           let evidence: string[];
           let note = "";
           const started = Date.now();
@@ -81,10 +82,12 @@ for (const mode of ["namespaces", "deno-only"] as const) {
           } catch (error) {
             evidence = [`the attempt could not run: ${String(error).slice(0, 300)}`];
           }
-          for (const hit of world.hits.filter((h) => h.startsWith(`${attempt.id} `))) {
-            evidence.push(`decoy reached: ${hit}`);
+          if (attempt.serial) {
+            for (const hit of world.hits.filter((h) => h.startsWith(`${attempt.id} `))) {
+              evidence.push(`decoy reached: ${hit}`);
+            }
           }
-          verdicts.push({
+          judged.set(attempt.id, {
             id: attempt.id,
             cls: attempt.cls,
             description: attempt.description,
@@ -94,7 +97,25 @@ for (const mode of ["namespaces", "deno-only"] as const) {
             detail: (evidence.length > 0 ? evidence.join("; ") : note.slice(0, 200)) +
               ` [${Date.now() - started} ms]`,
           });
+        };
+        // A few at a time where nothing is charged to "the attempt running now"; the rest alone.
+        world.current = "parallel-launches";
+        const queue = launches.filter((a) => !a.serial);
+        await Promise.all(Array.from({ length: 3 }, async () => {
+          for (let next = queue.shift(); next; next = queue.shift()) await judgeLaunch(next);
+        }));
+        for (const attempt of launches.filter((a) => a.serial)) await judgeLaunch(attempt);
+        for (const hit of world.hits.filter((h) => h.startsWith("parallel-launches "))) {
+          verdicts.push({
+            id: "decoys",
+            cls: "network",
+            description: "a decoy was reached while launch attempts ran in parallel",
+            expect: "denied",
+            outcome: "escaped",
+            detail: hit,
+          });
         }
+        verdicts.push(...launches.map((a) => judged.get(a.id)!));
         // The host is still responsive: the neighbour (another plugin) still answers.
         await world.neighbor.ping();
       } finally {

@@ -29,6 +29,11 @@ export interface LaunchAttempt {
   readonly reason?: string;
   /** Only in these isolation modes (default: both). */
   readonly modes?: readonly string[];
+  /**
+   * Runs alone: it is judged by decoy hits charged to the running attempt, or by the host's own memory, or it
+   * loads the machine. The others run a few at a time.
+   */
+  readonly serial?: boolean;
   /** Evidence of an escape (empty: none), and a note for the report. */
   run(world: World): Promise<{ evidence: string[]; note: string }>;
 }
@@ -162,9 +167,12 @@ function leaks(world: World, result: ProbeResult, opts: { mustNotStart?: boolean
 
 function note(result: ProbeResult): string {
   const error = result.error;
-  return error instanceof Error
-    ? `${error instanceof TetherError ? `${error.code}: ` : ""}${error.message.split("\n")[0]}`
-    : "started";
+  if (!(error instanceof Error)) return result.last ? `started; last words: ${result.last}` : "started";
+  const [first, ...rest] = error.message.split("\n");
+  const tail = rest.map((l) => l.trim()).filter((l) => l && !/experimental feature|Last lines of/.test(l))
+    .slice(0, 3);
+  return `${error instanceof TetherError ? `${error.code}: ` : ""}${first.slice(0, 140)}` +
+    (tail.length > 0 ? `; stderr: ${tail.join(" / ").slice(0, 220)}` : "");
 }
 
 function fileUrl(path: string): string {
@@ -177,6 +185,7 @@ function graph(
   description: string,
   build: (world: World) => Probe | Promise<Probe>,
   cls: AttemptClass = "fs-modules",
+  check?: (world: World, tree: string) => string[] | Promise<string[]>,
 ): LaunchAttempt {
   return {
     id,
@@ -185,9 +194,22 @@ function graph(
     expect: "denied",
     run: async (world) => {
       const result = await probe(world, id, await build(world));
-      return { evidence: leaks(world, result), note: note(result) };
+      const evidence = leaks(world, result);
+      if (check) evidence.push(...await check(world, result.tree));
+      return { evidence, note: note(result) };
     },
   };
+}
+
+function existing(paths: string[]): string[] {
+  return paths.filter((path) => {
+    try {
+      Deno.lstatSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }).map((path) => `the runtime wrote ${path}`);
 }
 
 const reader = (world: World) =>
@@ -405,6 +427,55 @@ const moduleAttempts: LaunchAttempt[] = [
       };
     },
   ),
+  graph(
+    "lmod24",
+    "the plugin's own deno.json sets lock.path outside: does the runtime write the lockfile there?",
+    async (w) => ({
+      files: {
+        "deno.json": JSON.stringify({ lock: { path: `${await outside(w)}/escaped-lmod24.lock` } }),
+        "main.ts":
+          `import YAML from "npm:yaml@2.9.1";\nconsole.error("loaded " + typeof YAML);\nDeno.exit(3);\n`,
+      },
+    }),
+    "fs-modules",
+    (w) => existing([`${w.dir}/outside/escaped-lmod24.lock`]),
+  ),
+  graph(
+    "lmod25",
+    "the plugin's own deno.json points lock.path at an existing host JSON file: is it overwritten?",
+    async (w) => {
+      await Deno.writeTextFile(
+        `${await outside(w)}/victim.json`,
+        `{"version":"5","owner":"host-${w.token}"}\n`,
+      );
+      return {
+        files: {
+          "deno.json": JSON.stringify({ lock: { path: `${w.dir}/outside/victim.json` } }),
+          "main.ts":
+            `import YAML from "npm:yaml@2.9.1";\nconsole.error("loaded " + typeof YAML);\nDeno.exit(3);\n`,
+        },
+      };
+    },
+    "fs-modules",
+    (w) =>
+      Deno.readTextFileSync(`${w.dir}/outside/victim.json`) === `{"version":"5","owner":"host-${w.token}"}\n`
+        ? []
+        : ["the runtime overwrote a host file outside the grants with a lockfile"],
+  ),
+  graph(
+    "lmod26",
+    "npm import with the plugin's deno.json (nodeModulesDir auto): does the runtime write node_modules/ and " +
+      "deno.lock into the plugin's tree (not granted for writing)?",
+    () => ({
+      files: {
+        "deno.json": JSON.stringify({ nodeModulesDir: "auto" }),
+        "main.ts":
+          `import YAML from "npm:yaml@2.9.1";\nconsole.error("loaded " + typeof YAML);\nDeno.exit(3);\n`,
+      },
+    }),
+    "fs-modules",
+    (_w, tree) => existing([`${tree}/node_modules`, `${tree}/deno.lock`]),
+  ),
 ];
 
 // ------------------------------------------------------------------ decision channels (issue 7: the broker's fd)
@@ -480,24 +551,36 @@ if (mode === "write") {
 Deno.exit(3);
 `;
 
-let storageRun: Promise<{ reader: ProbeResult; host: ProbeResult }> | undefined;
-function storageLaunches(world: World): Promise<{ reader: ProbeResult; host: ProbeResult }> {
+type StorageRuns = { reader: ProbeResult; host: ProbeResult; kv: ProbeResult };
+let storageRun: Promise<StorageRuns> | undefined;
+let storageWorld: World | undefined;
+function storageLaunches(world: World): Promise<StorageRuns> {
+  if (storageWorld !== world) storageRun = undefined;
+  storageWorld = world;
   storageRun ??= (async () => {
     const files = { "storage.ts": STORAGE_PROBE };
     await probe(world, "lstate", { files, entry: "storage.ts", args: ["write", `PERSIST-${world.token}`] });
     const reader = await probe(world, "lstate", { files, entry: "storage.ts", args: ["read"] });
+    // The plugin's own deno.json turns on the unstable KV API (no flag from Tether).
+    const kvFiles = { ...files, "deno.json": JSON.stringify({ unstable: ["kv"] }) };
+    await probe(world, "lstate-kv", {
+      files: kvFiles,
+      entry: "storage.ts",
+      args: ["write", `PERSIST-${world.token}`],
+    });
+    const kv = await probe(world, "lstate-kv", { files: kvFiles, entry: "storage.ts", args: ["read"] });
     const host = await probe(world, "lstate-host", {
       files,
       entry: "storage.ts",
       args: ["read-host", world.ctx.hostStorageKey],
       denoConfig: `${repoRoot}/deno.json`,
     });
-    return { reader, host };
+    return { reader, host, kv };
   })();
   return storageRun;
 }
 
-function storage(id: string, description: string, which: "reader" | "host", label: string): LaunchAttempt {
+function storage(id: string, description: string, which: keyof StorageRuns, label: string): LaunchAttempt {
   return {
     id,
     cls: "shared-state",
@@ -541,6 +624,12 @@ const stateAttempts: LaunchAttempt[] = [
     "the host's CacheStorage, read by a plugin run with the host's deno.json",
     "host",
     "CACHE",
+  ),
+  storage(
+    "lstate06",
+    "Deno.openKv() turned on by the plugin's own deno.json ('unstable': ['kv']), read by the next launch",
+    "kv",
+    "KV",
   ),
 ];
 
@@ -1137,13 +1226,17 @@ const isolationAttempts: LaunchAttempt[] = [{
   },
 }];
 
-/** Every attempt with a launch of its own, in the order they run. */
+const serial = (a: LaunchAttempt): LaunchAttempt => ({ ...a, serial: true });
+// Judged by decoy hits charged to the running attempt, or by the host's own memory.
+const SERIAL_LIES = new Set(["proto01", "proto02", "proto04", "proto11"]);
+
+/** Every attempt with a launch of its own, in the order they are reported. */
 export const LAUNCH_ATTEMPTS: readonly LaunchAttempt[] = [
-  ...isolationAttempts,
+  ...isolationAttempts.map(serial),
   ...moduleAttempts,
   ...channelAttempts,
   ...stateAttempts,
-  ...availabilityAttempts,
-  ...protocolAttempts,
+  ...availabilityAttempts.map(serial),
+  ...protocolAttempts.map((a) => SERIAL_LIES.has(a.id) ? serial(a) : a),
   ...inputAttempts,
 ];
