@@ -91,13 +91,16 @@ async function writeTree(world: World, id: string, probe: Probe): Promise<string
 /** Launches a probe plugin and collects everything the host received. */
 async function probe(world: World, id: string, p: Probe): Promise<ProbeResult> {
   const tree = await writeTree(world, id, p);
+  // A socket dir of its own, so "nothing left behind" is judged for this launch alone.
+  const sockets = `${world.dir}/s-${id}`;
+  await Deno.mkdir(sockets, { recursive: true });
   const logger = new Records();
   const client = new PluginClient(withIsolation(world, {
     cmd: p.cmd ?? `${tree}/${p.entry ?? "main.ts"}`,
     args: p.args ?? [],
     runtime: p.runtime ?? "deno",
     handshake: kvHandshake,
-    unixSocketDir: world.sockets,
+    unixSocketDir: sockets,
     denoConfig: p.denoConfig === "tree" ? `${tree}/deno.json` : p.denoConfig,
     permissions: p.permissions ?? { read: [world.ctx.granted] },
     env: { [world.ctx.envSecretName]: `ENV-${world.token}`, ...p.env },
@@ -131,10 +134,8 @@ async function probe(world: World, id: string, p: Probe): Promise<ProbeResult> {
       // Gone.
     }
   }
-  for (const entry of Deno.readDirSync(world.sockets)) {
-    if (entry.name.startsWith("tether-") && !world.ctx.neighborSocket.includes(entry.name)) {
-      leftover.push(`private dir ${entry.name} left`);
-    }
+  for (const entry of Deno.readDirSync(sockets)) {
+    if (entry.name.startsWith("tether-")) leftover.push(`private dir ${entry.name} left`);
   }
   const output = `${logger.text()}\n${
     error instanceof Error ? `${error.name}: ${error.message}` : String(error ?? "")
