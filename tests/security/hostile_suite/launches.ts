@@ -803,6 +803,70 @@ const availabilityAttempts: LaunchAttempt[] = [
   },
 ];
 
+/** The host dies (SIGKILL) under a plugin that disabled exit and ignores signals: the plugin must not outlive it. */
+const outliveAttempt: LaunchAttempt = {
+  id: "avail10",
+  cls: "availability",
+  description:
+    "outlive the host: disable Deno.exit, ignore SIGTERM/SIGHUP/SIGPIPE, then the host is SIGKILLed",
+  expect: "denied",
+  run: async (world) => {
+    const sockets = `${world.dir}/s-avail10`;
+    await Deno.mkdir(sockets, { recursive: true });
+    const host = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        `${repoRoot}/deno.json`,
+        `${repoRoot}/tests/security/hostile_suite/orphan_host.ts`,
+        JSON.stringify({ bundle: world.bundle, sha256: world.bundleSha256, sockets, mode: world.mode }),
+      ],
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).spawn();
+    const reader = host.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let line = "";
+    while (!line.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      line += value;
+    }
+    reader.releaseLock();
+    host.kill("SIGKILL");
+    await host.status;
+    await host.stdout.cancel().catch(() => {});
+    if (!line.includes("\n")) throw new Error("the orphaning host did not start its plugin");
+    const { tree, privateDir } = JSON.parse(line) as { tree: number[]; privateDir: string };
+    const alive = () =>
+      tree.filter((pid) => {
+        try {
+          return !Deno.readTextFileSync(`/proc/${pid}/stat`).includes(") Z ");
+        } catch {
+          return false;
+        }
+      });
+    // Give a dying sandbox a moment (the plugin's own parent watch polls every second).
+    for (let i = 0; i < 30 && alive().length > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const survivors = alive();
+    const evidence = survivors.length > 0
+      ? [`plugin process(es) ${survivors.join(", ")} outlived the host by 3 s (killed now by the test)`]
+      : [];
+    for (const pid of survivors) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+    return { evidence, note: "the plugin ended with its host" };
+  },
+};
+
 // ------------------------------------------------------------------ protocol lies
 const LIAR = `
 const [template, mode] = Deno.args;
@@ -1238,6 +1302,7 @@ export const LAUNCH_ATTEMPTS: readonly LaunchAttempt[] = [
   ...channelAttempts,
   ...stateAttempts,
   ...availabilityAttempts.map(serial),
+  serial(outliveAttempt),
   ...protocolAttempts.map((a) => SERIAL_LIES.has(a.id) ? serial(a) : a),
   ...inputAttempts,
 ];
