@@ -224,6 +224,7 @@ export async function runInProcess(
     let claimed: string | null = null;
     let note = "";
     let raw = "";
+    const rssBefore = Deno.memoryUsage().rss;
     try {
       const response = await kv().get({ key: `attempt:${attempt.id}` }, { timeoutMs: 10_000 });
       raw = text(response.value);
@@ -239,6 +240,8 @@ export async function runInProcess(
     }
     await new Promise((resolve) => setTimeout(resolve, 15));
     const evidence = hostChecks(world, attempt.id, privateDir, socket, claimed);
+    const growth = Deno.memoryUsage().rss - rssBefore;
+    if (growth > 256 * 2 ** 20) evidence.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
     if (raw.includes(world.token)) evidence.push("the answer holds a host secret");
     for (const hit of world.hits.filter((h) => h.startsWith(`${attempt.id} `))) {
       evidence.push(`decoy reached: ${hit}`);

@@ -694,31 +694,55 @@ function memoryBomb(id: string, mode: "heap" | "offheap", description: string): 
   };
 }
 
-function hostGrowth(id: string, description: string, mode: string, reason: string): LaunchAttempt {
+const FLOODS = ["stdout", "stderrline", "bigreply", "timers"] as const;
+type Floods = Map<string, { evidence: string[]; note: string }>;
+let floodRun: Promise<Floods> | undefined;
+let floodWorld: World | undefined;
+
+/** One launch for the floods (each judged on its own call), so the suite stays quick. */
+function floods(world: World): Promise<Floods> {
+  if (floodWorld !== world) floodRun = undefined;
+  floodWorld = world;
+  floodRun ??= (async () => {
+    const results: Floods = new Map();
+    const shared = await withHostile(world, "floods", async (client) => {
+      for (const mode of FLOODS) {
+        const before = Deno.memoryUsage().rss;
+        const outcome = await client.dispense(KV).get({ key: `avail:${mode}` }, { timeoutMs: 30_000 }).then(
+          (r) => `answered ${r.value?.length ?? 0} bytes`,
+          (e) => `failed: ${String(e).slice(0, 120)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const growth = Deno.memoryUsage().rss - before;
+        const found: string[] = [];
+        if (growth > 256 * 2 ** 20) found.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
+        await client.ping().catch((e) => found.push(`plugin no longer answers after ${mode}: ${e}`));
+        results.set(mode, {
+          evidence: found,
+          note: `${outcome}; host grew ${(growth / 2 ** 20).toFixed(0)} MiB`,
+        });
+      }
+      return [];
+    });
+    for (const mode of FLOODS) results.get(mode)?.evidence.push(...shared);
+    return results;
+  })();
+  return floodRun;
+}
+
+function hostGrowth(
+  id: string,
+  description: string,
+  mode: typeof FLOODS[number],
+  reason: string,
+): LaunchAttempt {
   return {
     id,
     cls: "availability",
     description,
     expect: "harmless",
     reason,
-    run: async (world) => {
-      let growth = 0;
-      let outcome = "";
-      const evidence = await withHostile(world, id, async (client) => {
-        const before = Deno.memoryUsage().rss;
-        outcome = await client.dispense(KV).get({ key: `avail:${mode}` }, { timeoutMs: 30_000 }).then(
-          (r) => `answered ${r.value?.length ?? 0} bytes`,
-          (e) => `failed: ${String(e).slice(0, 120)}`,
-        );
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        growth = Deno.memoryUsage().rss - before;
-        const found: string[] = [];
-        if (growth > 256 * 2 ** 20) found.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
-        await client.ping().catch((e) => found.push(`plugin no longer answers after ${mode}: ${e}`));
-        return found;
-      });
-      return { evidence, note: `${outcome}; host grew ${(growth / 2 ** 20).toFixed(0)} MiB` };
-    },
+    run: async (world) => (await floods(world)).get(mode)!,
   };
 }
 
@@ -733,7 +757,7 @@ const availabilityAttempts: LaunchAttempt[] = [
     run: async (world) => {
       let outcome = "";
       const evidence = await withHostile(world, "avail01", async (client) => {
-        outcome = await client.dispense(KV).get({ key: "avail:busy" }, { timeoutMs: 1500 }).then(
+        outcome = await client.dispense(KV).get({ key: "avail:busy" }, { timeoutMs: 1000 }).then(
           () => "answered?!",
           (e) => `call ended: ${String(e).slice(0, 100)}`,
         );
@@ -887,10 +911,46 @@ await new Promise((r) => setTimeout(r, 8000));
 let certLine: Promise<string> | undefined;
 const cert = () => certLine ??= generateCertificate().then((c) => encodeRawBase64(c.certDer));
 
+/** Decoys of one attempt: a unix socket at `<world.dir>/decoy-<id>.sock` and a TCP port; they count connections. */
+interface Decoy {
+  readonly unix: string;
+  readonly tcpPort: number;
+  readonly hits: string[];
+  close(): Promise<void>;
+}
+
+function decoy(world: World, id: string): Decoy {
+  const unix = `${world.dir}/decoy-${id}.sock`;
+  const listeners = [
+    Deno.listen({ transport: "unix", path: unix }),
+    Deno.listen({ hostname: "0.0.0.0", port: 0 }),
+  ];
+  const hits: string[] = [];
+  const serving = listeners.map(async (listener) => {
+    try {
+      for await (const conn of listener) {
+        hits.push(`${id} reached ${listener.addr.transport === "unix" ? unix : "a TCP decoy"}`);
+        conn.close();
+      }
+    } catch {
+      // Closed.
+    }
+  });
+  return {
+    unix,
+    tcpPort: (listeners[1].addr as Deno.NetAddr).port,
+    hits,
+    close: async () => {
+      for (const listener of listeners) listener.close();
+      await Promise.all(serving);
+    },
+  };
+}
+
 function lie(
   id: string,
   description: string,
-  line: (w: World, cert: string) => string,
+  line: (w: World, cert: string, decoy: Decoy) => string,
   mode = "",
   extra: Partial<Probe> = {},
 ): LaunchAttempt {
@@ -901,17 +961,25 @@ function lie(
     expect: "denied",
     run: async (world) => {
       const before = Deno.memoryUsage().rss;
-      const result = await probe(world, id, {
-        files: { "liar.ts": LIAR },
-        entry: "liar.ts",
-        args: [line(world, await cert()), mode],
-        startTimeoutMs: 8000,
-        ...extra,
-      });
-      const evidence = leaks(world, result, { mustNotStart: true });
-      const growth = Deno.memoryUsage().rss - before;
-      if (growth > 256 * 2 ** 20) evidence.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
-      return { evidence, note: note(result) };
+      const own = decoy(world, id);
+      try {
+        const result = await probe(world, id, {
+          files: { "liar.ts": LIAR },
+          entry: "liar.ts",
+          args: [line(world, await cert(), own), mode],
+          startTimeoutMs: 8000,
+          ...extra,
+        });
+        const evidence = leaks(world, result, { mustNotStart: true });
+        if (own.hits.length > 0) {
+          evidence.push(`the host connected where the plugin said (${own.hits.length}x): ${own.hits[0]}`);
+        }
+        const growth = Deno.memoryUsage().rss - before;
+        if (growth > 256 * 2 ** 20) evidence.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
+        return { evidence, note: note(result) };
+      } finally {
+        await own.close();
+      }
     },
   };
 }
@@ -920,12 +988,12 @@ const protocolAttempts: LaunchAttempt[] = [
   lie(
     "proto01",
     "handshake naming the host's own unix socket (a foreign address)",
-    (w, c) => `1|1|unix|${w.ctx.unixDecoy}|grpc|${c}`,
+    (_w, c, d) => `1|1|unix|${d.unix}|grpc|${c}`,
   ),
   lie(
     "proto02",
     "handshake naming a TCP listener of the host (a foreign address)",
-    (w, c) => `1|1|tcp|127.0.0.1:${w.ctx.tcpPort}|grpc|${c}`,
+    (_w, c, d) => `1|1|tcp|127.0.0.1:${d.tcpPort}|grpc|${c}`,
   ),
   lie(
     "proto03",
@@ -935,7 +1003,8 @@ const protocolAttempts: LaunchAttempt[] = [
   lie(
     "proto04",
     "handshake address leaving its private dir with ../",
-    (_w, c) => `1|1|unix|{PRIV}/../../root/decoy.sock|grpc|${c}`,
+    // The private dir is <world.dir>/s-proto04/tether-*: two levels up is where this attempt's decoy listens.
+    (_w, c) => `1|1|unix|{PRIV}/../../decoy-proto04.sock|grpc|${c}`,
   ),
   lie("proto05", "absurd app protocol version", (_w, c) => `1|99999999999999999999|unix|{SOCK}|grpc|${c}`),
   lie("proto06", "negative core protocol version", (_w, c) => `-1|1|unix|{SOCK}|grpc|${c}`),
@@ -1292,8 +1361,8 @@ const isolationAttempts: LaunchAttempt[] = [{
 }];
 
 const serial = (a: LaunchAttempt): LaunchAttempt => ({ ...a, serial: true });
-// Judged by decoy hits charged to the running attempt, or by the host's own memory.
-const SERIAL_LIES = new Set(["proto01", "proto02", "proto04", "proto11"]);
+// Judged by the host's own memory.
+const SERIAL_LIES = new Set(["proto11"]);
 
 /** Every attempt with a launch of its own, in the order they are reported. */
 export const LAUNCH_ATTEMPTS: readonly LaunchAttempt[] = [
