@@ -1,7 +1,10 @@
 /**
- * The hostile plugin suite (issue 7): well over 150 distinct attempts, in
- * every threat class of docs' sandbox-threats list, by a plugin author who
- * has read Tether's source. Run in both isolation modes. Every verdict rests
+ * The hostile plugin suite (issue 7): over 250 distinct attempts, in every
+ * threat class of the sandbox threat list (file system direct and through
+ * the module system, network, processes and native code, environment and
+ * host facts, decision channels, shared state, runtime escapes,
+ * availability, protocol lies, host inputs), by a plugin author who has read
+ * Tether's source. Run in both isolation modes. Every verdict rests
  * on the host's own observations (a random token in every secret, decoy
  * listeners, files, /proc); the plugin's claim of success counts against it
  * too. Prints `N attempts, N denied, 0 escaped` and fails on any escape, on

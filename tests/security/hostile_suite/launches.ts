@@ -95,7 +95,7 @@ async function probe(world: World, id: string, p: Probe): Promise<ProbeResult> {
   const sockets = `${world.dir}/s-${id}`;
   await Deno.mkdir(sockets, { recursive: true });
   const logger = new Records();
-  const client = new PluginClient(withIsolation(world, {
+  const options = withIsolation(world, {
     cmd: p.cmd ?? `${tree}/${p.entry ?? "main.ts"}`,
     args: p.args ?? [],
     runtime: p.runtime ?? "deno",
@@ -109,7 +109,14 @@ async function probe(world: World, id: string, p: Probe): Promise<ProbeResult> {
     onPermissionEvent: (event) => world.events.push(event),
     startTimeoutMs: p.startTimeoutMs ?? 20_000,
     ...p.extra,
-  } as PluginClientOptions));
+  } as PluginClientOptions);
+  let client: PluginClient;
+  try {
+    client = new PluginClient(options);
+  } catch (refused) {
+    // Refused before anything ran (e.g. a bad option): nothing to leak or leave.
+    return { started: false, error: refused, output: String(refused), tree, leftover: [], last: "" };
+  }
   let started = false;
   let error: unknown;
   let pid: number | undefined;
@@ -1201,16 +1208,26 @@ const inputAttempts: LaunchAttempt[] = [
     description: "startTimeoutMs 2**40 (a timer that overflows)",
     expect: "denied",
     run: async (world) => {
-      const client = new PluginClient(withIsolation(world, {
-        cmd: world.bundle,
-        sha256: world.bundleSha256,
-        runtime: "deno",
-        handshake: kvHandshake,
-        unixSocketDir: world.sockets,
-        args: ["{}"],
-        name: "input10",
-        startTimeoutMs: 2 ** 40,
-      }));
+      let client: PluginClient;
+      try {
+        client = new PluginClient(withIsolation(world, {
+          cmd: world.bundle,
+          sha256: world.bundleSha256,
+          runtime: "deno",
+          handshake: kvHandshake,
+          unixSocketDir: world.sockets,
+          args: ["{}"],
+          name: "input10",
+          startTimeoutMs: 2 ** 40,
+        }));
+      } catch (refused) {
+        // Refusing a timer it cannot honour is a fine answer too.
+        const clear = refused instanceof TetherError && refused.code === "config";
+        return {
+          evidence: clear ? [] : [`unclear refusal: ${String(refused)}`],
+          note: `refused: ${String(refused).slice(0, 140)}`,
+        };
+      }
       const evidence: string[] = [];
       let outcome = "started";
       try {

@@ -145,31 +145,26 @@ export async function namespacesAvailable(): Promise<string | undefined> {
   }
 }
 
-/** Bundles the hostile plugin once per test process. */
-let bundled: Promise<{ path: string; sha256: string; dir: string }> | undefined;
-export function hostileBundle(): Promise<{ path: string; sha256: string; dir: string }> {
-  bundled ??= (async () => {
-    const dir = await shortTempDir("hsb");
-    const path = `${dir}/hostile.bundle.js`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        "--config",
-        `${repoRoot}/deno.json`,
-        `${repoRoot}/tests/fixtures/hostile_suite/plugin.ts`,
-        "-o",
-        path,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
-      throw new Error(`deno bundle of the hostile plugin failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    return { path, sha256: await sha256Hex(await Deno.readFile(path)), dir };
-  })();
-  return bundled;
+/** Bundles the hostile plugin into `dir` (one file, as an operator deploys a plugin with a digest). */
+export async function hostileBundle(dir: string): Promise<{ path: string; sha256: string }> {
+  const path = `${dir}/hostile.bundle.js`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--config",
+      `${repoRoot}/deno.json`,
+      `${repoRoot}/tests/fixtures/hostile_suite/plugin.ts`,
+      "-o",
+      path,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`deno bundle of the hostile plugin failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return { path, sha256: await sha256Hex(await Deno.readFile(path)) };
 }
 
 /** Builds the world. */
@@ -246,7 +241,7 @@ export async function buildWorld(mode: IsolationMode): Promise<World> {
   });
   const httpPort = http.addr.port;
 
-  const bundle = await hostileBundle();
+  const bundle = await hostileBundle(dir);
   const events: PermissionEvent[] = [];
   const neighborEnvName = "HOSTILE_NEIGHBOR_SECRET";
   const hostEnvName = "HOSTILE_HOST_SECRET";
