@@ -672,6 +672,11 @@ async function withHostile(
   return evidence;
 }
 
+/**
+ * A memory bomb: the plugin (and everything below its pid) must never hold 1 GiB resident. This assumes the
+ * sandbox's DEFAULT memory cap is below 1 GiB (no option is passed: a default that lets a plugin take more is
+ * what this attempt calls an escape).
+ */
 function memoryBomb(id: string, mode: "heap" | "offheap", description: string): LaunchAttempt {
   return {
     id,
@@ -793,8 +798,8 @@ const availabilityAttempts: LaunchAttempt[] = [
       return { evidence, note: outcome };
     },
   },
-  memoryBomb("avail03", "heap", "memory bomb on the V8 heap (up to 1.25 GiB)"),
-  memoryBomb("avail04", "offheap", "memory bomb off the heap (ArrayBuffers, up to 1.25 GiB)"),
+  memoryBomb("avail03", "heap", "memory bomb on the V8 heap (up to 1.125 GiB)"),
+  memoryBomb("avail04", "offheap", "memory bomb off the heap (ArrayBuffers, up to 1.125 GiB)"),
   hostGrowth(
     "avail05",
     "64 MiB flood on stdout after the handshake",
