@@ -13,7 +13,14 @@ import { KV } from "../../../src/gen/tether/kv/v1/kv_pb.ts";
 import { type PermissionEvent, PluginClient } from "../../../mod.ts";
 import { type Attempt, ATTEMPTS } from "../../fixtures/hostile_suite/attempts.ts";
 import { kvHandshake, text } from "../support.ts";
-import { hostNice, Records, withIsolation, type World } from "./world.ts";
+import {
+  hostNice,
+  Records,
+  removeOriginStorage,
+  storageHolding,
+  withIsolation,
+  type World,
+} from "./world.ts";
 
 /** The judgement of one attempt. */
 export interface Verdict {
@@ -209,6 +216,7 @@ export async function runInProcess(
   const attempts = ATTEMPTS.filter((a) => a.launch === launch);
   const verdicts: Verdict[] = [];
   const controls: string[] = [];
+  const storedMarkers = new Map<string, string>();
   const name = `hostile-${launch}`;
   const logger = new Records();
   let client = await startHostile(world, name, logger);
@@ -246,6 +254,7 @@ export async function runInProcess(
     for (const hit of world.hits.filter((h) => h.startsWith(`${attempt.id} `))) {
       evidence.push(`decoy reached: ${hit}`);
     }
+    if (attempt.id === "state13" && claimed?.startsWith("KEEP-")) storedMarkers.set("state13", claimed);
     verdicts.push(judge(attempt, claimed, evidence, note));
     if (note.startsWith("no answer")) {
       // Judge the rest in a fresh launch.
@@ -256,10 +265,18 @@ export async function runInProcess(
   }
   world.current = `${launch}-end`;
   await client.kill();
+  // What it stored must not outlive the launch.
+  const kept = verdicts.find((v) => v.id === "state13");
+  const marker = kept ? storedMarkers.get("state13") : undefined;
   // Late evidence: forged records, forged identities, secrets in the plugin's logs.
   await new Promise((resolve) => setTimeout(resolve, 50));
   const late = new Map<string, string[]>();
   const charge = (id: string, what: string) => late.set(id, [...(late.get(id) ?? []), what]);
+  if (marker) {
+    const left = storageHolding(marker);
+    for (const path of left) charge("state13", `its storage outlived the launch: ${path}`);
+    removeOriginStorage(left);
+  }
   for (const event of world.events) {
     const marker = /FORGED-(\w+)/.exec(event.target ?? "");
     if (marker && event.source === "deno") {
@@ -293,7 +310,7 @@ export async function runInProcess(
     verdicts[index] = {
       ...verdicts[index],
       outcome: "escaped",
-      detail: [verdicts[index].detail, ...what].join("; "),
+      detail: [verdicts[index].detail, ...what].filter((part) => part).join("; "),
     };
   }
   return { verdicts, controls };

@@ -5,7 +5,7 @@
  */
 
 import { repoRoot } from "../../helpers.ts";
-import type { World } from "./world.ts";
+import { removeOriginStorage, storageHolding, type World } from "./world.ts";
 import { type LaunchAttempt, note, probe, type ProbeResult } from "./probe.ts";
 
 // ------------------------------------------------------------------ shared state across launches and with the host
@@ -98,6 +98,22 @@ export const stateAttempts: LaunchAttempt[] = [
     "host",
     "CACHE",
   ),
+  {
+    id: "lstate07",
+    cls: "shared-state",
+    description:
+      "storage written by the storage launches (localStorage, CacheStorage, KV) is gone once they ended",
+    expect: "denied",
+    run: async (world) => {
+      await storageLaunches(world);
+      const left = storageHolding(`PERSIST-${world.token}`);
+      removeOriginStorage(left);
+      return {
+        evidence: left.map((path) => `a finished launch's storage is still in DENO_DIR: ${path}`),
+        note: "nothing left in DENO_DIR",
+      };
+    },
+  },
   storage(
     "lstate06",
     "Deno.openKv() turned on by the plugin's own deno.json ('unstable': ['kv']), read by the next launch",

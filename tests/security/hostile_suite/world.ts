@@ -101,6 +101,63 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
+let denoDir: string | undefined;
+
+/**
+ * Files of DENO_DIR's per-origin storage (localStorage, CacheStorage, KV: `location_data`) that hold `marker`
+ * (as UTF-8 or UTF-16): storage a plugin wrote that outlived its launch.
+ */
+export function storageHolding(marker: string): string[] {
+  denoDir ??= (JSON.parse(
+    new TextDecoder().decode(
+      new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).outputSync().stdout,
+    ),
+  ) as { denoDir: string }).denoDir;
+  const needles = [
+    new TextEncoder().encode(marker),
+    new Uint8Array([...marker].flatMap((c) => [c.charCodeAt(0), 0])),
+  ];
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (entry.isFile) {
+        try {
+          const bytes = Deno.readFileSync(path);
+          if (needles.some((needle) => indexOf(bytes, needle) >= 0)) found.push(path);
+        } catch {
+          // Gone or unreadable.
+        }
+      }
+    }
+  };
+  walk(`${denoDir}/location_data`);
+  return found;
+}
+
+/** Removes the origin directories (`location_data/<hash>`) holding these files: the suite leaves nothing behind. */
+export function removeOriginStorage(paths: readonly string[]): void {
+  for (const path of paths) {
+    const match = /^(.*\/location_data\/[0-9a-f]{64})\//.exec(path);
+    if (match) Deno.removeSync(match[1], { recursive: true });
+  }
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i <= haystack.length - needle.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
 /** Resident memory (bytes) of a process and everything below it. */
 export function treeRss(pid: number): number {
   let total = 0;
