@@ -144,9 +144,11 @@ export function storageHolding(marker: string): string[] {
 
 /** Removes the origin directories (`location_data/<hash>`) holding these files: the suite leaves nothing behind. */
 export function removeOriginStorage(paths: readonly string[]): void {
-  for (const path of paths) {
-    const match = /^(.*\/location_data\/[0-9a-f]{64})\//.exec(path);
-    if (match) Deno.removeSync(match[1], { recursive: true });
+  const dirs = new Set(
+    paths.map((path) => /^(.*\/location_data\/(?:web_cache\/)?[0-9a-f]{64})\//.exec(path)?.[1]),
+  );
+  for (const dir of dirs) {
+    if (dir) Deno.removeSync(dir, { recursive: true });
   }
 }
 
