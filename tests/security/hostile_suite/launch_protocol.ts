@@ -19,7 +19,7 @@ if (mode === "listen") {
   (async () => { for await (const conn of listener) conn.close(); })();
 }
 if (mode === "junk") console.log("hello from the plugin before its handshake");
-if (mode === "hugeerr") { const chunk = new TextEncoder().encode("e".repeat(1 << 20)); for (let i = 0; i < 64; i++) Deno.stderr.writeSync(chunk); await new Promise((r) => setTimeout(r, 30000)); }
+if (mode === "hugeerr") { const chunk = new TextEncoder().encode("e".repeat(1 << 20)); for (let i = 0; i < 160; i++) Deno.stderr.writeSync(chunk); await new Promise((r) => setTimeout(r, 30000)); }
 if (mode === "huge") { const chunk = new TextEncoder().encode("z".repeat(1 << 20)); for (let i = 0; i < 32; i++) Deno.stdout.writeSync(chunk); }
 if (mode === "closeout") { Deno.stdout.close(); await new Promise((r) => setTimeout(r, 30000)); }
 console.log(template.replaceAll("{SOCK}", socket).replaceAll("{PRIV}", privateDir));
@@ -79,7 +79,10 @@ function lie(
     description,
     expect: "denied",
     run: async (world) => {
+      // The host's peak resident memory while the plugin runs (a line buffered without bound shows here).
       const before = Deno.memoryUsage().rss;
+      let peak = before;
+      const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 25);
       const own = decoy(world, id);
       try {
         const result = await probe(world, id, {
@@ -93,10 +96,11 @@ function lie(
         if (own.hits.length > 0) {
           evidence.push(`the host connected where the plugin said (${own.hits.length}x): ${own.hits[0]}`);
         }
-        const growth = Deno.memoryUsage().rss - before;
+        const growth = Math.max(peak, Deno.memoryUsage().rss) - before;
         if (growth > 256 * 2 ** 20) evidence.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
-        return { evidence, note: note(result) };
+        return { evidence, note: `${note(result)}; host peak +${(growth / 2 ** 20).toFixed(0)} MiB` };
       } finally {
+        clearInterval(sampler);
         await own.close();
       }
     },
@@ -147,10 +151,10 @@ export const protocolAttempts: LaunchAttempt[] = [
   lie("proto11", "a 32 MiB first line with no newline", () => "", "huge"),
   lie(
     "proto16",
-    "a 64 MiB stderr line without a newline before the handshake (raw stderr, no serve())",
+    "a 160 MiB stderr line without a newline before the handshake (raw stderr, no serve())",
     () => "",
     "hugeerr",
-    { startTimeoutMs: 4000 },
+    { startTimeoutMs: 6000 },
   ),
   lie(
     "proto12",
