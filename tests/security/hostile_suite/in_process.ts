@@ -218,7 +218,7 @@ export async function runInProcess(
   const controls: string[] = [];
   const storedMarkers = new Map<string, string>();
   const name = `hostile-${launch}`;
-  const logger = new Records();
+  const logger = new Records([world.token]);
   let client = await startHostile(world, name, logger);
   onLaunch(client);
   const kv = () => client.dispense(KV);
@@ -288,11 +288,8 @@ export async function runInProcess(
       charge("chan09", `a log record carries another plugin's name (${String(record.fields.plugin)})`);
     }
   }
-  for (const record of logger.records) {
-    const line = `${record.message} ${JSON.stringify(record.fields)}`;
-    if (line.includes(world.token)) {
-      charge(`${launch}-logs`, `a host secret in the plugin's logs: ${line.slice(0, 300)}`);
-    }
+  for (const excerpt of logger.seen) {
+    charge(`${launch}-logs`, `a host secret in the plugin's logs: ${excerpt}`);
   }
   for (const [id, what] of late) {
     const index = verdicts.findIndex((v) => v.id === id);

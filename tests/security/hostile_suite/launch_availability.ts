@@ -18,7 +18,7 @@ async function withHostile(
   id: string,
   fn: (client: PluginClient) => Promise<string[]>,
 ): Promise<string[]> {
-  const logger = new Records();
+  const logger = new Records([world.token]);
   const client = await startHostile(world, id, logger);
   const pid = client.pid!;
   let evidence: string[] = [];
@@ -27,6 +27,7 @@ async function withHostile(
   } finally {
     await client.kill();
   }
+  evidence.push(...logger.seen.map((excerpt) => `a host secret in the plugin's logs: ${excerpt}`));
   await new Promise((resolve) => setTimeout(resolve, 50));
   if (
     [pid, ...descendants(pid)].some((p) => {
@@ -173,7 +174,7 @@ export const availabilityAttempts: LaunchAttempt[] = [
   memoryBomb("avail04", "offheap", "memory bomb off the heap (ArrayBuffers, up to 1.125 GiB)"),
   hostGrowth(
     "avail05",
-    "64 MiB flood on stdout after the handshake",
+    "32 MiB flood on stdout after the handshake",
     "stdout",
     "stdout after the handshake is drained line by line and dropped; host-verified: the host's memory stays bounded",
   ),

@@ -19,7 +19,7 @@ if (mode === "listen") {
   (async () => { for await (const conn of listener) conn.close(); })();
 }
 if (mode === "junk") console.log("hello from the plugin before its handshake");
-if (mode === "hugeerr") { const chunk = new TextEncoder().encode("e".repeat(1 << 20)); for (let i = 0; i < 160; i++) Deno.stderr.writeSync(chunk); await new Promise((r) => setTimeout(r, 30000)); }
+if (mode === "hugeerr") { const chunk = new TextEncoder().encode("e".repeat(1 << 20)); for (let i = 0; i < 96; i++) Deno.stderr.writeSync(chunk); await new Promise((r) => setTimeout(r, 30000)); }
 if (mode === "huge") { const chunk = new TextEncoder().encode("z".repeat(1 << 20)); for (let i = 0; i < 32; i++) Deno.stdout.writeSync(chunk); }
 if (mode === "closeout") { Deno.stdout.close(); await new Promise((r) => setTimeout(r, 30000)); }
 console.log(template.replaceAll("{SOCK}", socket).replaceAll("{PRIV}", privateDir));
@@ -151,7 +151,7 @@ export const protocolAttempts: LaunchAttempt[] = [
   lie("proto11", "a 32 MiB first line with no newline", () => "", "huge"),
   lie(
     "proto16",
-    "a 160 MiB stderr line without a newline before the handshake (raw stderr, no serve())",
+    "a 96 MiB stderr line without a newline before the handshake (raw stderr, no serve())",
     () => "",
     "hugeerr",
     { startTimeoutMs: 6000 },

@@ -87,7 +87,7 @@ export async function probe(world: World, id: string, p: Probe): Promise<ProbeRe
   // A socket dir of its own, so "nothing left behind" is judged for this launch alone.
   const sockets = `${world.dir}/s-${id}`;
   await Deno.mkdir(sockets, { recursive: true });
-  const logger = new Records();
+  const logger = new Records([world.token, "GOT:"]);
   const options = withIsolation(world, {
     cmd: p.cmd ?? `${tree}/${p.entry ?? "main.ts"}`,
     args: p.args ?? [],

@@ -22,14 +22,28 @@ import { sha256Hex } from "../../../src/integrity.ts";
 /** The isolation modes the sandbox offers (PluginClient option `isolation`). */
 export type IsolationMode = "namespaces" | "deno-only";
 
-/** A logger that keeps records. */
+/**
+ * A logger that keeps records, but only their first 2 KiB: a plugin can log lines of any length and a test
+ * harness that kept them all would itself be the memory the availability attempts measure. Every record is
+ * searched IN FULL for the `watch` strings first; `seen` keeps an excerpt around each hit.
+ */
 export class Records {
   readonly records: LogRecord[] = [];
+  readonly seen: string[] = [];
+  constructor(readonly watch: readonly string[] = []) {}
   log(record: LogRecord): void {
-    this.records.push(record);
+    const full = `${record.message} ${JSON.stringify(record.fields)}`;
+    for (const needle of this.watch) {
+      const at = full.indexOf(needle);
+      if (at >= 0) this.seen.push(full.slice(Math.max(0, at - 60), at + needle.length + 60));
+    }
+    const fields = JSON.stringify(record.fields).length > 2048
+      ? { plugin: record.fields.plugin, truncated: true }
+      : record.fields;
+    this.records.push({ ...record, message: record.message.slice(0, 2048), fields });
   }
   text(): string {
-    return this.records.map((r) => `${r.message} ${JSON.stringify(r.fields)}`).join("\n");
+    return [...this.records.map((r) => `${r.message} ${JSON.stringify(r.fields)}`), ...this.seen].join("\n");
   }
 }
 
