@@ -18,6 +18,7 @@ import {
   Records,
   removeOriginStorage,
   storageHolding,
+  UNTRUSTED_SOURCES,
   withIsolation,
   type World,
 } from "./world.ts";
@@ -279,7 +280,7 @@ export async function runInProcess(
   }
   for (const event of world.events) {
     const marker = /FORGED-(\w+)/.exec(event.target ?? "");
-    if (marker && event.source === "deno") {
+    if (marker && !UNTRUSTED_SOURCES.includes(event.source)) {
       charge(marker[1], `forged record reported as the runtime's: ${event.target}`);
     }
   }

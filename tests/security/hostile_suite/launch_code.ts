@@ -16,6 +16,7 @@ import {
   probe,
   reader,
 } from "./probe.ts";
+import { UNTRUSTED_SOURCES } from "./world.ts";
 
 // ------------------------------------------------------------------ module system
 export const moduleAttempts: LaunchAttempt[] = [
@@ -302,7 +303,7 @@ export const channelAttempts: LaunchAttempt[] = [
       await new Promise((resolve) => setTimeout(resolve, 100));
       const evidence = leaks(world, result);
       for (const event of world.events.slice(before)) {
-        if (event.target?.includes("FORGED-lchan02") && event.source === "deno") {
+        if (event.target?.includes("FORGED-lchan02") && !UNTRUSTED_SOURCES.includes(event.source)) {
           evidence.push(
             `the host reported a forged record as the runtime's: ${event.permission} ${event.target}`,
           );

@@ -399,3 +399,9 @@ export async function buildWorld(mode: IsolationMode): Promise<World> {
     },
   }) as World;
 }
+
+/**
+ * The labels Tether gives permission events, all of them "the plugin's word" (it writes its own audit). A
+ * forged record that came out with any other label would pass as the runtime's: an escape.
+ */
+export const UNTRUSTED_SOURCES: readonly string[] = ["plugin", "plugin-audit"];
