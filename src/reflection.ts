@@ -271,35 +271,29 @@ export async function reflect(client: Dispenser, options: { timeoutMs?: number }
   ) {
     try {
       const stub = client.dispense(service as typeof v1.ServerReflection);
-      // One request per stream, reading exactly one answer, as grpc-go's own reflection client does for each
-      // lookup: a server may keep the stream open after the client half-closes, and a Tether server stalled
-      // with several requests in flight on one stream.
-      const ask = async (messageRequest: v1.ServerReflectionRequest["messageRequest"]) => {
-        async function* send() {
-          yield { messageRequest };
+      // Every request on one stream, then half-close: grpc-go and serve() both answer each request in order and
+      // end the stream (tests/core/bidi_test.ts).
+      const exchange = async (requests: v1.ServerReflectionRequest["messageRequest"][]) => {
+        const answers: v1.ServerReflectionResponse[] = [];
+        const sent = (async function* () {
+          for (const messageRequest of requests) yield { messageRequest };
+        })();
+        for await (const answer of stub.serverReflectionInfo(sent, { timeoutMs })) answers.push(answer);
+        if (answers.length !== requests.length) {
+          throw new TetherError(
+            "rpc",
+            `reflection ${version}: the server gave ${answers.length} answers to ${requests.length} requests on ` +
+              "one stream (one each expected); pass the service descriptors with --descriptor-set",
+          );
         }
-        const stop = new AbortController();
-        const responses = stub.serverReflectionInfo(send(), { timeoutMs, signal: stop.signal })[
-          Symbol.asyncIterator
-        ]();
-        try {
-          const next = await responses.next();
-          return next.done ? undefined : next.value;
-        } finally {
-          stop.abort();
-          responses.return?.().catch(() => {});
-        }
+        return answers;
       };
-      const list = await ask({ case: "listServices", value: "" });
-      if (list?.messageResponse.case !== "listServicesResponse") {
+      const [list] = await exchange([{ case: "listServices", value: "" }]);
+      if (list.messageResponse.case !== "listServicesResponse") {
         throw new TetherError("rpc", `reflection ${version}: unexpected answer to list_services`);
       }
       const services = list.messageResponse.value.service.map((s) => s.name).sort();
-      const answers = [];
-      for (const name of services) {
-        const answer = await ask({ case: "fileContainingSymbol", value: name });
-        if (answer !== undefined) answers.push(answer);
-      }
+      const answers = await exchange(services.map((name) => ({ case: "fileContainingSymbol", value: name })));
       const files = new Map<string, FileDescriptorProto>();
       for (const answer of answers) {
         if (answer.messageResponse.case !== "fileDescriptorResponse") continue;

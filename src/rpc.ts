@@ -441,6 +441,16 @@ async function writeAll<T>(
 }
 
 /**
+ * A client or bidi stream's requests, as the handler iterates them. Not the call itself: a Readable's own
+ * async iterator destroys the stream when the loop ends (the caller half-closed, or the handler broke out),
+ * and destroying a bidi call's Duplex drops its queued answers and its status, so the caller waits until its
+ * deadline (grpc/grpc-node#1839; Node and Deno alike). See docs/protocol.md, "Streams".
+ */
+function requestStream(call: grpc.ServerReadableStream<unknown, unknown>): AsyncIterable<unknown> {
+  return call.iterator({ destroyOnReturn: false });
+}
+
+/**
  * Turns a service and its implementation into what grpc-js's
  * `Server.addService` takes.
  *
@@ -493,7 +503,7 @@ export function grpcServiceDefinition<S extends DescService>(
     ) =>
       method.methodKind === "unary" || method.methodKind === "server_streaming"
         ? (call as grpc.ServerUnaryCall<unknown, unknown>).request
-        : call as AsyncIterable<unknown>;
+        : requestStream(call as grpc.ServerReadableStream<unknown, unknown>);
     if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
       handlers[method.name] = (
         call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,

@@ -274,26 +274,31 @@ Deno.test({
 });
 
 Deno.test({
-  name: "call a bidi stream with a JSON array of requests (grpc-go's reflection service of a Go plugin)",
+  name:
+    "call a bidi stream with a JSON array of requests (the reflection service of a Go and a Tether plugin)",
   ignore,
   fn: () =>
-    withPluginDir(async (_dir, goPlugin) => {
-      const result = await tether([
-        "call",
-        "--json",
-        ...KV_COOKIE,
-        "--",
-        goPlugin,
-        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        '[{"listServices": ""}, {"fileByFilename": "nope.proto"}]',
-      ]);
-      assert.equal(result.code, 0, result.stderr);
-      const { responses } = JSON.parse(result.stdout);
-      assert.equal(responses.length, 2);
-      assert.ok(
-        responses[0].listServicesResponse.service.some((s: { name: string }) => s.name === "tether.kv.v1.KV"),
-      );
-      assert.equal(responses[1].errorResponse.errorCode, 5);
+    withPluginDir(async (dir, goPlugin) => {
+      for (const argv of [[goPlugin], [tsKvPlugin, dir]]) {
+        const result = await tether([
+          "call",
+          "--json",
+          ...KV_COOKIE,
+          "--",
+          ...argv,
+          "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+          '[{"listServices": ""}, {"fileByFilename": "nope.proto"}, {"listServices": ""}]',
+        ]);
+        assert.equal(result.code, 0, result.stderr);
+        const { responses } = JSON.parse(result.stdout);
+        assert.equal(responses.length, 3, result.stdout);
+        for (const list of [responses[0], responses[2]]) {
+          assert.ok(
+            list.listServicesResponse.service.some((s: { name: string }) => s.name === "tether.kv.v1.KV"),
+          );
+        }
+        assert.equal(responses[1].errorResponse.errorCode, 5);
+      }
     }),
 });
 
