@@ -55,6 +55,26 @@ export {
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
 export type { Endpoint } from "./src/transport.ts";
+export {
+  type CommandOptions,
+  type HostEnvMode,
+  type IntegrityOptions,
+  pluginEnv,
+  type PluginRunner,
+  type PrivateDirOptions,
+  ProcessRunner,
+  type ProcessRunnerOptions,
+  type RunnerExit,
+  type RunningPlugin,
+  type RunRequest,
+  type SandboxOptions,
+} from "./src/runner.ts";
+export {
+  type GoReattachJson,
+  parseReattachConfig,
+  type ReattachConfig,
+  toGoReattachJson,
+} from "./src/reattach.ts";
 export type { AuditTamper, PermissionEvent } from "./src/audit.ts";
 export type { Isolation, ResourceLimits } from "./src/isolation.ts";
 export { DEFAULT_DATA_MIB, DEFAULT_HEAP_MIB } from "./src/isolation.ts";
