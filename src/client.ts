@@ -259,6 +259,8 @@ export class PluginClient implements AsyncDisposable {
   readonly #exitListeners: ((exit: PluginExit) => void)[] = [];
   #deathSeenAt: number | undefined;
   #untrack: (() => void) | undefined;
+  /** Ends the broker and stdio streams where no process exit will (a reattached plugin keeps running). */
+  readonly #streams = new AbortController();
 
   /** Describes the plugin; nothing runs until {@linkcode PluginClient.start}. */
   constructor(options: PluginClientOptions) {
@@ -655,7 +657,8 @@ export class PluginClient implements AsyncDisposable {
       (announced, id) => assertPinnedAddress(announced, brokerPin, `broker connection ${id}`),
     );
     this.#broker = broker;
-    const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing);
+    const signal = this.#streams.signal;
+    const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing, { signal });
     this.#background.push((async () => {
       try {
         for await (const info of brokerStream) broker.receive(info);
@@ -667,7 +670,7 @@ export class PluginClient implements AsyncDisposable {
     })());
     this.#background.push(
       drainStdio(
-        createServiceClient(channel, GRPCStdio),
+        withSignal(createServiceClient(channel, GRPCStdio), signal),
         { stdout: options.stdout, stderr: options.stderr },
         this.#logger,
         { plugin: this.#name },
@@ -832,6 +835,7 @@ export class PluginClient implements AsyncDisposable {
     if (reattach?.test) {
       clearInterval(this.#reattachWatch);
       this.#channel?.close();
+      this.#streams.abort();
       await Promise.allSettled(this.#background);
       await this.#removeFiles();
       this.#untrack?.();
@@ -851,6 +855,7 @@ export class PluginClient implements AsyncDisposable {
       }
     }
     this.#channel?.close();
+    if (reattach) this.#streams.abort();
     if (signal && !this.#exit) {
       // Without a connection there was no Shutdown to wait for (go-plugin kills at once too).
       const grace = delay(this.#line && this.#channel ? this.#options.killTimeoutMs ?? 2_000 : 0);
@@ -950,6 +955,14 @@ export class PluginClient implements AsyncDisposable {
   #log(level: LogRecord["level"], message: string, fields: Record<string, unknown> = {}): void {
     this.#logger.log({ level, message, fields: { plugin: this.#name, ...fields } });
   }
+}
+
+/** The stdio client with its stream tied to `signal`. */
+function withSignal(
+  stdio: ServiceClient<typeof GRPCStdio>,
+  signal: AbortSignal,
+): ServiceClient<typeof GRPCStdio> {
+  return { ...stdio, streamStdio: (request, options) => stdio.streamStdio(request, { signal, ...options }) };
 }
 
 /** The flat launch options, as the {@linkcode ProcessRunner} they describe. */

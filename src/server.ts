@@ -23,6 +23,7 @@ import { certificatePemToDer, generateCertificate } from "./mtls.ts";
 import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { withReflection } from "./reflection.ts";
+import { type ReattachConfig, reattachInstructions } from "./reattach.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import {
@@ -72,6 +73,21 @@ export interface ServeOptions {
   readonly tls?: ServeTlsOptions;
   /** Exit the process once the host asks for Shutdown or goes away. Default `true`. */
   readonly exitOnShutdown?: boolean;
+  /**
+   * Debug (reattach) mode, as go-plugin's ServeConfig.Test and Terraform's
+   * `Debug: true`: started by hand (a debugger, a supervisor), not by a host.
+   * No cookie check, no handshake line: the reattach configuration is printed
+   * on stdout instead, in go-plugin's JSON and as `TF_REATTACH_PROVIDERS`.
+   * Serves until SIGINT/SIGTERM or a host's Shutdown, across host restarts.
+   * Plaintext unless `tls` is given (no host hands over a certificate).
+   */
+  readonly debug?: boolean | DebugServeOptions;
+}
+
+/** Options of {@linkcode ServeOptions.debug}. */
+export interface DebugServeOptions {
+  /** The key of the `TF_REATTACH_PROVIDERS` entry (default `plugin`), e.g. `registry.terraform.io/acme/kv`. */
+  readonly provider?: string;
 }
 
 /** A running plugin server. */
@@ -84,6 +100,8 @@ export interface PluginServer {
   readonly done: Promise<void>;
   /** Stops serving, removes the socket and restores stdout/stderr. */
   stop(): Promise<void>;
+  /** In debug mode: how a host reattaches (also printed on stdout). */
+  readonly reattachConfig?: ReattachConfig;
 }
 
 const NOT_A_PLUGIN = "This binary is a plugin. These are not meant to be executed directly.\n" +
@@ -95,6 +113,9 @@ const MISCONFIGURED = "Misconfigured ServeConfig given to serve this plugin: no 
   "this as a bug.\n";
 
 const encoder = new TextEncoder();
+
+/** The signals that end a plugin served in debug mode. */
+const DEBUG_STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /** Reads an environment variable that is not part of the protocol; "not granted" counts as unset. */
 function optionalEnv(name: string): string | undefined {
@@ -217,7 +238,9 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     Deno.exit(1);
   }
   const env = (name: string): string | undefined => protocolEnv.get(name);
-  if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
+  const debug = options.debug ? (options.debug === true ? {} : options.debug) : undefined;
+  // Debug mode is started by hand, never by a host: there is no cookie to check (go-plugin's Test mode).
+  if (!debug && env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
 
   const byVersion = new Map<number, ServiceList>();
   for (const [version, list] of Object.entries(options.versionedServices ?? {})) {
@@ -287,10 +310,20 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   let stopping: Promise<void> | undefined;
   const exitOnShutdown = options.exitOnShutdown ?? true;
   const ignoreSigint = () => {};
+  const debugStop = () => void stop();
+  // Set once serving for a host (debug mode has no parent to watch).
+  const watch: { parent?: ReturnType<typeof setInterval> } = {};
 
   const stop = (): Promise<void> => {
     stopping ??= (() => {
-      clearInterval(parentWatch);
+      clearInterval(watch.parent);
+      for (const signal of debug ? DEBUG_STOP_SIGNALS : []) {
+        try {
+          Deno.removeSignalListener(signal, debugStop);
+        } catch {
+          // Not registered on this platform.
+        }
+      }
       try {
         Deno.removeSignalListener("SIGINT", ignoreSigint);
       } catch {
@@ -358,6 +391,27 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     Deno.exit(1);
   }
 
+  if (debug) {
+    const reattachConfig: ReattachConfig = {
+      network: running.endpoint.network,
+      address: running.endpoint.address,
+      protocolVersion,
+      pid: Deno.pid,
+      test: true,
+    };
+    capture.realStdout(encoder.encode(reattachInstructions(reattachConfig, debug.provider ?? "plugin")));
+    reportPermissionRequests(logger);
+    // Ended by hand: stop (removing the sockets) on the signals a terminal sends; no parent to watch.
+    for (const signal of DEBUG_STOP_SIGNALS) {
+      try {
+        Deno.addSignalListener(signal, debugStop);
+      } catch {
+        // Not available on this platform.
+      }
+    }
+    return { endpoint: running.endpoint, protocolVersion, done: stopped.promise, stop, reattachConfig };
+  }
+
   // Tether does not multiplex its broker. Saying so with "false" gets a Go host's plain
   // ErrGRPCBrokerMuxNotSupported (no 7th field would add "update go-plugin and recompile").
   const muxRequested = Boolean(env(PluginEnv.multiplexGrpc));
@@ -388,7 +442,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }
   // A host that died (even by SIGKILL) must not leave its plugins behind.
   const parent = Deno.ppid;
-  const parentWatch = setInterval(() => {
+  watch.parent = setInterval(() => {
     // No log line here: with the host gone, stderr is a broken pipe.
     if (Deno.ppid !== parent) void stop();
   }, 1000);
