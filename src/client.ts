@@ -844,8 +844,10 @@ export class PluginClient implements AsyncDisposable {
       });
       return;
     }
-    const signal = this.#signaller();
-    if (!this.#exit && this.#channel && this.#line && (signal || reattach)) {
+    // A reattach that failed only disconnects: the process is not this host's to stop on a failed attach.
+    const attachFailed = reattach !== undefined && this.#startFailed;
+    const signal = attachFailed ? undefined : this.#signaller();
+    if (!attachFailed && !this.#exit && this.#channel && this.#line && (signal || reattach)) {
       try {
         await createServiceClient(this.#channel, GRPCController).shutdown({}, {
           timeoutMs: this.#options.killTimeoutMs ?? 2_000,

@@ -12,7 +12,14 @@
  */
 
 import assert from "node:assert/strict";
-import { parseReattachConfig, PluginClient, type ReattachConfig, registration } from "../../mod.ts";
+import {
+  parseReattachConfig,
+  PluginClient,
+  type ReattachConfig,
+  registration,
+  type TetherError,
+} from "../../mod.ts";
+import { generateCertificate } from "../../src/mtls.ts";
 import { REATTACH_PREFIX } from "../../plugin.ts";
 import { Adder, KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import { eventually, goFixture, ignoreWithoutGo, isAlive } from "../helpers.ts";
@@ -169,6 +176,37 @@ Deno.test({
         await client.kill();
         const status = await started.child.status;
         assert.equal(status.success, true, `the plugin ended with ${JSON.stringify(status)}`);
+      } finally {
+        await stop(started);
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "reattach: an attach that fails (plaintext plugin, TLS host) leaves the process alone, even without test",
+  ignore,
+  fn: () =>
+    inSandbox(async (sandbox) => {
+      const started = startOnItsOwn(sandbox, sandbox.goPlugin, ["-debug"]);
+      try {
+        const config = parseReattachConfig(
+          (await started.line(REATTACH_PREFIX)).slice(REATTACH_PREFIX.length),
+        );
+        const certificate = await generateCertificate();
+        const client = new PluginClient({
+          handshake: kvHandshake,
+          reattach: { ...config, test: false },
+          tls: { certPem: certificate.certPem, keyPem: certificate.keyPem, caPem: certificate.certPem },
+          unixSocketDir: sandbox.dir,
+          startTimeoutMs: 10_000,
+        });
+        await assert.rejects(client.start(), (error: TetherError) => error.code === "tls");
+        assert.ok(isAlive(started.child.pid), "a failed attach must not stop the plugin");
+        // And it still serves a host that attaches properly.
+        const good = reattachClient(sandbox, config);
+        await good.start();
+        await good.kill();
       } finally {
         await stop(started);
       }
