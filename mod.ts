@@ -30,6 +30,7 @@ export {
   type PluginExit,
 } from "./src/client.ts";
 export { Broker, type BrokerConnection, type ConnInfoInit } from "./src/broker.ts";
+export type { MuxLink } from "./src/mux.ts";
 export {
   GrpcStatus,
   type GrpcStatusCode,

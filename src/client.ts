@@ -38,6 +38,9 @@ import { drainStdio, type OutputSink } from "./stdio.ts";
 import { channelCredentials, channelOptions, type Endpoint, grpcTarget, removeSocket } from "./transport.ts";
 import { type ManualTlsOptions, tlsForPlugin, waitConnected } from "./connect.ts";
 import type { ReattachConfig } from "./reattach.ts";
+import { connect as netConnect, type Socket } from "node:net";
+import { type Bridge, bridge } from "./mux.ts";
+import { YamuxSession } from "./yamux.ts";
 import {
   type HostEnvMode,
   type PluginRunner,
@@ -163,6 +166,13 @@ export interface PluginClientOptions {
    * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
    */
   readonly limits?: ResourceLimits;
+  /**
+   * Ask for go-plugin's broker multiplexing (`PLUGIN_MULTIPLEX_GRPC`, go-plugin's GRPCBrokerMultiplex): the
+   * main gRPC connection and every brokered one become yamux streams of one connection to the plugin,
+   * brokered ones asked for with knocks. A plugin that does not answer `|true` in its handshake line is
+   * refused. Not with `reattach` (as go-plugin). Default `false`.
+   */
+  readonly grpcBrokerMultiplex?: boolean;
   /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */
   readonly killOnAuditTamper?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
@@ -261,6 +271,9 @@ export class PluginClient implements AsyncDisposable {
   #untrack: (() => void) | undefined;
   /** Ends the broker and stdio streams where no process exit will (a reattached plugin keeps running). */
   readonly #streams = new AbortController();
+  /** With grpcBrokerMultiplex: the yamux session on the plugin connection and the main gRPC bridge. */
+  #session: YamuxSession | undefined;
+  #mainBridge: Bridge | undefined;
 
   /** Describes the plugin; nothing runs until {@linkcode PluginClient.start}. */
   constructor(options: PluginClientOptions) {
@@ -277,6 +290,12 @@ export class PluginClient implements AsyncDisposable {
       throw new TetherError(
         "config",
         `PluginClient: give exactly one of cmd, runner or reattach (got ${sources.join(", ") || "none"})`,
+      );
+    }
+    if (options.reattach && options.grpcBrokerMultiplex) {
+      throw new TetherError(
+        "config",
+        "PluginClient: gRPC broker multiplexing is not supported with reattach",
       );
     }
     if (options.reattach) {
@@ -430,7 +449,8 @@ export class PluginClient implements AsyncDisposable {
     };
     if (certificatePem) env[PluginEnv.clientCert] = certificatePem;
     if (options.unixSocketGroup) env[PluginEnv.unixSocketGroup] = options.unixSocketGroup;
-    // Tether never asks for broker multiplexing (the runner removes a configured PLUGIN_MULTIPLEX_GRPC).
+    // Asked for only with grpcBrokerMultiplex (the runner removes a configured PLUGIN_MULTIPLEX_GRPC).
+    if (options.grpcBrokerMultiplex) env[PluginEnv.multiplexGrpc] = "true";
     return env;
   }
 
@@ -521,6 +541,14 @@ export class PluginClient implements AsyncDisposable {
       throw error;
     }
     const handshake = this.#line;
+    if (options.grpcBrokerMultiplex && handshake.multiplex !== true) {
+      throw new TetherError(
+        "handshake",
+        `plugin ${this.#name}: client requested gRPC broker multiplexing but plugin does not support the ` +
+          "feature" + (handshake.multiplex === undefined ? " (its handshake line has no 7th field)" : ""),
+        { plugin: this.#name },
+      );
+    }
     this.#endpoint = { network: handshake.network, address: handshake.address };
     this.#log("debug", "plugin address", {
       network: handshake.network,
@@ -632,7 +660,23 @@ export class PluginClient implements AsyncDisposable {
     hostBrokerSocket: ((id: number) => string) | undefined,
   ): Promise<void> {
     const options = this.#options;
-    const endpoint = this.#endpoint!;
+    let endpoint = this.#endpoint!;
+    let session: YamuxSession | undefined;
+    // The session routes streams to the broker, which is made once the channel is up.
+    const routed: { broker?: Broker } = {};
+    if (options.grpcBrokerMultiplex) {
+      // One connection to the plugin; gRPC reaches it through a local socket bridged to yamux streams.
+      const socket = await dialRaw(endpoint, this.#name);
+      session = new YamuxSession(socket, "client", (stream) => {
+        const id = routed.broker?.takeKnocked();
+        if (id === undefined) stream.destroy();
+        else routed.broker!.serveStream(id, stream);
+      });
+      this.#session = session;
+      const opened = session;
+      this.#mainBridge = await bridge(brokerDir, "main", () => Promise.resolve(opened.open()));
+      endpoint = { network: "unix", address: this.#mainBridge.path };
+    }
     const channel = new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls));
     this.#channel = channel;
     await waitConnected(channel, {
@@ -657,6 +701,11 @@ export class PluginClient implements AsyncDisposable {
       (announced, id) => assertPinnedAddress(announced, brokerPin, `broker connection ${id}`),
     );
     this.#broker = broker;
+    routed.broker = broker;
+    if (session) {
+      const opened = session;
+      broker.useMux({ open: () => opened.open(), dir: brokerDir });
+    }
     const signal = this.#streams.signal;
     const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing, { signal });
     this.#background.push((async () => {
@@ -857,6 +906,7 @@ export class PluginClient implements AsyncDisposable {
       }
     }
     this.#channel?.close();
+    this.#closeMux();
     if (reattach) this.#streams.abort();
     if (signal && !this.#exit) {
       // Without a connection there was no Shutdown to wait for (go-plugin kills at once too).
@@ -874,6 +924,11 @@ export class PluginClient implements AsyncDisposable {
     this.#cleanupAfterExit();
     await this.#removeFiles();
     this.#untrack?.();
+  }
+
+  #closeMux(): void {
+    this.#mainBridge?.close();
+    this.#session?.close();
   }
 
   /** Sends a signal to the plugin's process, when this host may and can. */
@@ -936,6 +991,7 @@ export class PluginClient implements AsyncDisposable {
     if (this.#exit && !this.#killing) {
       this.#broker?.close();
       this.#channel?.close();
+      this.#closeMux();
     }
   }
 
@@ -957,6 +1013,29 @@ export class PluginClient implements AsyncDisposable {
   #log(level: LogRecord["level"], message: string, fields: Record<string, unknown> = {}): void {
     this.#logger.log({ level, message, fields: { plugin: this.#name, ...fields } });
   }
+}
+
+/** Opens the one raw connection a multiplexed plugin connection runs over. */
+function dialRaw(endpoint: Endpoint, plugin: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const colon = endpoint.address.lastIndexOf(":");
+    const socket = endpoint.network === "unix" ? netConnect({ path: endpoint.address }) : netConnect({
+      host: endpoint.address.slice(0, colon),
+      port: Number(endpoint.address.slice(colon + 1)),
+    });
+    socket.once("connect", () => resolve(socket));
+    socket.once("error", (cause) =>
+      reject(
+        new TetherError(
+          "handshake",
+          `could not connect to plugin ${plugin} at ${endpoint.address}: ${cause.message}`,
+          {
+            plugin,
+            cause,
+          },
+        ),
+      ));
+  });
 }
 
 /** The stdio client with its stream tied to `signal`. */

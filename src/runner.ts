@@ -21,6 +21,7 @@ import {
   type PluginRuntime,
   type PreparedLaunch,
   prepareLaunch,
+  runtimeFor,
 } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
@@ -292,6 +293,14 @@ export class ProcessRunner implements PluginRunner {
     const name = request.name;
     const cookieKey = request.cookieKey;
     const env = pluginEnv(command.hostEnv ?? "clean", command.env, request.protocolEnv, cookieKey, name);
+    if (request.protocolEnv[PluginEnv.multiplexGrpc] && runtimeFor(command.cmd, command.runtime) === "deno") {
+      throw new TetherError(
+        "config",
+        `plugin ${name}: grpcBrokerMultiplex is not supported for a sandboxed deno plugin (its sandbox grants ` +
+          "one socket; multiplexing needs more): run it as a native command or leave multiplexing off",
+        { plugin: name },
+      );
+    }
     const launch = await prepareLaunch({
       name,
       cmd: command.cmd,

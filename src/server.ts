@@ -24,6 +24,7 @@ import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { withReflection } from "./reflection.ts";
 import { type ReattachConfig, reattachInstructions } from "./reattach.ts";
+import { listenMux, type MuxListener, spliceToSocket } from "./mux.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import {
@@ -113,6 +114,17 @@ const MISCONFIGURED = "Misconfigured ServeConfig given to serve this plugin: no 
   "this as a bug.\n";
 
 const encoder = new TextEncoder();
+
+/** Where a multiplexed plugin's extra sockets go: beside its announced one. */
+function muxDir(listen: { socketPath?: string; socketDir?: string }): string {
+  return listen.socketPath
+    ? listen.socketPath.slice(0, listen.socketPath.lastIndexOf("/"))
+    : listen.socketDir ?? "/tmp";
+}
+
+function randomDigits(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
 
 /** The signals that end a plugin served in debug mode. */
 const DEBUG_STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -307,6 +319,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
 
   const stopped = Promise.withResolvers<void>();
   let running: RunningServer | undefined;
+  let muxListener: MuxListener | undefined;
   let stopping: Promise<void> | undefined;
   const exitOnShutdown = options.exitOnShutdown ?? true;
   const ignoreSigint = () => {};
@@ -336,10 +349,12 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
         for (const endpoint of [running?.endpoint, ...broker.endpoints]) {
           if (endpoint?.network === "unix") removeSocket(endpoint.address);
         }
+        muxListener?.close();
         stopped.resolve();
         Deno.exit(0);
       }
       broker.close();
+      muxListener?.close();
       running?.stop();
       stopped.resolve();
       return Promise.resolve();
@@ -384,12 +399,35 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     capture.service(),
   ];
 
+  // go-plugin appends "|true" whenever the variable is set, and multiplexes when it parses as true.
+  const muxRequested = !debug && Boolean(env(PluginEnv.multiplexGrpc));
+  const mux = muxRequested && listen.network === "unix" &&
+    ["1", "t", "T", "TRUE", "true", "True"].includes(env(PluginEnv.multiplexGrpc)!);
   try {
-    running = await startServer(withReflection([...internal, ...appServices]), listen, tls);
+    // Multiplexed, gRPC listens on a socket of its own and the announced one carries the yamux session.
+    running = await startServer(
+      withReflection([...internal, ...appServices]),
+      mux ? { ...listen, socketPath: undefined, socketDir: muxDir(listen) } : listen,
+      tls,
+    );
+    if (mux) {
+      const grpcSocket = running.endpoint.address;
+      muxListener = await listenMux(
+        listen.socketPath ?? `${muxDir(listen)}/plugin${randomDigits()}`,
+        (stream) => {
+          const id = broker.takeKnocked();
+          if (id === undefined) spliceToSocket(stream, grpcSocket);
+          else broker.serveStream(id, stream);
+        },
+      );
+      const opened = muxListener;
+      broker.useMux({ open: () => opened.open(), dir: muxDir(listen) });
+    }
   } catch (error) {
     logger.log({ level: "error", message: "plugin could not listen", fields: { error: String(error) } });
     Deno.exit(1);
   }
+  const announced = muxListener ? { network: "unix" as const, address: muxListener.path } : running.endpoint;
 
   if (debug) {
     const reattachConfig: ReattachConfig = {
@@ -412,26 +450,15 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     return { endpoint: running.endpoint, protocolVersion, done: stopped.promise, stop, reattachConfig };
   }
 
-  // Tether does not multiplex its broker. Saying so with "false" gets a Go host's plain
-  // ErrGRPCBrokerMuxNotSupported (no 7th field would add "update go-plugin and recompile").
-  const muxRequested = Boolean(env(PluginEnv.multiplexGrpc));
   capture.realStdout(encoder.encode(formatHandshakeLine({
     appVersion: protocolVersion,
-    network: running.endpoint.network,
-    address: running.endpoint.address,
+    network: announced.network,
+    address: announced.address,
     protocol: "grpc",
     serverCertDer,
-    multiplex: muxRequested ? false : undefined,
+    // Multiplexing over TCP (Windows) is not implemented: "false" gets a Go host's ErrGRPCBrokerMuxNotSupported.
+    multiplex: muxRequested ? listen.network === "unix" : undefined,
   })));
-  if (muxRequested) {
-    logger.log({
-      level: "error",
-      message: "the host asked for gRPC broker multiplexing, which this plugin does not support",
-      fields: {},
-    });
-    // The host refuses the plugin now and SIGKILLs it, which would leave the socket file behind.
-    if (running.endpoint.network === "unix") removeSocket(running.endpoint.address);
-  }
   capture.install();
   reportPermissionRequests(logger);
 
@@ -448,7 +475,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }, 1000);
 
   return {
-    endpoint: running.endpoint,
+    endpoint: announced,
     protocolVersion,
     done: stopped.promise,
     stop,

@@ -6,8 +6,6 @@
  * for the client and even for the server, per-stream 256 KiB windows, pings
  * answered, GoAway honoured.
  *
- * Groundwork only: nothing in the host or `serve()` uses it yet.
- *
  * @module
  */
 

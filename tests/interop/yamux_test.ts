@@ -2,7 +2,7 @@
  * Tether's yamux framing (src/yamux.ts) against hashicorp/yamux v0.1.2 (tests/interop/go/cmd/yamuxecho):
  * a Tether client session opens several streams at once and sends more than a window (256 KiB) on each,
  * which the Go server echoes back byte for byte; the Go server pings the client and opens a stream of its
- * own. Groundwork for broker multiplexing, which is not wired up yet.
+ * own.
  *
  * @module
  */
