@@ -30,6 +30,7 @@ export {
   type PluginExit,
 } from "./src/client.ts";
 export { Broker, type BrokerConnection, type ConnInfoInit } from "./src/broker.ts";
+export type { MuxLink } from "./src/mux.ts";
 export {
   GrpcStatus,
   type GrpcStatusCode,
@@ -55,6 +56,26 @@ export {
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
 export type { Endpoint } from "./src/transport.ts";
+export {
+  type CommandOptions,
+  type HostEnvMode,
+  type IntegrityOptions,
+  pluginEnv,
+  type PluginRunner,
+  type PrivateDirOptions,
+  ProcessRunner,
+  type ProcessRunnerOptions,
+  type RunnerExit,
+  type RunningPlugin,
+  type RunRequest,
+  type SandboxOptions,
+} from "./src/runner.ts";
+export {
+  type GoReattachJson,
+  parseReattachConfig,
+  type ReattachConfig,
+  toGoReattachJson,
+} from "./src/reattach.ts";
 export type { AuditTamper, PermissionEvent } from "./src/audit.ts";
 export type { Isolation, ResourceLimits } from "./src/isolation.ts";
 export { DEFAULT_DATA_MIB, DEFAULT_HEAP_MIB } from "./src/isolation.ts";

@@ -18,6 +18,7 @@
  */
 
 export {
+  type DebugServeOptions,
   type PluginContext,
   type PluginServer,
   serve,
@@ -25,7 +26,9 @@ export {
   type ServeTlsOptions,
   type ServiceList,
 } from "./src/server.ts";
+export { parseReattachConfig, REATTACH_PREFIX, type ReattachConfig } from "./src/reattach.ts";
 export { Broker, type BrokerConnection, type ConnInfoInit } from "./src/broker.ts";
+export type { MuxLink } from "./src/mux.ts";
 export { GrpcStatus, type GrpcStatusCode, TetherError, type TetherErrorCode } from "./src/errors.ts";
 export type { HandshakeConfig } from "./src/handshake.ts";
 export { formatHclogJson, type Logger, type LogLevel, type LogRecord } from "./src/logs.ts";

@@ -24,6 +24,8 @@ import {
   startServer,
   type TlsMaterial,
 } from "./transport.ts";
+import type { Duplex } from "node:stream";
+import { type Bridge, bridge, type MuxLink, spliceToSocket } from "./mux.ts";
 
 /**
  * Socket path of a plugin-side broker listener, next to the plugin's main
@@ -91,6 +93,14 @@ export class Broker {
   readonly #socketPathFor: ((id: number) => string) | undefined;
   readonly #checkPeer: ((endpoint: Endpoint, id: number) => void) | undefined;
   readonly #knocksAnswered = new Set<number>();
+  #mux: MuxLink | undefined;
+  /** Multiplexed: the private socket of each brokered server, by id. */
+  readonly #muxServers = new Map<number, string>();
+  /** Multiplexed: ids whose knock was acknowledged, each owed the next stream the peer opens. */
+  readonly #knocked: number[] = [];
+  readonly #knockWaiters = new Map<number, (info: ConnInfoInit) => void>();
+  readonly #bridges = new Set<Bridge>();
+  #dialLock: Promise<unknown> = Promise.resolve();
 
   /**
    * Makes a broker; Tether does this for each plugin connection.
@@ -128,8 +138,87 @@ export class Broker {
     return [...this.#servers].map((server) => server.endpoint);
   }
 
+  /**
+   * Switches to go-plugin's multiplexed broker: brokered connections become
+   * streams of the plugin connection, asked for with knocks instead of
+   * announced addresses.
+   */
+  useMux(link: MuxLink): void {
+    this.#mux = link;
+  }
+
+  /** Multiplexed: the id owed the stream the peer just opened, if a knock announced one. */
+  takeKnocked(): number | undefined {
+    return this.#knocked.shift();
+  }
+
+  /** Multiplexed: hands a stream the peer opened to the brokered server `id`. */
+  serveStream(id: number, stream: Duplex): void {
+    const path = this.#muxServers.get(id);
+    if (!path) {
+      stream.destroy();
+      return;
+    }
+    spliceToSocket(stream, path);
+  }
+
+  #receiveKnock(info: ConnInfoInit): void {
+    const id = info.serviceId;
+    if (info.knock!.ack) {
+      const waiter = this.#knockWaiters.get(id);
+      this.#knockWaiters.delete(id);
+      waiter?.(info);
+      return;
+    }
+    let error = "";
+    if (!this.#muxServers.has(id)) error = `no listener for id ${id}`;
+    else if (this.#knocked.length >= MAX_KNOCKS_ANSWERED) error = `too many knocks waiting (id ${id})`;
+    else this.#knocked.push(id);
+    this.#outgoing.push({
+      serviceId: id,
+      network: "",
+      address: "",
+      knock: { knock: true, ack: true, error },
+    });
+  }
+
+  /** Multiplexed dial: knock, wait for the acknowledgement, open a stream; one at a time, as go-plugin. */
+  #knockThenOpen(id: number, timeoutMs: number): Promise<Duplex> {
+    const run = async () => {
+      this.#assertOpen();
+      const ack = new Promise<ConnInfoInit>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.#knockWaiters.delete(id);
+          reject(new TetherError("broker", `timeout waiting for multiplexing knock handshake on id ${id}`));
+        }, timeoutMs);
+        this.#knockWaiters.set(id, (info) => {
+          clearTimeout(timer);
+          resolve(info);
+        });
+      });
+      this.#outgoing.push({
+        serviceId: id,
+        network: "",
+        address: "",
+        knock: { knock: true, ack: false, error: "" },
+      });
+      const answer = await ack;
+      if (answer.knock?.error) {
+        throw new TetherError("broker", `failed to knock for id ${id}: ${answer.knock.error}`);
+      }
+      return this.#mux!.open();
+    };
+    const result = this.#dialLock.then(run, run);
+    this.#dialLock = result.catch(() => {});
+    return result;
+  }
+
   /** Takes in a message from the peer's broker stream. */
   receive(info: ConnInfoInit): void {
+    if (info.knock?.knock && this.#mux) {
+      this.#receiveKnock(info);
+      return;
+    }
     if (info.knock?.knock) {
       // Knocks only come with multiplexing, which Tether never asks for nor offers. A knock is
       // answered once per id with an ack carrying the refusal; acks are never answered, so two
@@ -186,6 +275,11 @@ export class Broker {
       });
     }
     this.#servers.add(running);
+    if (this.#mux) {
+      // Multiplexed: nothing is announced; the peer knocks for the id.
+      this.#muxServers.set(id, running.endpoint.address);
+      return running.endpoint;
+    }
     this.#outgoing.push({
       serviceId: id,
       network: running.endpoint.network,
@@ -201,6 +295,7 @@ export class Broker {
   async dial(id: number, timeoutMs = BROKER_TIMEOUT_MS): Promise<BrokerConnection> {
     this.#assertOpen();
     validateTimerMs(timeoutMs, "timeoutMs");
+    if (this.#mux) return await this.#dialMux(id, timeoutMs);
     const info = await this.#waitFor(id, timeoutMs);
     if (info.network !== "unix" && info.network !== "tcp") {
       throw new TetherError(
@@ -222,6 +317,29 @@ export class Broker {
       close: () => {
         this.#connections.delete(channel);
         channel.close();
+      },
+    };
+  }
+
+  async #dialMux(id: number, timeoutMs: number): Promise<BrokerConnection> {
+    // grpc-js connects through a local socket; each connection it makes knocks and opens a stream.
+    const local = await bridge(this.#mux!.dir, `d${id}`, () => this.#knockThenOpen(id, timeoutMs));
+    this.#bridges.add(local);
+    const endpoint: Endpoint = { network: "unix", address: local.path };
+    const channel = new grpc.Client(
+      grpcTarget(endpoint),
+      channelCredentials(this.#tls),
+      channelOptions(this.#tls),
+    );
+    this.#connections.add(channel);
+    return {
+      endpoint,
+      client: (service) => createServiceClient(channel, service),
+      close: () => {
+        this.#connections.delete(channel);
+        channel.close();
+        this.#bridges.delete(local);
+        local.close();
       },
     };
   }
@@ -266,5 +384,8 @@ export class Broker {
     this.#servers.clear();
     for (const channel of this.#connections) channel.close();
     this.#connections.clear();
+    for (const local of this.#bridges) local.close();
+    this.#bridges.clear();
+    this.#muxServers.clear();
   }
 }

@@ -8,8 +8,6 @@
 
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { connect as tlsConnect } from "node:tls";
-import { connect as netConnect } from "node:net";
 import { Broker } from "./broker.ts";
 import { GrpcStatus, TetherError } from "./errors.ts";
 import { Health, HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.ts";
@@ -28,47 +26,54 @@ import {
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
 import { validateTimerMs } from "./timers.ts";
-import { dieWithHost, SETPRIV, track } from "./lifeline.ts";
-import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
+import { track } from "./lifeline.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
-import {
-  deniedFlag,
-  permissionOr,
-  type PluginRuntime,
-  type PreparedLaunch,
-  prepareLaunch,
-} from "./launch.ts";
+import type { PluginRuntime } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
-import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
+import { generateCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
+import { channelCredentials, channelOptions, type Endpoint, grpcTarget, removeSocket } from "./transport.ts";
+import { type ManualTlsOptions, tlsForPlugin, waitConnected } from "./connect.ts";
+import type { ReattachConfig } from "./reattach.ts";
+import { connect as netConnect, type Socket } from "node:net";
+import { type Bridge, bridge } from "./mux.ts";
+import { YamuxSession } from "./yamux.ts";
 import {
-  channelCredentials,
-  channelOptions,
-  type Endpoint,
-  grpcTarget,
-  removeSocket,
-  type TlsMaterial,
-} from "./transport.ts";
+  type HostEnvMode,
+  type PluginRunner,
+  ProcessRunner,
+  type RunnerExit,
+  type RunningPlugin,
+} from "./runner.ts";
 
-/** Certificates for manual TLS, when the plugin's TLS is configured out of band (go-plugin's TLSProvider). */
-export interface ManualTlsOptions {
-  /** The host's client certificate, PEM. */
-  readonly certPem: string;
-  /** The host's private key, PEM. */
-  readonly keyPem: string;
-  /** The CA(s) the plugin's server certificate must chain to, PEM. */
-  readonly caPem: string;
-  /** The name the plugin's certificate must carry (default `localhost`). */
-  readonly serverName?: string;
-}
+export type { ManualTlsOptions } from "./connect.ts";
 
-/** How to launch and talk to one plugin. */
+/**
+ * How to launch (or find) and talk to one plugin. Exactly one of `cmd` (with
+ * the flat launch options below, which build a {@linkcode ProcessRunner}),
+ * `runner` (launching grouped by concern, or your own) or `reattach`.
+ */
 export interface PluginClientOptions {
   /** The executable to run (a path, or a name Deno resolves on PATH). */
-  readonly cmd: string;
+  readonly cmd?: string;
+  /**
+   * Launches the plugin instead of the flat launch options (`cmd`, `args`,
+   * `env`, sandbox, integrity...): a {@linkcode ProcessRunner} or your own
+   * {@linkcode PluginRunner} (a container...), as go-plugin's RunnerFunc.
+   */
+  readonly runner?: PluginRunner;
+  /**
+   * Attach to a plugin something else started (a debugger, a supervisor, a
+   * plugin served in debug mode) instead of launching one, as go-plugin's
+   * ReattachConfig. No cookie is exchanged and AutoMTLS cannot work (the
+   * host's certificate is passed at launch): set `autoMTLS: false` or `tls`.
+   * The connection is health-checked; see {@linkcode ReattachConfig.test} for
+   * what `kill()` does.
+   */
+  readonly reattach?: ReattachConfig;
   /** Its arguments. */
   readonly args?: readonly string[];
   /** Cookie and protocol version(s); must match the plugin's. */
@@ -82,11 +87,17 @@ export interface PluginClientOptions {
   /** Manual TLS instead of AutoMTLS. */
   readonly tls?: ManualTlsOptions;
   /**
-   * Environment for the plugin. The plugin gets ONLY these plus the
-   * handshake variables (cookie, `PLUGIN_*`), which win on conflict: the
-   * host's own environment is not passed.
+   * Environment for the plugin: these plus the handshake variables (cookie,
+   * `PLUGIN_*`), which win on conflict. The host's own environment is passed
+   * only with `hostEnv: "inherit"`.
    */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * `clean` (default): the host's environment is not passed. `inherit`: as
+   * go-plugin without SkipHostEnv, the host's environment first, then `env`,
+   * then the protocol's variables (see docs/protocol.md, "Environment").
+   */
+  readonly hostEnv?: HostEnvMode;
   /** Working directory of the plugin. */
   readonly cwd?: string;
   /** Run the plugin as this user id (needs privileges). */
@@ -155,6 +166,13 @@ export interface PluginClientOptions {
    * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
    */
   readonly limits?: ResourceLimits;
+  /**
+   * Ask for go-plugin's broker multiplexing (`PLUGIN_MULTIPLEX_GRPC`, go-plugin's GRPCBrokerMultiplex): the
+   * main gRPC connection and every brokered one become yamux streams of one connection to the plugin,
+   * brokered ones asked for with knocks. A plugin that does not answer `|true` in its handshake line is
+   * refused. Not with `reattach` (as go-plugin). Default `false`.
+   */
+  readonly grpcBrokerMultiplex?: boolean;
   /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */
   readonly killOnAuditTamper?: boolean;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
@@ -230,11 +248,13 @@ export class PluginClient implements AsyncDisposable {
   readonly #options: PluginClientOptions;
   readonly #logger: Logger;
   readonly #name: string;
+  readonly #runner: PluginRunner | undefined;
   #starting: Promise<void> | undefined;
   #startFailed = false;
   #killing: Promise<void> | undefined;
-  #child: Deno.ChildProcess | undefined;
-  #launch: PreparedLaunch | undefined;
+  #process: RunningPlugin | undefined;
+  #reattachDir: string | undefined;
+  #reattachWatch: ReturnType<typeof setInterval> | undefined;
   #exit: PluginExit | undefined;
   #killedByUs = false;
   #exitedOnItsOwn = false;
@@ -248,18 +268,63 @@ export class PluginClient implements AsyncDisposable {
   readonly #exited: PromiseWithResolvers<PluginExit> = Promise.withResolvers();
   readonly #exitListeners: ((exit: PluginExit) => void)[] = [];
   #deathSeenAt: number | undefined;
-  #wrapped = false;
   #untrack: (() => void) | undefined;
+  /** Ends the broker and stdio streams where no process exit will (a reattached plugin keeps running). */
+  readonly #streams = new AbortController();
+  /** With grpcBrokerMultiplex: the yamux session on the plugin connection and the main gRPC bridge. */
+  #session: YamuxSession | undefined;
+  #mainBridge: Bridge | undefined;
 
   /** Describes the plugin; nothing runs until {@linkcode PluginClient.start}. */
   constructor(options: PluginClientOptions) {
     assertCookie(options.handshake);
-    offeredVersions(options.handshake);
+    const versions = offeredVersions(options.handshake);
     validateTimerMs(options.startTimeoutMs, "startTimeoutMs");
     validateTimerMs(options.killTimeoutMs, "killTimeoutMs");
+    const sources = [
+      options.cmd !== undefined && "cmd",
+      options.runner !== undefined && "runner",
+      options.reattach !== undefined && "reattach",
+    ].filter(Boolean);
+    if (sources.length !== 1) {
+      throw new TetherError(
+        "config",
+        `PluginClient: give exactly one of cmd, runner or reattach (got ${sources.join(", ") || "none"})`,
+      );
+    }
+    if (options.reattach && options.grpcBrokerMultiplex) {
+      throw new TetherError(
+        "config",
+        "PluginClient: gRPC broker multiplexing is not supported with reattach",
+      );
+    }
+    if (options.reattach) {
+      if (!options.tls && options.autoMTLS !== false) {
+        throw new TetherError(
+          "config",
+          "PluginClient: a reattached plugin cannot use AutoMTLS (the host's certificate is handed over at " +
+            "launch): set autoMTLS: false to talk plaintext (as go-plugin does), or give tls",
+        );
+      }
+      if (!versions.includes(options.reattach.protocolVersion)) {
+        throw new TetherError(
+          "config",
+          `PluginClient: reattach.protocolVersion ${options.reattach.protocolVersion} is not one of the ` +
+            `handshake's versions (${versions.join(", ")})`,
+        );
+      }
+    }
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
-    this.#name = options.name ?? basename(options.cmd);
+    this.#runner = options.runner ?? (options.cmd !== undefined ? runnerFromFlatOptions(options) : undefined);
+    this.#name = options.name ??
+      (options.cmd !== undefined
+        ? basename(options.cmd)
+        : options.runner instanceof ProcessRunner
+        ? basename(options.runner.cmd)
+        : options.reattach
+        ? basename(options.reattach.address)
+        : "plugin");
   }
 
   /** The plugin's name in logs and errors. */
@@ -267,7 +332,11 @@ export class PluginClient implements AsyncDisposable {
     return this.#name;
   }
 
-  /** Resolves when the plugin process has ended (after {@linkcode PluginClient.start} spawned it). */
+  /**
+   * Resolves when the plugin process has ended (after {@linkcode PluginClient.start} spawned it). A
+   * reattached plugin's end is seen only when its `pid` is known (Linux), and a `test` one left running
+   * by `kill()` never resolves this.
+   */
   get exited(): Promise<PluginExit> {
     return this.#exited.promise;
   }
@@ -308,9 +377,9 @@ export class PluginClient implements AsyncDisposable {
     return this.#deathSeenAt !== undefined && time >= this.#deathSeenAt;
   }
 
-  /** The process id, once started. */
+  /** The process id, once started (for a reattached plugin: its `pid`, if given). */
   get pid(): number | undefined {
-    return this.#child?.pid;
+    return this.#process?.pid ?? this.#options.reattach?.pid;
   }
 
   /** The protocol version the plugin chose, once started. */
@@ -323,6 +392,26 @@ export class PluginClient implements AsyncDisposable {
     return this.#endpoint;
   }
 
+  /** Whether this client attached to a plugin it did not launch. */
+  get reattached(): boolean {
+    return this.#options.reattach !== undefined;
+  }
+
+  /**
+   * What a host needs to reattach to this plugin (go-plugin's
+   * `Client.ReattachConfig`), once started; `undefined` before.
+   */
+  get reattachConfig(): ReattachConfig | undefined {
+    if (this.#options.reattach) return this.#options.reattach;
+    if (!this.#endpoint || !this.#line) return undefined;
+    return {
+      network: this.#endpoint.network,
+      address: this.#endpoint.address,
+      protocolVersion: this.#line.appVersion,
+      ...(this.pid !== undefined ? { pid: this.pid } : {}),
+    };
+  }
+
   /** The host side of go-plugin's broker, for callbacks in both directions. */
   get broker(): Broker {
     if (!this.#broker) throw this.#notStarted();
@@ -330,8 +419,8 @@ export class PluginClient implements AsyncDisposable {
   }
 
   /**
-   * Launches the plugin and connects to it. Safe to call more than once: later
-   * calls return the first call's promise.
+   * Launches the plugin (or attaches to it) and connects to it. Safe to call
+   * more than once: later calls return the first call's promise.
    *
    * @throws {TetherError} `handshake`, `start_timeout`, `exited`, `tls`, `config` or `permission`.
    */
@@ -339,178 +428,63 @@ export class PluginClient implements AsyncDisposable {
     // A failed start keeps answering with its own error; a killed client says it was killed.
     if (this.#starting && this.#startFailed) return this.#starting;
     if (this.#killing) return Promise.reject(new TetherError("closed", `plugin ${this.#name} was killed`));
-    this.#starting ??= this.#start().catch(async (error) => {
-      this.#startFailed = true;
-      await this.kill();
-      throw error;
-    });
+    this.#starting ??= (this.#options.reattach ? this.#attach(this.#options.reattach) : this.#start()).catch(
+      async (error) => {
+        this.#startFailed = true;
+        await this.kill();
+        throw error;
+      },
+    );
     return this.#starting;
+  }
+
+  /** The protocol's variables: what every plugin launch gets, whatever runs it. */
+  #protocolEnv(versions: readonly number[], certificatePem: string | undefined): Record<string, string> {
+    const options = this.#options;
+    const env: Record<string, string> = {
+      [options.handshake.magicCookieKey]: options.handshake.magicCookieValue,
+      [PluginEnv.minPort]: String(options.minPort ?? 10000),
+      [PluginEnv.maxPort]: String(options.maxPort ?? 25000),
+      [PluginEnv.protocolVersions]: versions.join(","),
+    };
+    if (certificatePem) env[PluginEnv.clientCert] = certificatePem;
+    if (options.unixSocketGroup) env[PluginEnv.unixSocketGroup] = options.unixSocketGroup;
+    // Asked for only with grpcBrokerMultiplex (the runner removes a configured PLUGIN_MULTIPLEX_GRPC).
+    if (options.grpcBrokerMultiplex) env[PluginEnv.multiplexGrpc] = "true";
+    return env;
   }
 
   async #start(): Promise<void> {
     const options = this.#options;
     const versions = offeredVersions(options.handshake);
-    const manualTls = options.tls;
-    const autoMTLS = !manualTls && (options.autoMTLS ?? true);
+    const autoMTLS = !options.tls && (options.autoMTLS ?? true);
     const certificate = autoMTLS ? await generateCertificate() : undefined;
 
-    const env: Record<string, string> = { ...options.env };
-    env[options.handshake.magicCookieKey] = options.handshake.magicCookieValue;
-    env[PluginEnv.minPort] = String(options.minPort ?? 10000);
-    env[PluginEnv.maxPort] = String(options.maxPort ?? 25000);
-    env[PluginEnv.protocolVersions] = versions.join(",");
-    if (certificate) env[PluginEnv.clientCert] = certificate.certPem;
-    else delete env[PluginEnv.clientCert];
-    if (options.unixSocketGroup) env[PluginEnv.unixSocketGroup] = options.unixSocketGroup;
-    // Tether never asks for broker multiplexing.
-    delete env[PluginEnv.multiplexGrpc];
-
-    const launch = await prepareLaunch({
-      name: this.#name,
-      cmd: options.cmd,
-      args: options.args ?? [],
-      runtime: options.runtime,
-      sha256: options.sha256,
-      permissions: options.permissions,
-      denyPermissions: options.denyPermissions,
-      allowBroadPermissions: options.allowBroadPermissions,
-      denoConfig: options.denoConfig,
-      integrityDir: options.integrityDir,
-      privateDirBase: options.unixSocketDir,
-      uid: options.uid,
-      gid: options.gid,
-      cookieKey: options.handshake.magicCookieKey,
-      logger: this.#logger,
-      onPermissionEvent: options.onPermissionEvent,
-      cwd: options.cwd,
-      env: options.env,
-      isolation: options.isolation,
-      limits: options.limits,
-      killOnAuditTamper: options.killOnAuditTamper,
-      handleSignals: options.handleSignals,
-    });
-    this.#launch = launch;
-    Object.assign(env, launch.env);
-    // From here the launch has files: whatever ends the host, they go (and the process, once there is one).
+    // Whatever ends the host, the launch's files (once there are some) and its process go.
+    let launching: (() => void) | undefined;
     this.#untrack = track({
       kill: () => this.kill(),
-      killNow: () => this.#killNow(),
+      killNow: () => this.#process ? this.#killNow() : launching?.(),
       onSignals: options.handleSignals ?? true,
     });
-    // The host's own record of this directory, outside it, for the sweep after a host that could not clean up.
-    await writeOwnerMarker(launch.privateDir).catch((cause) => {
-      throw permissionOr(
-        cause,
-        `plugin ${this.#name}: cannot write ${markerPath(launch.privateDir)}`,
-        deniedFlag(cause, launch.privateDir.replace(/\/[^/]+$/, "")),
-      );
+    const process = await this.#runner!.run({
+      name: this.#name,
+      protocolEnv: this.#protocolEnv(versions, certificate?.certPem),
+      cookieKey: options.handshake.magicCookieKey,
+      logger: this.#logger,
+      onLaunching: (killNow) => launching = killNow,
+      handleSignals: options.handleSignals,
     });
-    await sweepStaleDirs(launch.privateDir.replace(/\/[^/]+$/, "")).then((removed) => {
-      if (removed.length > 0) {
-        this.#log("info", "removed private directories of hosts that died", { removed });
-      }
-    });
-
+    this.#process = process;
     const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const deadline = Date.now() + startTimeoutMs;
-    this.#log("debug", "starting plugin", {
-      runtime: launch.runtime,
-      path: launch.cmd,
-      args: launch.args,
-      env: Object.keys(env),
-    });
-    let child: Deno.ChildProcess;
-    let spawn = { cmd: launch.cmd, args: launch.args };
-    if (options.dieWithHost ?? true) {
-      spawn = dieWithHost(launch.cmd, launch.args, this.#name);
-      this.#wrapped = spawn.cmd !== launch.cmd;
-      // Deno checks --allow-run against setpriv now: check the plugin itself as it would have.
-      if (
-        this.#wrapped && Deno.permissions.querySync({ name: "run", command: launch.cmd }).state !== "granted"
-      ) {
-        throw this.#spawnError(
-          new Deno.errors.NotCapable(
-            `Requires run access to "${launch.cmd}", run again with the --allow-run flag`,
-          ),
-        );
-      }
-    }
-    try {
-      child = new Deno.Command(spawn.cmd, {
-        args: spawn.args,
-        env,
-        clearEnv: true,
-        cwd: options.cwd,
-        uid: options.uid,
-        gid: options.gid,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (cause) {
-      throw this.#spawnError(cause);
-    }
-    this.#child = child;
-    launch.watch(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    });
-    this.#background.push(
-      child.status.then(async (status) => {
-        // One state change: from here no caller can obtain this process (see `running`).
-        this.#exit = { code: status.code, signal: status.signal, killed: this.#killedByUs };
-        this.#deathSeenAt ??= Date.now();
-        // A signal Tether did not send means it died on its own, even if kill() had started meanwhile.
-        this.#exitedOnItsOwn = this.#killing === undefined || (status.signal !== null && !this.#killedByUs);
-        for (const listener of this.#exitListeners.splice(0)) {
-          try {
-            listener(this.#exit);
-          } catch (error) {
-            this.#log("error", "exit listener failed", { error: String(error) });
-          }
-        }
-        this.#log(this.#killedByUs || status.success ? "debug" : "error", "plugin process exited", {
-          pid: child.pid,
-          code: status.code,
-          signal: status.signal,
-        });
-        this.#cleanupAfterExit();
-        await this.#removeFiles();
-        this.#untrack?.();
-        this.#exited.resolve(this.#exit);
-      }),
-    );
-
-    const stderrParser = new StderrLogParser();
-    this.#background.push(
-      forEachLine(child.stderr, (line) => {
-        this.#stderrTail.push(line);
-        if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
-        const record = stderrParser.parse(line);
-        this.#logger.log({ ...record, fields: { plugin: this.#name, ...record.fields } });
-        const request = record.fields[PERMISSION_REQUEST_FIELD] as
-          | { name?: string; target?: string }
-          | undefined;
-        if (request && typeof request === "object") {
-          options.onPermissionEvent?.({
-            plugin: this.#name,
-            permission: String(request.name ?? "unknown"),
-            target: request.target === undefined ? null : String(request.target),
-            allowed: false,
-            time: record.timestamp ?? new Date(),
-            source: "plugin",
-          });
-        }
-      }).catch(() => {}),
-    );
+    this.#background.push(process.status.then((status) => this.#recordExit(status)));
+    this.#readStderr(process.stderr, process.onPermissionEvent);
 
     const firstLine = Promise.withResolvers<string | undefined>();
     let firstLineSeen = false;
     this.#background.push(
-      forEachLine(child.stdout, (line) => {
+      forEachLine(process.stdout, (line) => {
         if (!firstLineSeen) {
           firstLineSeen = true;
           firstLine.resolve(line);
@@ -541,7 +515,7 @@ export class PluginClient implements AsyncDisposable {
         await Promise.race([this.#exited.promise, delay(200).promise]);
         await delay(20).promise;
         const exit = this.#exit;
-        const execFailure = this.#setprivExecFailure(exit);
+        const execFailure = exit && process.execFailure?.(exit, this.#stderrTail);
         if (execFailure) throw execFailure;
         throw this.#limitOr(
           "exited",
@@ -568,70 +542,173 @@ export class PluginClient implements AsyncDisposable {
       throw error;
     }
     const handshake = this.#line;
+    if (options.grpcBrokerMultiplex && handshake.multiplex !== true) {
+      throw new TetherError(
+        "handshake",
+        `plugin ${this.#name}: client requested gRPC broker multiplexing but plugin does not support the ` +
+          "feature" + (handshake.multiplex === undefined ? " (its handshake line has no 7th field)" : ""),
+        { plugin: this.#name },
+      );
+    }
     this.#endpoint = { network: handshake.network, address: handshake.address };
     this.#log("debug", "plugin address", {
       network: handshake.network,
       address: handshake.address,
       version: handshake.appVersion,
     });
-
-    let tls: TlsMaterial | undefined;
-    if (certificate) {
-      if (!handshake.serverCertDer) {
-        throw new TetherError(
-          "tls",
-          `plugin ${this.#name} sent no certificate although AutoMTLS is on: it does not support AutoMTLS ` +
-            "(go-plugin >= 1.0 does); set autoMTLS: false to talk plaintext, or configure manual TLS",
-          { plugin: this.#name },
-        );
-      }
-      tls = {
-        certPem: certificate.certPem,
-        keyPem: certificate.keyPem,
-        peerCaPem: this.#pluginCertPem(handshake.serverCertDer),
-        pinnedPeerDer: handshake.serverCertDer,
-        serverName: "localhost",
-      };
-    } else if (manualTls) {
-      tls = {
-        certPem: manualTls.certPem,
-        keyPem: manualTls.keyPem,
-        peerCaPem: manualTls.caPem,
-        serverName: manualTls.serverName ?? "localhost",
-      };
-    }
-
+    const tls = tlsForPlugin(this.#name, certificate, options.tls, handshake);
     // Before anything dials it: a plugin must not point the host at another service.
-    const pin: AddressPin = {
-      plugin: this.#name,
-      ...(launch.runtime === "deno" ? { socketPath: launch.socketPath } : { socketDir: launch.privateDir }),
-      ...(options.allowTcp
-        ? { tcpPorts: [options.minPort ?? 10000, options.maxPort ?? 25000] as const }
-        : {}),
-    };
+    const pin: AddressPin = { plugin: this.#name, ...process.pin, ...this.#tcpPin() };
     assertPinnedAddress(handshake, pin);
-    const channel = new grpc.Client(grpcTarget(this.#endpoint), channelCredentials(tls), channelOptions(tls));
-    this.#channel = channel;
-    await this.#connect(channel, deadline, tls);
+    await this.#open(
+      tls,
+      deadline,
+      { ...pin, socketPath: undefined, socketDir: process.brokerDir },
+      process.brokerDir,
+      process.hostBrokerSocket,
+    );
+  }
 
+  /** Attaches to a running plugin (go-plugin's reattach): no launch, no handshake line. */
+  async #attach(config: ReattachConfig): Promise<void> {
+    const options = this.#options;
+    if (config.network !== "unix" && config.network !== "tcp") {
+      throw new TetherError("config", `plugin ${this.#name}: reattach.network must be unix or tcp`);
+    }
+    this.#line = {
+      appVersion: config.protocolVersion,
+      network: config.network,
+      address: config.address,
+      protocol: "grpc",
+    };
+    this.#endpoint = { network: config.network, address: config.address };
+    // The host's own broker sockets go in a private directory of its own.
+    this.#reattachDir = await Deno.makeTempDir({ dir: options.unixSocketDir, prefix: "tether-reattach-" });
+    this.#untrack = track({
+      kill: () => this.kill(),
+      killNow: () => this.#killNow(),
+      onSignals: options.handleSignals ?? true,
+    });
+    if (config.pid !== undefined) this.#watchPid(config.pid);
+    const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+    const dir = config.network === "unix"
+      ? config.address.slice(0, config.address.lastIndexOf("/")) || "/"
+      : undefined;
+    // The address came from whoever configured the host; the broker addresses come from the plugin and stay
+    // pinned: next to its socket (where go-plugin and serve() put them), or TCP only with allowTcp.
+    await this.#open(
+      options.tls ? tlsForPlugin(this.#name, undefined, options.tls, {}) : undefined,
+      deadline,
+      { plugin: this.#name, socketDir: dir, ...this.#tcpPin() },
+      this.#reattachDir,
+      undefined,
+    );
+    await this.ping();
+    this.#log("debug", "reattached to plugin", {
+      address: config.address,
+      pid: config.pid,
+      test: config.test,
+    });
+  }
+
+  #tcpPin(): Pick<AddressPin, "tcpPorts"> {
+    const options = this.#options;
+    return options.allowTcp
+      ? { tcpPorts: [options.minPort ?? 10000, options.maxPort ?? 25000] as const }
+      : {};
+  }
+
+  /** Polls whether a reattached plugin's process is still there (go-plugin polls each second too). */
+  #watchPid(pid: number): void {
+    if (Deno.build.os !== "linux") return;
+    const alive = () => {
+      try {
+        Deno.statSync(`/proc/${pid}`);
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return false;
+        throw error;
+      }
+    };
+    try {
+      if (!alive()) {
+        throw new TetherError("exited", `plugin ${this.#name}: no process with pid ${pid} to reattach to`, {
+          plugin: this.#name,
+        });
+      }
+    } catch (error) {
+      if (error instanceof TetherError) throw error;
+      this.#log("debug", "cannot watch the reattached plugin's process (needs --allow-read=/proc)", {
+        pid,
+        error: String(error),
+      });
+      return;
+    }
+    const timer = setInterval(() => {
+      if (alive()) return;
+      clearInterval(timer);
+      void this.#recordExit({ code: 0, signal: null });
+    }, 1000);
+    this.#reattachWatch = timer;
+  }
+
+  /** Connects, then opens go-plugin's broker and stdio streams. */
+  async #open(
+    tls: ReturnType<typeof tlsForPlugin>,
+    deadline: number,
+    brokerPin: AddressPin,
+    brokerDir: string,
+    hostBrokerSocket: ((id: number) => string) | undefined,
+  ): Promise<void> {
+    const options = this.#options;
+    let endpoint = this.#endpoint!;
+    let session: YamuxSession | undefined;
+    // The session routes streams to the broker, which is made once the channel is up.
+    const routed: { broker?: Broker } = {};
+    if (options.grpcBrokerMultiplex) {
+      // One connection to the plugin; gRPC reaches it through a local socket bridged to yamux streams.
+      const socket = await dialRaw(endpoint, this.#name);
+      session = new YamuxSession(socket, "client", (stream) => {
+        const id = routed.broker?.takeKnocked();
+        if (id === undefined) stream.destroy();
+        else routed.broker!.serveStream(id, stream);
+      });
+      this.#session = session;
+      const opened = session;
+      this.#mainBridge = await bridge(brokerDir, "main", () => Promise.resolve(opened.open()));
+      endpoint = { network: "unix", address: this.#mainBridge.path };
+    }
+    const channel = new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls));
+    this.#channel = channel;
+    await waitConnected(channel, {
+      plugin: this.#name,
+      endpoint,
+      tls,
+      deadline,
+      gone: this.#exited.promise,
+      isGone: () => this.#exit !== undefined,
+      stderrHint: () => this.#stderrHint(),
+      connectError: this.#process?.connectError,
+    });
     const broker = new Broker(
       tls,
       {
-        network: handshake.network,
-        socketDir: launch.privateDir,
+        network: endpoint.network,
+        socketDir: brokerDir,
         minPort: options.minPort ?? 10000,
         maxPort: options.maxPort ?? 25000,
       },
-      launch.hostBrokerSocket,
-      (endpoint, id) =>
-        assertPinnedAddress(
-          endpoint,
-          { ...pin, socketPath: undefined, socketDir: launch.privateDir },
-          `broker connection ${id}`,
-        ),
+      hostBrokerSocket,
+      (announced, id) => assertPinnedAddress(announced, brokerPin, `broker connection ${id}`),
     );
     this.#broker = broker;
-    const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing);
+    routed.broker = broker;
+    if (session) {
+      const opened = session;
+      broker.useMux({ open: () => opened.open(), dir: brokerDir });
+    }
+    const signal = this.#streams.signal;
+    const brokerStream = createServiceClient(channel, GRPCBroker).startStream(broker.outgoing, { signal });
     this.#background.push((async () => {
       try {
         for await (const info of brokerStream) broker.receive(info);
@@ -643,7 +720,7 @@ export class PluginClient implements AsyncDisposable {
     })());
     this.#background.push(
       drainStdio(
-        createServiceClient(channel, GRPCStdio),
+        withSignal(createServiceClient(channel, GRPCStdio), signal),
         { stdout: options.stdout, stderr: options.stderr },
         this.#logger,
         { plugin: this.#name },
@@ -652,116 +729,57 @@ export class PluginClient implements AsyncDisposable {
     );
   }
 
-  /** Waits until the channel is connected, or fails fast with the TLS or socket error. */
-  async #connect(channel: grpc.Client, deadline: number, tls: TlsMaterial | undefined): Promise<void> {
-    const raw = channel.getChannel();
-    while (true) {
-      const state = raw.getConnectivityState(true);
-      if (state === grpc.connectivityState.READY) return;
-      if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
-        const reason = await this.#diagnose(tls);
-        throw new TetherError(
-          tls ? "tls" : "handshake",
-          `could not connect to plugin ${this.#name} at ${this.#endpoint?.address}: ${reason}`,
-          { plugin: this.#name },
-        );
-      }
-      const changed = await Promise.race([
-        new Promise<boolean>((resolve) =>
-          raw.watchConnectivityState(state, deadline, (error) => resolve(!error))
-        ),
-        this.#exited.promise.then(() => false),
-      ]);
-      if (!changed) {
-        if (this.#exit) {
-          throw new TetherError(
-            "exited",
-            `plugin ${this.#name} exited before we could connect${this.#stderrHint()}`,
-            {
-              plugin: this.#name,
-            },
-          );
-        }
-        throw new TetherError(
-          "start_timeout",
-          `timeout while connecting to plugin ${this.#name} at ${this.#endpoint?.address}`,
-          { plugin: this.#name },
-        );
-      }
-    }
-  }
-
-  /** Opens one raw connection to say why gRPC could not connect (grpc-js only says "unavailable"). */
-  #diagnose(tls: TlsMaterial | undefined): Promise<string> {
-    const endpoint = this.#endpoint!;
-    const colon = endpoint.address.lastIndexOf(":");
-    const where = endpoint.network === "unix"
-      ? { path: endpoint.address }
-      : { host: endpoint.address.slice(0, colon), port: Number(endpoint.address.slice(colon + 1)) };
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const finish = (reason: string) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        socket?.destroy();
-        resolve(reason);
-      };
-      const timer = setTimeout(() => finish("no answer within 2 s"), 2000);
-      let socket:
-        | { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown }
-        | undefined;
+  /** The exit, as one state change: from here no caller can obtain this process (see `running`). */
+  async #recordExit(status: RunnerExit): Promise<void> {
+    if (this.#exit) return;
+    this.#exit = { code: status.code, signal: status.signal, killed: this.#killedByUs };
+    this.#deathSeenAt ??= Date.now();
+    // A signal Tether did not send means it died on its own, even if kill() had started meanwhile.
+    this.#exitedOnItsOwn = this.#killing === undefined || (status.signal !== null && !this.#killedByUs);
+    for (const listener of this.#exitListeners.splice(0)) {
       try {
-        socket = this.#probe(where, tls, finish);
-      } catch (cause) {
-        // Deno refuses the connection itself (e.g. no --allow-net for the socket): say which flag.
-        done = true;
-        clearTimeout(timer);
-        const flag = deniedFlag(cause, this.#launch?.privateDir.replace(/\/[^/]+$/, ""));
-        reject(permissionOr(cause, `could not connect to plugin ${this.#name} at ${endpoint.address}`, flag));
-        return;
+        listener(this.#exit);
+      } catch (error) {
+        this.#log("error", "exit listener failed", { error: String(error) });
       }
-      socket.on("error", (error: Error) => finish(`${tls ? "TLS" : "connection"} failed: ${error.message}`));
+    }
+    this.#log(this.#killedByUs || status.code === 0 ? "debug" : "error", "plugin process exited", {
+      pid: this.pid,
+      code: status.code,
+      signal: status.signal,
     });
+    this.#cleanupAfterExit();
+    await this.#removeFiles();
+    this.#untrack?.();
+    this.#exited.resolve(this.#exit);
   }
 
-  /** Opens the probe connection; throws synchronously when Deno itself refuses it (a missing permission). */
-  #probe(
-    where: { path: string } | { host: string; port: number },
-    tls: TlsMaterial | undefined,
-    finish: (reason: string) => void,
-  ): { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown } {
-    let socket: { destroy(): void; on(event: "error", listener: (error: Error) => void): unknown };
-    if (tls) {
-      const secure = tlsConnect({
-        ...where,
-        cert: tls.certPem,
-        key: tls.keyPem,
-        ca: tls.peerCaPem,
-        servername: tls.serverName ?? "localhost",
-        ALPNProtocols: ["h2"],
-        // Diagnosis only (nothing is sent): look at the certificate even when it would be refused, so the
-        // message can say it is not the pinned one rather than just "self-signed certificate".
-        rejectUnauthorized: false,
-        checkServerIdentity: () => undefined,
-      }, () => {
-        const peer = secure.getPeerCertificate();
-        finish(
-          tls.pinnedPeerDer && peer?.raw && !sameBytes(new Uint8Array(peer.raw), tls.pinnedPeerDer)
-            ? "the plugin's TLS certificate is not the one from its handshake line: refusing to talk to it"
-            : !secure.authorized
-            ? `TLS verification failed: ${secure.authorizationError}`
-            : "TLS works on a probe connection, but gRPC could not connect",
-        );
-      });
-      socket = secure;
-    } else {
-      socket = netConnect(
-        where,
-        () => finish("a plain connection works, but gRPC could not connect (does the plugin expect TLS?)"),
-      );
-    }
-    return socket;
+  #readStderr(
+    stderr: ReadableStream<Uint8Array>,
+    onPermissionEvent?: (event: PermissionEvent) => void,
+  ): void {
+    const stderrParser = new StderrLogParser();
+    this.#background.push(
+      forEachLine(stderr, (line) => {
+        this.#stderrTail.push(line);
+        if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
+        const record = stderrParser.parse(line);
+        this.#logger.log({ ...record, fields: { plugin: this.#name, ...record.fields } });
+        const request = record.fields[PERMISSION_REQUEST_FIELD] as
+          | { name?: string; target?: string }
+          | undefined;
+        if (request && typeof request === "object") {
+          onPermissionEvent?.({
+            plugin: this.#name,
+            permission: String(request.name ?? "unknown"),
+            target: request.target === undefined ? null : String(request.target),
+            allowed: false,
+            time: record.timestamp ?? new Date(),
+            source: "plugin",
+          });
+        }
+      }).catch(() => {}),
+    );
   }
 
   /**
@@ -811,7 +829,7 @@ export class PluginClient implements AsyncDisposable {
     // grpc-js reports a connection cut mid-call as UNAVAILABLE or INTERNAL (RST_STREAM) depending on timing; a
     // process that is gone is UNAVAILABLE whichever it saw (the transport's status stays on `cause`).
     if (!exit.killed) {
-      const limit = this.#launch?.exitReason(this.#stderrTail);
+      const limit = this.#process?.exitReason?.(this.#stderrTail);
       if (limit) {
         return new TetherError(limit.code, `${limit.message}: ${error.message}`, {
           plugin: this.#name,
@@ -852,7 +870,9 @@ export class PluginClient implements AsyncDisposable {
   /**
    * Stops the plugin as go-plugin does: close the broker, ask for Shutdown,
    * wait up to 2 s, then SIGKILL. Idempotent; resolves once the process is
-   * reaped and its socket is gone.
+   * reaped and its socket is gone. A reattached plugin is stopped likewise
+   * when its `pid` is known (without one, only Shutdown is asked); one
+   * reattached with `test: true` is left running: only the connection closes.
    */
   kill(): Promise<void> {
     this.#killing ??= this.#kill();
@@ -861,8 +881,23 @@ export class PluginClient implements AsyncDisposable {
 
   async #kill(): Promise<void> {
     this.#broker?.close();
-    const child = this.#child;
-    if (child && !this.#exit && this.#channel && this.#line) {
+    const reattach = this.#options.reattach;
+    if (reattach?.test) {
+      clearInterval(this.#reattachWatch);
+      this.#channel?.close();
+      this.#streams.abort();
+      await Promise.allSettled(this.#background);
+      await this.#removeFiles();
+      this.#untrack?.();
+      this.#log("debug", "disconnected from the reattached plugin, which keeps running (test mode)", {
+        pid: reattach.pid,
+      });
+      return;
+    }
+    // A reattach that failed only disconnects: the process is not this host's to stop on a failed attach.
+    const attachFailed = reattach !== undefined && this.#startFailed;
+    const signal = attachFailed ? undefined : this.#signaller();
+    if (!attachFailed && !this.#exit && this.#channel && this.#line && (signal || reattach)) {
       try {
         await createServiceClient(this.#channel, GRPCController).shutdown({}, {
           timeoutMs: this.#options.killTimeoutMs ?? 2_000,
@@ -872,51 +907,68 @@ export class PluginClient implements AsyncDisposable {
       }
     }
     this.#channel?.close();
-    if (child && !this.#exit) {
+    this.#closeMux();
+    if (reattach) this.#streams.abort();
+    if (signal && !this.#exit) {
       // Without a connection there was no Shutdown to wait for (go-plugin kills at once too).
       const grace = delay(this.#line && this.#channel ? this.#options.killTimeoutMs ?? 2_000 : 0);
       await Promise.race([this.#exited.promise, grace.promise]);
       grace.cancel();
       if (!this.#exit) {
-        this.#log("warn", "plugin failed to exit gracefully", { pid: child.pid });
+        this.#log("warn", "plugin failed to exit gracefully", { pid: this.pid });
         this.#killedByUs = true;
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // It exited in between.
-        }
+        signal("SIGKILL");
       }
     }
+    clearInterval(this.#reattachWatch);
     await Promise.allSettled(this.#background);
     this.#cleanupAfterExit();
     await this.#removeFiles();
     this.#untrack?.();
   }
 
-  /** The private directory, then its owner marker (a marker without a directory is swept later). */
+  #closeMux(): void {
+    this.#mainBridge?.close();
+    this.#session?.close();
+  }
+
+  /** Sends a signal to the plugin's process, when this host may and can. */
+  #signaller(): ((signal: Deno.Signal) => void) | undefined {
+    if (this.#process) return (signal) => this.#process!.kill(signal);
+    const pid = this.#options.reattach?.pid;
+    if (pid === undefined || this.#options.reattach?.test) return undefined;
+    return (signal) => {
+      try {
+        Deno.kill(pid, signal);
+      } catch (error) {
+        this.#log("debug", "could not signal the reattached plugin", { pid, error: String(error) });
+      }
+    };
+  }
+
+  /** The runner's files (a launch's private directory), or a reattached client's broker directory. */
   async #removeFiles(): Promise<void> {
-    const launch = this.#launch;
-    if (!launch) return;
-    await launch.cleanup();
-    removeOwnerMarker(launch.privateDir);
+    const dir = this.#reattachDir;
+    if (dir) {
+      this.#reattachDir = undefined;
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+    const process = this.#process;
+    if (!process) return;
+    await process.cleanup();
   }
 
   /** For `Deno.exit()` (the `unload` event): only synchronous work happens there. */
   #killNow(): void {
-    try {
-      this.#child?.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    if (this.#endpoint?.network === "unix") removeSocket(this.#endpoint.address);
-    const dir = this.#launch?.privateDir;
-    if (dir) {
+    if (this.#endpoint?.network === "unix" && this.#process) removeSocket(this.#endpoint.address);
+    this.#process?.killNow();
+    if (!this.#options.reattach?.test) this.#signaller()?.("SIGKILL");
+    if (this.#reattachDir) {
       try {
-        Deno.removeSync(dir, { recursive: true });
+        Deno.removeSync(this.#reattachDir, { recursive: true });
       } catch {
         // Already gone.
       }
-      removeOwnerMarker(dir);
     }
   }
 
@@ -927,7 +979,7 @@ export class PluginClient implements AsyncDisposable {
 
   /** An `exited` error, unless the plugin's death points to one of its resource limits. */
   #limitOr(code: "exited", message: string): TetherError {
-    const limit = this.#launch?.exitReason(this.#stderrTail);
+    const limit = this.#process?.exitReason?.(this.#stderrTail);
     if (limit) {
       return new TetherError(limit.code, `${limit.message}${this.#stderrHint()}`, { plugin: this.#name });
     }
@@ -935,76 +987,12 @@ export class PluginClient implements AsyncDisposable {
   }
 
   #cleanupAfterExit(): void {
-    // A crashed plugin leaves its socket behind (go-plugin #119).
-    if (this.#endpoint?.network === "unix") removeSocket(this.#endpoint.address);
+    // A crashed plugin leaves its socket behind (go-plugin #119); a reattached one's socket is not ours.
+    if (this.#endpoint?.network === "unix" && this.#process) removeSocket(this.#endpoint.address);
     if (this.#exit && !this.#killing) {
       this.#broker?.close();
       this.#channel?.close();
-    }
-  }
-
-  #spawnError(cause: unknown): TetherError {
-    const cmd = this.#options.cmd;
-    const setpriv = this.#wrapped && /setpriv/.test(String(cause)) && !String(cause).includes(cmd);
-    if (setpriv && (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.NotFound)) {
-      const fix = cause instanceof Deno.errors.NotFound
-        ? `setpriv (util-linux) is not installed at ${SETPRIV}: install util-linux`
-        : `run the host with --allow-run=${SETPRIV} as well`;
-      return new TetherError(
-        cause instanceof Deno.errors.NotFound ? "config" : "permission",
-        `plugin ${this.#name}: cannot start it under setpriv --pdeathsig, which makes it die with the host: ` +
-          `${String(cause)}; ${fix}, or set dieWithHost: false`,
-        { cause, plugin: this.#name },
-      );
-    }
-    if (cause instanceof Deno.errors.NotFound) {
-      return new TetherError("config", `plugin ${this.#name}: command not found: ${cmd}`, {
-        cause,
-        plugin: this.#name,
-      });
-    }
-    if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
-      // What was spawned: the Deno executable for a TypeScript plugin, the verified copy with sha256.
-      const spawned = this.#launch?.cmd ?? cmd;
-      let hint = " (check the file's execute permission and uid/gid)";
-      if (cause instanceof Deno.errors.NotCapable) {
-        hint = this.#launch?.runtime === "deno"
-          ? `; run the host with --allow-run=${spawned} (it runs this TypeScript plugin)`
-          : this.#options.sha256
-          ? "; it is the verified copy, which the host writes, and Deno cannot grant running a file the host " +
-            "may write: run the host with --allow-run (unscoped)"
-          : `; run the host with --allow-run=${spawned}`;
-      }
-      return new TetherError("permission", `plugin ${this.#name}: not allowed to run ${spawned}${hint}`, {
-        cause,
-        plugin: this.#name,
-      });
-    }
-    return new TetherError("exited", `plugin ${this.#name}: could not start ${cmd}: ${String(cause)}`, {
-      cause,
-      plugin: this.#name,
-    });
-  }
-
-  /** setpriv could not exec the plugin (it prints "failed to execute" and exits 127/126): the spawn error Deno gave before. */
-  #setprivExecFailure(exit: PluginExit | undefined): TetherError | undefined {
-    if (!this.#wrapped || !exit || (exit.code !== 127 && exit.code !== 126)) return undefined;
-    const said = this.#stderrTail.find((line) => line.startsWith("setpriv: failed to execute"));
-    if (!said) return undefined;
-    const why = said.replace(/^setpriv: failed to execute /, "");
-    return this.#spawnError(
-      exit.code === 127 ? new Deno.errors.NotFound(why) : new Deno.errors.PermissionDenied(why),
-    );
-  }
-
-  #pluginCertPem(der: Uint8Array): string {
-    try {
-      return certificateDerToPem(der);
-    } catch (error) {
-      throw new TetherError("tls", `plugin ${this.#name}: ${(error as Error).message}`, {
-        plugin: this.#name,
-        cause: error,
-      });
+      this.#closeMux();
     }
   }
 
@@ -1026,4 +1014,64 @@ export class PluginClient implements AsyncDisposable {
   #log(level: LogRecord["level"], message: string, fields: Record<string, unknown> = {}): void {
     this.#logger.log({ level, message, fields: { plugin: this.#name, ...fields } });
   }
+}
+
+/** Opens the one raw connection a multiplexed plugin connection runs over. */
+function dialRaw(endpoint: Endpoint, plugin: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const colon = endpoint.address.lastIndexOf(":");
+    const socket = endpoint.network === "unix" ? netConnect({ path: endpoint.address }) : netConnect({
+      host: endpoint.address.slice(0, colon),
+      port: Number(endpoint.address.slice(colon + 1)),
+    });
+    socket.once("connect", () => resolve(socket));
+    socket.once("error", (cause) =>
+      reject(
+        new TetherError(
+          "handshake",
+          `could not connect to plugin ${plugin} at ${endpoint.address}: ${cause.message}`,
+          {
+            plugin,
+            cause,
+          },
+        ),
+      ));
+  });
+}
+
+/** The stdio client with its stream tied to `signal`. */
+function withSignal(
+  stdio: ServiceClient<typeof GRPCStdio>,
+  signal: AbortSignal,
+): ServiceClient<typeof GRPCStdio> {
+  return { ...stdio, streamStdio: (request, options) => stdio.streamStdio(request, { signal, ...options }) };
+}
+
+/** The flat launch options, as the {@linkcode ProcessRunner} they describe. */
+function runnerFromFlatOptions(options: PluginClientOptions): ProcessRunner {
+  return new ProcessRunner({
+    command: {
+      cmd: options.cmd!,
+      args: options.args,
+      env: options.env,
+      hostEnv: options.hostEnv,
+      cwd: options.cwd,
+      uid: options.uid,
+      gid: options.gid,
+      runtime: options.runtime,
+      dieWithHost: options.dieWithHost,
+    },
+    sandbox: {
+      permissions: options.permissions,
+      denyPermissions: options.denyPermissions,
+      allowBroadPermissions: options.allowBroadPermissions,
+      denoConfig: options.denoConfig,
+      isolation: options.isolation,
+      limits: options.limits,
+      killOnAuditTamper: options.killOnAuditTamper,
+      onPermissionEvent: options.onPermissionEvent,
+    },
+    integrity: { sha256: options.sha256, integrityDir: options.integrityDir },
+    privateDir: { base: options.unixSocketDir },
+  });
 }

@@ -23,6 +23,8 @@ import { certificatePemToDer, generateCertificate } from "./mtls.ts";
 import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { withReflection } from "./reflection.ts";
+import { type ReattachConfig, reattachInstructions } from "./reattach.ts";
+import { listenMux, type MuxListener, spliceToSocket } from "./mux.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import {
@@ -72,6 +74,21 @@ export interface ServeOptions {
   readonly tls?: ServeTlsOptions;
   /** Exit the process once the host asks for Shutdown or goes away. Default `true`. */
   readonly exitOnShutdown?: boolean;
+  /**
+   * Debug (reattach) mode, as go-plugin's ServeConfig.Test and Terraform's
+   * `Debug: true`: started by hand (a debugger, a supervisor), not by a host.
+   * No cookie check, no handshake line: the reattach configuration is printed
+   * on stdout instead, in go-plugin's JSON and as `TF_REATTACH_PROVIDERS`.
+   * Serves until SIGINT/SIGTERM or a host's Shutdown, across host restarts.
+   * Plaintext unless `tls` is given (no host hands over a certificate).
+   */
+  readonly debug?: boolean | DebugServeOptions;
+}
+
+/** Options of {@linkcode ServeOptions.debug}. */
+export interface DebugServeOptions {
+  /** The key of the `TF_REATTACH_PROVIDERS` entry (default `plugin`), e.g. `registry.terraform.io/acme/kv`. */
+  readonly provider?: string;
 }
 
 /** A running plugin server. */
@@ -84,6 +101,8 @@ export interface PluginServer {
   readonly done: Promise<void>;
   /** Stops serving, removes the socket and restores stdout/stderr. */
   stop(): Promise<void>;
+  /** In debug mode: how a host reattaches (also printed on stdout). */
+  readonly reattachConfig?: ReattachConfig;
 }
 
 const NOT_A_PLUGIN = "This binary is a plugin. These are not meant to be executed directly.\n" +
@@ -95,6 +114,20 @@ const MISCONFIGURED = "Misconfigured ServeConfig given to serve this plugin: no 
   "this as a bug.\n";
 
 const encoder = new TextEncoder();
+
+/** Where a multiplexed plugin's extra sockets go: beside its announced one. */
+function muxDir(listen: { socketPath?: string; socketDir?: string }): string {
+  return listen.socketPath
+    ? listen.socketPath.slice(0, listen.socketPath.lastIndexOf("/"))
+    : listen.socketDir ?? "/tmp";
+}
+
+function randomDigits(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+/** The signals that end a plugin served in debug mode. */
+const DEBUG_STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /** Reads an environment variable that is not part of the protocol; "not granted" counts as unset. */
 function optionalEnv(name: string): string | undefined {
@@ -217,7 +250,9 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     Deno.exit(1);
   }
   const env = (name: string): string | undefined => protocolEnv.get(name);
-  if (env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
+  const debug = options.debug ? (options.debug === true ? {} : options.debug) : undefined;
+  // Debug mode is started by hand, never by a host: there is no cookie to check (go-plugin's Test mode).
+  if (!debug && env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
 
   const byVersion = new Map<number, ServiceList>();
   for (const [version, list] of Object.entries(options.versionedServices ?? {})) {
@@ -284,13 +319,24 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
 
   const stopped = Promise.withResolvers<void>();
   let running: RunningServer | undefined;
+  let muxListener: MuxListener | undefined;
   let stopping: Promise<void> | undefined;
   const exitOnShutdown = options.exitOnShutdown ?? true;
   const ignoreSigint = () => {};
+  const debugStop = () => void stop();
+  // Set once serving for a host (debug mode has no parent to watch).
+  const watch: { parent?: ReturnType<typeof setInterval> } = {};
 
   const stop = (): Promise<void> => {
     stopping ??= (() => {
-      clearInterval(parentWatch);
+      clearInterval(watch.parent);
+      for (const signal of debug ? DEBUG_STOP_SIGNALS : []) {
+        try {
+          Deno.removeSignalListener(signal, debugStop);
+        } catch {
+          // Not registered on this platform.
+        }
+      }
       try {
         Deno.removeSignalListener("SIGINT", ignoreSigint);
       } catch {
@@ -303,10 +349,12 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
         for (const endpoint of [running?.endpoint, ...broker.endpoints]) {
           if (endpoint?.network === "unix") removeSocket(endpoint.address);
         }
+        muxListener?.close();
         stopped.resolve();
         Deno.exit(0);
       }
       broker.close();
+      muxListener?.close();
       running?.stop();
       stopped.resolve();
       return Promise.resolve();
@@ -351,33 +399,66 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     capture.service(),
   ];
 
+  // go-plugin appends "|true" whenever the variable is set, and multiplexes when it parses as true.
+  const muxRequested = !debug && Boolean(env(PluginEnv.multiplexGrpc));
+  const mux = muxRequested && listen.network === "unix" &&
+    ["1", "t", "T", "TRUE", "true", "True"].includes(env(PluginEnv.multiplexGrpc)!);
   try {
-    running = await startServer(withReflection([...internal, ...appServices]), listen, tls);
+    // Multiplexed, gRPC listens on a socket of its own and the announced one carries the yamux session.
+    running = await startServer(
+      withReflection([...internal, ...appServices]),
+      mux ? { ...listen, socketPath: undefined, socketDir: muxDir(listen) } : listen,
+      tls,
+    );
+    if (mux) {
+      const grpcSocket = running.endpoint.address;
+      muxListener = await listenMux(
+        listen.socketPath ?? `${muxDir(listen)}/plugin${randomDigits()}`,
+        (stream) => {
+          const id = broker.takeKnocked();
+          if (id === undefined) spliceToSocket(stream, grpcSocket);
+          else broker.serveStream(id, stream);
+        },
+      );
+      const opened = muxListener;
+      broker.useMux({ open: () => opened.open(), dir: muxDir(listen) });
+    }
   } catch (error) {
     logger.log({ level: "error", message: "plugin could not listen", fields: { error: String(error) } });
     Deno.exit(1);
   }
+  const announced = muxListener ? { network: "unix" as const, address: muxListener.path } : running.endpoint;
 
-  // Tether does not multiplex its broker. Saying so with "false" gets a Go host's plain
-  // ErrGRPCBrokerMuxNotSupported (no 7th field would add "update go-plugin and recompile").
-  const muxRequested = Boolean(env(PluginEnv.multiplexGrpc));
+  if (debug) {
+    const reattachConfig: ReattachConfig = {
+      network: running.endpoint.network,
+      address: running.endpoint.address,
+      protocolVersion,
+      pid: Deno.pid,
+      test: true,
+    };
+    capture.realStdout(encoder.encode(reattachInstructions(reattachConfig, debug.provider ?? "plugin")));
+    reportPermissionRequests(logger);
+    // Ended by hand: stop (removing the sockets) on the signals a terminal sends; no parent to watch.
+    for (const signal of DEBUG_STOP_SIGNALS) {
+      try {
+        Deno.addSignalListener(signal, debugStop);
+      } catch {
+        // Not available on this platform.
+      }
+    }
+    return { endpoint: running.endpoint, protocolVersion, done: stopped.promise, stop, reattachConfig };
+  }
+
   capture.realStdout(encoder.encode(formatHandshakeLine({
     appVersion: protocolVersion,
-    network: running.endpoint.network,
-    address: running.endpoint.address,
+    network: announced.network,
+    address: announced.address,
     protocol: "grpc",
     serverCertDer,
-    multiplex: muxRequested ? false : undefined,
+    // Multiplexing over TCP (Windows) is not implemented: "false" gets a Go host's ErrGRPCBrokerMuxNotSupported.
+    multiplex: muxRequested ? listen.network === "unix" : undefined,
   })));
-  if (muxRequested) {
-    logger.log({
-      level: "error",
-      message: "the host asked for gRPC broker multiplexing, which this plugin does not support",
-      fields: {},
-    });
-    // The host refuses the plugin now and SIGKILLs it, which would leave the socket file behind.
-    if (running.endpoint.network === "unix") removeSocket(running.endpoint.address);
-  }
   capture.install();
   reportPermissionRequests(logger);
 
@@ -388,13 +469,13 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   }
   // A host that died (even by SIGKILL) must not leave its plugins behind.
   const parent = Deno.ppid;
-  const parentWatch = setInterval(() => {
+  watch.parent = setInterval(() => {
     // No log line here: with the host gone, stderr is a broken pipe.
     if (Deno.ppid !== parent) void stop();
   }, 1000);
 
   return {
-    endpoint: running.endpoint,
+    endpoint: announced,
     protocolVersion,
     done: stopped.promise,
     stop,

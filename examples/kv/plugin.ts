@@ -19,6 +19,8 @@ const levels = new Set<LogLevel>(["trace", "debug", "info", "warn", "error"]);
 
 await serve({
   handshake: kvHandshake,
+  // `--debug`: started by hand, printing how a host reattaches (go-plugin's Debug/Test mode).
+  debug: Deno.args.includes("--debug") ? { provider: "tether.dev/examples/kv" } : undefined,
   services: ({ broker, logger }) => [
     registration(KV, {
       get: ({ key }) => {

@@ -3,6 +3,11 @@
 // report on stdout.
 //
 //	kvhost [-automtls=true] [-mux] [-scenario all|ping|bench] -- <cmd> [args...]
+//	kvhost -reattach '<ReattachConfig JSON>' [-scenario all|ping]
+//
+// With -reattach it launches nothing: it attaches to a running plugin (one
+// served in debug mode), skips the stdio and logs steps (a reattached host
+// reads neither stream) and checks that Kill leaves a test-mode plugin running.
 package main
 
 import (
@@ -12,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -68,6 +74,8 @@ type host struct {
 	stderr  *syncBuffer
 	kv      *kvplug.Client
 	served  sync.WaitGroup // host-side broker servers
+	// reattach is set when the host attached to a running plugin.
+	reattach *plugin.ReattachConfig
 
 	mu    sync.Mutex
 	steps []step
@@ -78,6 +86,9 @@ func main() {
 	autoMTLS := flag.Bool("automtls", false, "negotiate mTLS with the plugin (go-plugin AutoMTLS)")
 	mux := flag.Bool("mux", false, "ask for gRPC broker multiplexing (GRPCBrokerMultiplex: true)")
 	scenario := flag.String("scenario", "all", "all, ping or bench")
+	reattach := flag.String("reattach", "", "attach to this running plugin (go-plugin ReattachConfig as JSON, "+
+		`{"Protocol":"grpc","ProtocolVersion":1,"Pid":N,"Test":true,"Addr":{"Network":"unix","String":"/path"}}`+
+		", or with the PLUGIN_REATTACH_CONFIG= prefix) instead of launching one")
 	timeout := flag.Duration("timeout", 60*time.Second, "overall time limit; the plugin is killed when it runs out")
 	var bo bench.Options
 	flag.IntVar(&bo.N, "n", 3000, "bench: sequential calls measured")
@@ -89,13 +100,26 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if flag.NArg() == 0 || !slices.Contains([]string{"all", "ping", "bench"}, *scenario) {
+	if (flag.NArg() == 0) == (*reattach == "") || !slices.Contains([]string{"all", "ping", "bench"}, *scenario) {
 		flag.Usage()
 		os.Exit(2)
 	}
 
 	h := &host{hostLog: &syncBuffer{}, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-	cfg := kvplug.HostConfig(flag.Args(), *autoMTLS)
+	var cfg *plugin.ClientConfig
+	if *reattach != "" {
+		rc, err := parseReattach(*reattach)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kvhost: -reattach: %v\n", err)
+			os.Exit(2)
+		}
+		cfg = kvplug.HostConfig([]string{"unused"}, false)
+		cfg.Cmd = nil
+		cfg.Reattach = rc
+		h.reattach = rc
+	} else {
+		cfg = kvplug.HostConfig(flag.Args(), *autoMTLS)
+	}
 	cfg.GRPCBrokerMultiplex = *mux
 	cfg.SyncStdout = h.stdout
 	cfg.SyncStderr = h.stderr
@@ -145,8 +169,10 @@ func (h *host) run(scenario string, bo bench.Options) {
 			h.step("list", h.list, 10*time.Second)
 			h.step("broker_host_serves", h.brokerHostServes, 10*time.Second)
 			h.step("broker_plugin_serves", h.brokerPluginServes, 10*time.Second)
-			h.step("stdio", h.stdio, 10*time.Second)
-			h.step("logs", h.logs, 10*time.Second)
+			if h.reattach == nil {
+				h.step("stdio", h.stdio, 10*time.Second)
+				h.step("logs", h.logs, 10*time.Second)
+			}
 		}
 		h.step("ping", h.ping, 10*time.Second)
 	}
@@ -183,6 +209,9 @@ func (h *host) abort(reason string) {
 	case <-time.After(3 * time.Second):
 	}
 	// Best effort: go-plugin may still be starting the process.
+	if h.cmd == nil {
+		return
+	}
 	if p := h.cmd.Process; p != nil {
 		_ = p.Kill()
 	}
@@ -379,7 +408,10 @@ func (h *host) ping(context.Context) (string, error) {
 	return "health check SERVING", nil
 }
 
-func (h *host) kill(context.Context) (string, error) {
+func (h *host) kill(ctx context.Context) (string, error) {
+	if h.reattach != nil {
+		return h.killReattached(ctx)
+	}
 	// Without a successful Start (no address) go-plugin can only force-kill,
 	// so the graceful-exit checks apply to started plugins only.
 	started := h.client.ReattachConfig() != nil
@@ -397,6 +429,54 @@ func (h *host) kill(context.Context) (string, error) {
 		return "", fmt.Errorf("%s: Exited() is false after Kill", detail)
 	}
 	return detail, nil
+}
+
+// killReattached checks go-plugin's Kill on a reattached plugin: in test
+// mode it must leave the plugin running (the plugin is not this host's).
+func (h *host) killReattached(context.Context) (string, error) {
+	h.client.Kill()
+	if !h.reattach.Test {
+		return "killed (not test mode)", nil
+	}
+	if h.client.Exited() {
+		return "", fmt.Errorf("Exited() is true after Kill of a test-mode plugin")
+	}
+	return "test mode: left running", nil
+}
+
+// parseReattach reads a ReattachConfig in the JSON shape Terraform's
+// TF_REATTACH_PROVIDERS entries use.
+func parseReattach(text string) (*plugin.ReattachConfig, error) {
+	var j struct {
+		Protocol        string
+		ProtocolVersion int
+		Pid             int
+		Test            bool
+		Addr            struct{ Network, String string }
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(text, "PLUGIN_REATTACH_CONFIG=")), &j); err != nil {
+		return nil, err
+	}
+	var addr net.Addr
+	switch j.Addr.Network {
+	case "unix":
+		addr = &net.UnixAddr{Net: "unix", Name: j.Addr.String}
+	case "tcp":
+		a, err := net.ResolveTCPAddr("tcp", j.Addr.String)
+		if err != nil {
+			return nil, err
+		}
+		addr = a
+	default:
+		return nil, fmt.Errorf("unknown Addr.Network %q", j.Addr.Network)
+	}
+	return &plugin.ReattachConfig{
+		Protocol:        plugin.Protocol(j.Protocol),
+		ProtocolVersion: j.ProtocolVersion,
+		Pid:             j.Pid,
+		Test:            j.Test,
+		Addr:            addr,
+	}, nil
 }
 
 // poll calls cond every 20ms until it holds or limit passes.

@@ -4,13 +4,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +30,8 @@ func main() {
 	versions := flag.String("versions", "1", "comma-separated protocol versions to offer")
 	stdoutEarly := flag.Bool("stdout-before-handshake", false, `print "hello" to stdout before the handshake line`)
 	exitEarly := flag.Int("exit-before-handshake", -1, `print "boom" to stderr and exit with this code before the handshake (negative: off)`)
+	debug := flag.Bool("debug", false, "serve in go-plugin's test/debug mode: print a ReattachConfig as JSON (one line, "+
+		"prefixed PLUGIN_REATTACH_CONFIG=) instead of a handshake line, and serve until SIGINT/SIGTERM")
 	flag.Parse()
 
 	if *exitEarly >= 0 {
@@ -64,12 +69,17 @@ func main() {
 		vp[v] = set
 	}
 
-	plugin.Serve(&plugin.ServeConfig{
+	cfg := &plugin.ServeConfig{
 		HandshakeConfig:  kvplug.Handshake,
 		VersionedPlugins: vp,
 		GRPCServer:       plugin.DefaultGRPCServer,
 		Logger:           logger,
-	})
+	}
+	if *debug {
+		serveDebug(cfg)
+	} else {
+		plugin.Serve(cfg)
+	}
 
 	done := make(chan struct{})
 	go func() { served.Wait(); close(done) }()
@@ -77,6 +87,32 @@ func main() {
 	case <-done:
 	case <-time.After(time.Second):
 	}
+}
+
+// serveDebug serves as a provider with Debug: true does (go-plugin's
+// ServeConfig.Test): no cookie check, no handshake line, the ReattachConfig
+// printed for a host to attach to, and serving until interrupted.
+func serveDebug(cfg *plugin.ServeConfig) {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+	go plugin.Serve(cfg)
+	select {
+	case rc := <-reattach:
+		j, _ := json.Marshal(map[string]any{
+			"Protocol":        rc.Protocol,
+			"ProtocolVersion": rc.ProtocolVersion,
+			"Pid":             rc.Pid,
+			"Test":            rc.Test,
+			"Addr":            map[string]string{"Network": rc.Addr.Network(), "String": rc.Addr.String()},
+		})
+		fmt.Printf("PLUGIN_REATTACH_CONFIG=%s\n", j)
+	case <-closed:
+		return
+	}
+	<-closed
 }
 
 type kvServer struct {
