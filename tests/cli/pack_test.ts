@@ -11,6 +11,7 @@ import { PluginManager } from "../../src/sftpgo/manager.ts";
 import { parsePluginsConfig } from "../../src/sftpgo/config.ts";
 import { sha256Hex } from "../../src/integrity.ts";
 import { probeDenort } from "../../src/pack/denort.ts";
+import { sftpgoHandshakes } from "../../src/sftpgo/handshakes.ts";
 import { goFixture, ignoreWithoutGo, isAlive, repoRoot } from "../helpers.ts";
 import { collectingLogger, rejectsWithCode, testOptions } from "../sftpgo/manager_support.ts";
 import { tether } from "./support.ts";
@@ -426,6 +427,51 @@ Deno.test({
         assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
         assert.equal(JSON.parse(new TextDecoder().decode(run.stdout)).value, "from a bundled host");
       }
+    });
+  },
+});
+
+Deno.test({
+  name: "pack: a packed plugin whose host is SIGKILLed stops by itself (its launcher sees it is orphaned, " +
+    "stops the plugin and removes its files)",
+  fn: async () => {
+    await withDir(async (dir) => {
+      const packed = await pack(["--sftpgo", "auth", CANARY, "-o", `${dir}/auth-plugin`]);
+      const base = `${dir}/tmp`;
+      await Deno.mkdir(base);
+      // A stand-in host: a shell that starts the plugin with SFTPGo's cookie, says its pid, and waits.
+      const host = new Deno.Command("/bin/sh", {
+        args: ["-c", '"$0" & echo "launcher $!"; wait', packed.output],
+        env: {
+          [sftpgoHandshakes.auth.magicCookieKey]: sftpgoHandshakes.auth.magicCookieValue,
+          PLUGIN_PROTOCOL_VERSIONS: "1",
+          TMPDIR: base,
+        },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const reader = host.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!/\|grpc/.test(seen)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      const launcher = Number(/launcher (\d+)/.exec(seen)?.[1]);
+      assert.ok(launcher > 0 && isAlive(launcher), `launcher pid in ${JSON.stringify(seen)}`);
+      assert.match(seen, /^1\|1\|unix\|.*\|grpc/m, "the plugin's handshake line reached the host");
+      assert.ok(leftovers(base, []).length > 0, "the launch has its private directory");
+      host.kill("SIGKILL");
+      await host.status;
+      reader.releaseLock();
+      await host.stdout.cancel().catch(() => {});
+      const until = Date.now() + 15_000;
+      while ((isAlive(launcher) || leftovers(base, []).length > 0) && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(isAlive(launcher), false, "the launcher exited");
+      assert.deepEqual(leftovers(base, []), [], "the plugin's private directory and owner marker are gone");
     });
   },
 });
