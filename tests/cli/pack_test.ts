@@ -11,6 +11,8 @@ import { PluginManager } from "../../src/sftpgo/manager.ts";
 import { parsePluginsConfig } from "../../src/sftpgo/config.ts";
 import { sha256Hex } from "../../src/integrity.ts";
 import { probeDenort } from "../../src/pack/denort.ts";
+import { passedEnv } from "../../src/pack/launcher.ts";
+import { probeNamespaces } from "../../src/isolation.ts";
 import { sftpgoHandshakes } from "../../src/sftpgo/handshakes.ts";
 import { goFixture, ignoreWithoutGo, isAlive, repoRoot } from "../helpers.ts";
 import { collectingLogger, rejectsWithCode, testOptions } from "../sftpgo/manager_support.ts";
@@ -205,6 +207,7 @@ Deno.test({
   ignore: ignoreWithoutGo(),
   fn: async () => {
     const sftpgohost = await goFixture("sftpgohost");
+    const namespaces = await probeNamespaces();
     await withDir(async (dir) => {
       const packed = await pack([
         "--sftpgo",
@@ -240,6 +243,14 @@ Deno.test({
         );
         assert.equal(report.calls.length, 18);
         assert.equal(report.kill.graceful, true);
+        // The launcher's hclog lines reach go-plugin's host log under the plugin's name, as a Go plugin's do.
+        const hostLog = new TextDecoder().decode(run.stderr);
+        assert.match(hostLog, /plugins\.auth\.auth-plugin: plugin verified: /);
+        // The OS layer it applied itself, as a Tether host would.
+        assert.match(
+          hostLog,
+          namespaces.ok ? /run in their own namespaces \(bubblewrap\)/ : /run WITHOUT namespaces/,
+        );
       }
       assert.deepEqual(leftovers(base, []), [], "no private directory, staging file or owner marker left");
 
@@ -474,4 +485,31 @@ Deno.test({
       assert.deepEqual(leftovers(base, []), [], "the plugin's private directory and owner marker are gone");
     });
   },
+});
+
+Deno.test("pack launcher: the plugin gets only the protocol's variables, GRPC_* and its env grants from the host's environment, never DENO_*", () => {
+  const host = {
+    SFTPGO_PLUGIN_AUTH: "cookie",
+    PLUGIN_PROTOCOL_VERSIONS: "1",
+    PLUGIN_CLIENT_CERT: "pem",
+    TETHER_PLUGIN_SOCKET: "/run/x/plugin.sock",
+    GRPC_TRACE: "all",
+    AUTH_PLUGIN_DSN: "postgres://",
+    AUTH_PLUGIN_OTHER: "x",
+    HOME: "/root",
+    PATH: "/usr/bin",
+    DENO_V8_FLAGS: "--allow-natives-syntax",
+    DENO_PERMISSION_BROKER_PATH: "/tmp/broker",
+    DENO_DIR: "/tmp/d",
+  };
+  assert.deepEqual(passedEnv(host, "SFTPGO_PLUGIN_AUTH", ["AUTH_PLUGIN_DSN", "HO*"]), {
+    SFTPGO_PLUGIN_AUTH: "cookie",
+    PLUGIN_PROTOCOL_VERSIONS: "1",
+    PLUGIN_CLIENT_CERT: "pem",
+    TETHER_PLUGIN_SOCKET: "/run/x/plugin.sock",
+    GRPC_TRACE: "all",
+    AUTH_PLUGIN_DSN: "postgres://",
+    HOME: "/root",
+  });
+  assert.deepEqual(passedEnv({ DENO_DIR: "/x", DENO_V8_FLAGS: "y" }, "K", ["DENO_*"]), {});
 });

@@ -187,3 +187,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test("README: the package holds only what users import (publish.include): entry points, src/, README, LICENSE, deno.json", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["publish", "--dry-run", "--allow-dirty"],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  const files = [...text.matchAll(/file:\/\/(\S+) \(/g)].map((m) => m[1].slice(repoRoot.length + 1));
+  assert.ok(files.length > 20, text);
+  for (const file of files) {
+    assert.match(
+      file,
+      /^(mod|plugin|sftpgo|cli)\.ts$|^src\/.*\.ts$|^README\.md$|^LICENSE$|^deno\.json$/,
+      file,
+    );
+  }
+  for (
+    const needed of [
+      "mod.ts",
+      "plugin.ts",
+      "sftpgo.ts",
+      "cli.ts",
+      "src/pack/launcher.ts",
+      "src/gen/tether/kv/v1/kv_pb.ts",
+    ]
+  ) {
+    assert.ok(files.includes(needed), `${needed} is published`);
+  }
+});
