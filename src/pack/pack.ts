@@ -13,7 +13,7 @@
 
 import { TetherError } from "../errors.ts";
 import { sha256Hex } from "../integrity.ts";
-import type { Isolation, ResourceLimits } from "../isolation.ts";
+import { type Isolation, resolveIsolation, resolveLimits, type ResourceLimits } from "../isolation.ts";
 import { prepareLaunch } from "../launch.ts";
 import { silentLogger } from "../logs.ts";
 import { type DenoPermissions, PermissionPolicy } from "../permissions.ts";
@@ -196,7 +196,8 @@ async function bundleTo(entry: string | URL, config: string | undefined, what: s
  * them before a launch (`prepareLaunch`), so what would not start under Tether
  * is not packed.
  *
- * @throws {PackError} naming the step: `input` (entry unreadable), `grants` (a bad grant), `graph` (code
+ * @throws {PackError} naming the step: `input` (entry unreadable), `grants` (a bad grant, limit or isolation
+ *   mode), `graph` (code
  *   outside the plugin's tree or grants), `bundle` (`deno bundle` failed), `output` (cannot write).
  *
  * @example
@@ -238,6 +239,13 @@ export async function packPlugin(options: PackOptions): Promise<PackResult> {
       protocol: { env: [], sockets: [] },
       source: `plugin ${name} permissions`,
     });
+    // The limits and isolation mode as a launch reads them (the mode's namespaces are probed on the target).
+    resolveLimits(options.limits, name);
+    await resolveIsolation(
+      options.isolation === "namespaces" ? "auto" : options.isolation,
+      name,
+      silentLogger,
+    );
   } catch (cause) {
     throw new PackError("grants", errorText(cause), { cause });
   }

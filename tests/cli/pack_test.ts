@@ -79,7 +79,7 @@ Deno.test("pack --help and usage errors: no FILE, no -o, no handshake, unknown -
   }
 });
 
-Deno.test("pack failures: a missing file exits 1, a grant with a comma exits 2 naming the field, a module graph refusal exits 3 naming the module; nothing is written", async () => {
+Deno.test("pack failures: a missing file exits 1, a grant with a comma or a bad limit exits 2 naming the field, a module graph refusal exits 3 naming the module; nothing is written", async () => {
   await withDir(async (dir) => {
     const out = `${dir}/packed`;
     const missing = await tether(["pack", "--sftpgo", "auth", `${dir}/nope.ts`, "-o", out]);
@@ -98,6 +98,10 @@ Deno.test("pack failures: a missing file exits 1, a grant with a comma exits 2 n
     ]);
     assert.equal(comma.code, 2, comma.stderr);
     assert.match(comma.stderr, /permissions\.read\[0\]: "\/srv\/a,\/etc" contains ","/);
+
+    const limit = await tether(["pack", "--sftpgo", "auth", "--data-mib", "100", CANARY, "-o", out]);
+    assert.equal(limit.code, 2, limit.stderr);
+    assert.match(limit.stderr, /limits\.dataMiB \(100\) must be at least 1024/);
 
     // A plugin whose graph holds a literal import outside its tree (Deno loads it without a read check).
     await Deno.mkdir(`${dir}/plugin`);
