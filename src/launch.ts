@@ -74,6 +74,12 @@ export interface LaunchOptions {
   readonly privateDirBase?: string;
   /** The plugin's working directory (relative entries are resolved against it). */
   readonly cwd?: string;
+  /**
+   * The socket path a host assigned (`TETHER_PLUGIN_SOCKET`: a packed plugin run by a Tether host, which
+   * accepts no other address); default `<privateDir>/plugin.sock`. Its directory holds the broker sockets
+   * too and is bound into the namespace.
+   */
+  readonly socketPath?: string;
   readonly uid?: number;
   readonly gid?: number;
   readonly cookieKey: string;
@@ -122,7 +128,17 @@ export interface PreparedLaunch {
   cleanup(): Promise<void>;
 }
 
-function protocolEnv(cookieKey: string): string[] {
+/**
+ * The environment variables a `deno` plugin may read for the go-plugin protocol itself (cookie, `PLUGIN_*`,
+ * `TETHER_PLUGIN_SOCKET`): the one list hosts and `tether pack` grant.
+ *
+ * @example
+ * ```ts
+ * import { protocolEnv } from "./launch.ts";
+ * console.log(protocolEnv("KV_PLUGIN").includes("PLUGIN_CLIENT_CERT")); // true
+ * ```
+ */
+export function protocolEnv(cookieKey: string): string[] {
   return [
     cookieKey,
     PluginEnv.minPort,
@@ -248,7 +264,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       // The plugin creates its sockets here.
       await Deno.chown(privateDir, options.uid ?? null, options.gid ?? null);
     }
-    const socketPath = `${privateDir}/plugin.sock`;
+    const socketPath = options.socketPath ?? `${privateDir}/plugin.sock`;
+    const socketDir = dirname(socketPath);
     let target = options.cmd;
     if (options.sha256) {
       const dir = options.integrityDir ?? `${privateDir}/verified`;
@@ -278,7 +295,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         runtime,
         cmd: target,
         args: [...options.args],
-        env: { [PluginEnv.unixSocketDir]: privateDir, [PluginEnv.tetherSocketPath]: socketPath },
+        env: { [PluginEnv.unixSocketDir]: socketDir, [PluginEnv.tetherSocketPath]: socketPath },
         privateDir,
         socketPath,
         hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
@@ -294,7 +311,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     const denoConfig = options.denoConfig ? absolute(options.denoConfig, cwd) : undefined;
     const sockets = [socketPath];
     for (let id = 1; id <= BROKER_SOCKET_SLOTS; id++) {
-      sockets.push(pluginBrokerSocket(socketPath, id), hostBrokerSocket(privateDir, id));
+      sockets.push(pluginBrokerSocket(socketPath, id), hostBrokerSocket(socketDir, id));
     }
     const policy = new PermissionPolicy({
       grants: options.permissions,
@@ -444,7 +461,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
           denoDir: cache,
           privateDir,
           readOnly: [tree, ...readGrants, ...(options.integrityDir && options.sha256 ? [entry] : [])],
-          readWrite: writeGrants,
+          readWrite: socketDir === privateDir ? writeGrants : [...writeGrants, socketDir],
           shareNet: policy.needsNetwork,
           cwd,
         }, command),
@@ -464,7 +481,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       command = [prlimit, `--data=${bytes}:${bytes}`, "--", ...command];
     }
     const env: Record<string, string> = {
-      [PluginEnv.unixSocketDir]: privateDir,
+      [PluginEnv.unixSocketDir]: socketDir,
       [PluginEnv.tetherSocketPath]: socketPath,
       DENO_AUDIT_PERMISSIONS: auditPath,
       DENO_NO_UPDATE_CHECK: "1",

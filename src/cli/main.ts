@@ -8,6 +8,7 @@ import { callCommand } from "./call.ts";
 import { checksumCommand } from "./checksum.ts";
 import { inspectCommand } from "./inspect.ts";
 import { CliError, ExitCode, Output, UsageError } from "./output.ts";
+import { packCommand } from "./pack.ts";
 import { sftpgoCommand } from "./sftpgo.ts";
 
 /** `tether --help`. */
@@ -18,6 +19,8 @@ Commands:
   inspect [options] -- CMD ARGS    launch a plugin, show handshake, health, services, logs
   call [options] -- CMD ARGS METHOD JSON
                                    call one method with JSON in and out (like grpcurl)
+  pack [options] PLUGIN.ts -o FILE one executable per TypeScript plugin, sealed (SHA-256 covers code
+                                   and permissions), for SFTPGo and any go-plugin host
   sftpgo check CONFIG              validate an SFTPGo config's plugins without starting them
   sftpgo run CONFIG                run them under PluginManager with live status until Ctrl-C
 
@@ -27,7 +30,7 @@ Exit codes:
   0  ok
   1  failure (a file cannot be read, an unexpected error)
   2  usage error
-  3  invalid: the SFTPGo config has errors, or checksum --verify does not match
+  3  invalid: the SFTPGo config has errors, checksum --verify does not match, or pack refused the plugin
   4  the plugin did not start (bad cookie, crash at start, timeout, wrong checksum)
   5  the plugin started but the call, health check or reflection failed`;
 
@@ -36,6 +39,7 @@ const COMMANDS: Record<string, (args: string[], out: Output) => Promise<number>>
   inspect: inspectCommand,
   call: callCommand,
   sftpgo: sftpgoCommand,
+  pack: packCommand,
 };
 
 /**

@@ -87,13 +87,18 @@ function handshakeFrom(values: Record<string, unknown>): HandshakeConfig {
   };
 }
 
-function permissionsFrom(values: Record<string, unknown>): DenoPermissions {
+/**
+ * The Deno permissions of repeated `--allow KIND=VALUE` flags (or another flag's, e.g. `deny`).
+ *
+ * @throws {UsageError} For an entry that is not `KIND=VALUE` with a known kind.
+ */
+export function permissionsFrom(values: Record<string, unknown>, flag = "allow"): DenoPermissions {
   const grants: Record<string, string[] | boolean> = {};
-  for (const entry of list(values, "allow")) {
+  for (const entry of list(values, flag)) {
     const m = /^(read|write|net|env|sys|run|ffi|import)=(.+)$/.exec(entry);
     if (m === null) {
       throw new UsageError(
-        `--allow takes KIND=VALUE with KIND read, write, net, env, sys, run, ffi or import; found ${
+        `--${flag} takes KIND=VALUE with KIND read, write, net, env, sys, run, ffi or import; found ${
           JSON.stringify(entry)
         }`,
       );
@@ -105,7 +110,7 @@ function permissionsFrom(values: Record<string, unknown>): DenoPermissions {
 }
 
 /** The nearest deno.json or deno.jsonc in `dir` or above it. */
-async function nearestDenoConfig(dir: string): Promise<string | undefined> {
+export async function nearestDenoConfig(dir: string): Promise<string | undefined> {
   let current = dir;
   while (true) {
     for (const name of ["deno.json", "deno.jsonc"]) {

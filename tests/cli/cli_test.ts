@@ -44,17 +44,17 @@ async function withPluginDir(fn: (dir: string, goPlugin: string) => Promise<void
 Deno.test("tether --help lists the commands and exit codes; no command is a usage error (2)", async () => {
   const help = await tether(["--help"]);
   assert.equal(help.code, 0);
-  for (const word of ["checksum", "inspect", "call", "sftpgo check", "sftpgo run", "Exit codes"]) {
+  for (const word of ["checksum", "inspect", "call", "pack", "sftpgo check", "sftpgo run", "Exit codes"]) {
     assert.ok(help.stdout.includes(word), word);
   }
   assert.equal((await tether([])).code, 2);
-  const unknown = await tether(["pack"]);
+  const unknown = await tether(["frobnicate"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown command "pack"/);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
 });
 
 Deno.test("every command has --help (exit 0); an unknown flag is a usage error (exit 2)", async () => {
-  for (const command of [["checksum"], ["inspect"], ["call"], ["sftpgo"]]) {
+  for (const command of [["checksum"], ["inspect"], ["call"], ["sftpgo"], ["pack"]]) {
     const help = await tether([...command, "--help"]);
     assert.equal(help.code, 0, command.join(" "));
     assert.match(help.stdout, /^Usage: tether /, command.join(" "));
