@@ -31,7 +31,7 @@ import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import type { PluginRuntime } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
-import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
+import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./logs.ts";
 import { generateCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
@@ -179,7 +179,11 @@ export interface PluginClientOptions {
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
   readonly maxPort?: number;
-  /** Receives the plugin's log (its stderr, parsed as go-plugin does) and Tether's own messages. */
+  /**
+   * Receives the plugin's log (its stderr, parsed as go-plugin does) and Tether's own messages. Default:
+   * `consoleLogger()`, info and above on the host's stderr, as go-plugin's host shows plugin logs by default;
+   * pass `silentLogger` to drop them.
+   */
   readonly logger?: Logger;
   /** Name used in logs and errors (default: the basename of `cmd`). */
   readonly name?: string;
@@ -315,7 +319,7 @@ export class PluginClient implements AsyncDisposable {
       }
     }
     this.#options = options;
-    this.#logger = options.logger ?? silentLogger;
+    this.#logger = options.logger ?? consoleLogger();
     this.#runner = options.runner ?? (options.cmd !== undefined ? runnerFromFlatOptions(options) : undefined);
     this.#name = options.name ??
       (options.cmd !== undefined
