@@ -440,7 +440,7 @@ export class PluginClient implements AsyncDisposable {
         args: spawn.args,
         env,
         clearEnv: true,
-        cwd: options.cwd,
+        cwd: launch.cwd,
         uid: options.uid,
         gid: options.gid,
         stdin: "null",

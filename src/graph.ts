@@ -15,13 +15,59 @@
 
 import { TetherError } from "./errors.ts";
 
+/** What decides how a plugin's modules resolve. */
+export interface ModuleSource {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** The plugin is one verified bundle (`sha256`): no config, no npm. */
+  readonly bundled: boolean;
+  /** The host's `denoConfig`, absolute (the plugin's tree is its directory). */
+  readonly denoConfig?: string;
+}
+
+/**
+ * The module resolution flags of a plugin, the one list `deno run` and the
+ * graph check's `deno info` both get, so the check sees exactly the graph
+ * that runs. Never a config the plugin's tree offers on its own: without a
+ * host `denoConfig` it is `--no-config` (no deno.json, package.json or import
+ * map auto-discovery); with one, `--config <its real path>`. Always
+ * `--no-lock` (the runtime writes no lockfile, wherever a config's
+ * `lock.path` points) and, with a config, `--node-modules-dir=manual` (the
+ * runtime never creates or fills `node_modules/`, whatever `nodeModulesDir`
+ * says). `deno run` adds `--cached-only`, `deno info` `--no-remote`.
+ *
+ * @throws {TetherError} `config` when `denoConfig` is not a readable file.
+ *
+ * @example
+ * ```ts
+ * import { moduleFlags } from "./graph.ts";
+ * console.log(moduleFlags({ plugin: "kv", bundled: false })); // ["--no-config", "--no-lock"]
+ * ```
+ */
+export function moduleFlags(source: ModuleSource): string[] {
+  if (source.bundled) return ["--no-config", "--no-npm", "--no-lock"];
+  if (!source.denoConfig) return ["--no-config", "--no-lock"];
+  let config: string;
+  try {
+    config = Deno.realPathSync(source.denoConfig);
+    if (!Deno.statSync(config).isFile) throw new Error("not a file");
+  } catch (cause) {
+    throw new TetherError(
+      "config",
+      `plugin ${source.plugin}: denoConfig ${source.denoConfig} is not a readable file: ${String(cause)}`,
+      { plugin: source.plugin, cause },
+    );
+  }
+  return ["--config", config, "--no-lock", "--node-modules-dir=manual"];
+}
+
 /** Options of {@linkcode checkModuleGraph}. */
 export interface GraphCheckOptions {
   /** The plugin's name, for errors. */
   readonly plugin: string;
   /** The absolute path of the entry that will run. */
   readonly entry: string;
-  /** The module flags `deno run` gets (`--config`, `--no-config`, `--no-npm`, ...), reused for `deno info`. */
+  /** The module flags from {@linkcode moduleFlags}: exactly what `deno run` gets. */
   readonly moduleFlags: readonly string[];
   /** Absolute directories (or files) the plugin's modules may come from. */
   readonly allowed: readonly string[];
@@ -70,7 +116,7 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
       "info",
       "--json",
       "--no-remote",
-      ...options.moduleFlags.filter((f) => f !== "--cached-only"),
+      ...options.moduleFlags,
       entry,
     ],
     cwd: options.cwd,

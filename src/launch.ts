@@ -15,7 +15,7 @@ import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts"
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
-import { checkModuleGraph } from "./graph.ts";
+import { checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
 import {
@@ -72,7 +72,10 @@ export interface LaunchOptions {
   readonly denoConfig?: string;
   readonly integrityDir?: string;
   readonly privateDirBase?: string;
-  /** The plugin's working directory (relative entries are resolved against it). */
+  /**
+   * The plugin's working directory (relative entries are resolved against it). Without it a `deno` plugin
+   * starts in its own tree (nothing of the host's working directory shows); a native plugin in the host's.
+   */
   readonly cwd?: string;
   readonly uid?: number;
   readonly gid?: number;
@@ -103,6 +106,8 @@ export interface PreparedLaunch {
   readonly args: string[];
   /** Variables to add to the plugin's environment. */
   readonly env: Record<string, string>;
+  /** The working directory to spawn it in (`undefined`: the host's, for a native plugin without `cwd`). */
+  readonly cwd?: string;
   /** The launch's private directory. */
   readonly privateDir: string;
   /** The exact socket path a Tether plugin listens on. */
@@ -151,8 +156,78 @@ function absolute(path: string, base: string): string {
   return `${base.replace(/\/$/, "")}/${path}`;
 }
 
-/** Variables a `deno` plugin's configured env may not set. */
-const RESERVED_ENV = ["DENO_PERMISSION_BROKER_PATH", "DENO_AUDIT_PERMISSIONS"];
+/**
+ * Why a `deno` plugin's configured environment may not carry the variable
+ * `name`, or `undefined` when it may. These variables change what the runtime
+ * loads or how it decides, before or beside Deno's permission flags: the
+ * dynamic loader's (`LD_*`, `DYLD_*`, `GLIBC_TUNABLES`: native code in the
+ * plugin's process before any sandbox), Deno's own (`DENO_*`: V8 flags, TLS
+ * trust, config discovery, a permission broker, the audit file, the module
+ * cache; Tether sets the ones it needs per launch) and Node's (`NODE_OPTIONS`,
+ * `NODE_PATH`, TLS trust), plus the npm registry the module cache is keyed
+ * by. The one rule every layer (prepareLaunch, the SFTPGo config) asks.
+ *
+ * @example
+ * ```ts
+ * import { refusedDenoEnv } from "./launch.ts";
+ * console.log(refusedDenoEnv("LD_PRELOAD") !== undefined); // true
+ * console.log(refusedDenoEnv("API_TOKEN")); // undefined
+ * ```
+ */
+export function refusedDenoEnv(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  if (upper === "DENO_PERMISSION_BROKER_PATH") {
+    return "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds";
+  }
+  if (upper === "DENO_AUDIT_PERMISSIONS") return "Tether sets it for each launch";
+  if (upper.startsWith("LD_") || upper.startsWith("DYLD_") || upper === "GLIBC_TUNABLES") {
+    return "it makes the dynamic loader run or change native code in the plugin's process before Deno's " +
+      "sandbox starts";
+  }
+  if (upper.startsWith("DENO_")) {
+    return "it changes how the Deno runtime loads or decides (V8 flags, TLS trust, config discovery, the " +
+      "module cache); Tether sets the DENO_ variables a plugin gets";
+  }
+  if (NODE_CONTROL.has(upper)) return "it changes what the runtime loads or which TLS peers it trusts";
+  return undefined;
+}
+
+const NODE_CONTROL = new Set([
+  "NODE_OPTIONS",
+  "NODE_PATH",
+  "NODE_EXTRA_CA_CERTS",
+  "NODE_TLS_REJECT_UNAUTHORIZED",
+  "NODE_COMPILE_CACHE",
+  "NPM_CONFIG_REGISTRY",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+]);
+
+/**
+ * Refuses a `deno` plugin's configured environment if it carries a variable
+ * {@linkcode refusedDenoEnv} names.
+ *
+ * @throws {TetherError} `config` naming the plugin and the variable.
+ *
+ * @example
+ * ```ts
+ * import { checkDenoEnv } from "./launch.ts";
+ * checkDenoEnv("kv", { API_TOKEN: "x" }); // fine
+ * ```
+ */
+export function checkDenoEnv(plugin: string, env: Readonly<Record<string, string>> | undefined): void {
+  for (const name of Object.keys(env ?? {})) {
+    const why = refusedDenoEnv(name);
+    if (why) {
+      throw new TetherError(
+        "config",
+        `plugin ${plugin}: env.${name} is not allowed for a deno plugin: ${why}. Remove it from the plugin's ` +
+          "env (or env_vars/env_prefix in an SFTPGo config)",
+        { plugin },
+      );
+    }
+  }
+}
 
 let denoDirOnce: Promise<string | undefined> | undefined;
 
@@ -185,19 +260,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     });
   }
   // Decided before anything is created, so a bad option leaves nothing behind.
-  for (const name of RESERVED_ENV) {
-    if (runtime === "deno" && options.env && name in options.env) {
-      throw new TetherError(
-        "config",
-        `plugin ${options.name}: env.${name} is not allowed: ${
-          name === "DENO_PERMISSION_BROKER_PATH"
-            ? "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds"
-            : "Tether sets it for each launch"
-        }`,
-        { plugin: options.name },
-      );
-    }
-  }
+  if (runtime === "deno") checkDenoEnv(options.name, options.env);
   const limits = runtime === "deno" ? resolveLimits(options.limits, options.name) : undefined;
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)
@@ -279,6 +342,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         cmd: target,
         args: [...options.args],
         env: { [PluginEnv.unixSocketDir]: privateDir, [PluginEnv.tetherSocketPath]: socketPath },
+        cwd: options.cwd,
         privateDir,
         socketPath,
         hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
@@ -288,10 +352,10 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       };
     }
 
-    const cwd = options.cwd ?? Deno.cwd();
+    const hostDir = options.cwd ?? Deno.cwd();
     // An absolute entry can never be read as one of deno's own flags (a cmd of `--inspect=...`).
-    const entry = absolute(target, cwd);
-    const denoConfig = options.denoConfig ? absolute(options.denoConfig, cwd) : undefined;
+    const entry = absolute(target, hostDir);
+    const denoConfig = options.denoConfig ? absolute(options.denoConfig, hostDir) : undefined;
     const sockets = [socketPath];
     for (let id = 1; id <= BROKER_SOCKET_SLOTS; id++) {
       sockets.push(pluginBrokerSocket(socketPath, id), hostBrokerSocket(privateDir, id));
@@ -310,17 +374,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         fields: { plugin: options.name, grants: policy.broad },
       });
     }
-    const moduleFlags = options.sha256
-      ? ["--no-config", "--no-npm", "--no-lock"]
-      : denoConfig
-      ? ["--config", denoConfig, "--cached-only"]
-      : ["--cached-only"];
+    const modules = moduleFlags({ plugin: options.name, bundled: options.sha256 !== undefined, denoConfig });
     const tree = options.sha256 ? entry : denoConfig ? dirname(denoConfig) : dirname(entry);
+    // Without a cwd from the host, the plugin starts in its own tree: a path it knows from import.meta.url
+    // anyway, where Deno.cwd() (which needs no permission) would otherwise name the host's directory.
+    const cwd = options.cwd ? absolute(options.cwd, Deno.cwd()) : options.sha256 ? dirname(entry) : tree;
     const readGrants = policy.readPaths;
     await checkModuleGraph({
       plugin: options.name,
       entry,
-      moduleFlags,
+      moduleFlags: modules,
       allowed: [tree, ...readGrants],
       singleFile: options.sha256 !== undefined,
       cwd,
@@ -424,7 +487,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     origin = `http://tether-${crypto.randomUUID()}.invalid`;
     const denoArgs = [
       "run",
-      ...moduleFlags,
+      ...modules,
+      "--cached-only",
       ...policy.flags(),
       // A fresh origin per launch: localStorage, CacheStorage and KV are never shared with the host,
       // other plugins or earlier launches.
@@ -476,6 +540,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       cmd: command[0],
       args: command.slice(1),
       env,
+      cwd,
       privateDir,
       socketPath,
       isolation: bwrap ? "namespaces" : "deno-only",
