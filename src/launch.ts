@@ -246,6 +246,28 @@ function denoDir(): Promise<string | undefined> {
 }
 
 /**
+ * A DENO_DIR of the launch's own, inside its private directory (so removed
+ * with it): the module cache's directories are links to the host's cache,
+ * everything else is the launch's. Deno keeps localStorage and CacheStorage
+ * under `<DENO_DIR>/location_data` (`<sha256(origin)>/` and
+ * `web_cache/<sha256(origin)>/`) and has no other setting that moves them, so
+ * this is how nothing a deno-only launch stores outlives it. The cache's
+ * SQLite files (code cache, analysis caches) are not linked: a launch starts
+ * them fresh rather than sharing a database (and its -wal) with the host.
+ */
+function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: number): string {
+  const own = `${privateDir}/deno-dir`;
+  Deno.mkdirSync(own, { mode: 0o700 });
+  for (const entry of Deno.readDirSync(cache)) {
+    if (entry.isDirectory && entry.name !== "location_data") {
+      Deno.symlinkSync(`${cache}/${entry.name}`, `${own}/${entry.name}`);
+    }
+  }
+  if (uid !== undefined || gid !== undefined) Deno.chownSync(own, uid ?? null, gid ?? null);
+  return own;
+}
+
+/**
  * Prepares a launch: private directory, verified copy, module graph check,
  * permission flags, audit file and the OS layer. Call `cleanup()` once the
  * process has exited.
@@ -279,7 +301,6 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   const base = privateDir.replace(/\/[^/]+$/, "");
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
-  let origin: string | undefined;
   let cache: string | undefined;
   let stopWatching = () => {};
   // The launch's files go with the host from the moment they exist, whatever ends it (before the client
@@ -300,11 +321,6 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
-    if (origin && cache && !bwrap) {
-      // The launch's origin is never used again; its storage is removed where the host may (best effort).
-      const hash = await sha256Hex(new TextEncoder().encode(origin));
-      await Deno.remove(`${cache}/location_data/${hash}`, { recursive: true }).catch(() => {});
-    }
   };
   try {
     if (options.uid !== undefined || options.gid !== undefined) {
@@ -484,7 +500,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     };
 
     cache = await denoDir();
-    origin = `http://tether-${crypto.randomUUID()}.invalid`;
+    const origin = `http://tether-${crypto.randomUUID()}.invalid`;
     const denoArgs = [
       "run",
       ...modules,
@@ -534,7 +550,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       DENO_NO_UPDATE_CHECK: "1",
       NO_COLOR: "1",
     };
-    if (cache) env.DENO_DIR = cache;
+    if (cache) env.DENO_DIR = bwrap ? cache : launchDenoDir(privateDir, cache, options.uid, options.gid);
     return {
       runtime,
       cmd: command[0],
