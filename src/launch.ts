@@ -17,7 +17,7 @@ import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
 import { checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
-import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
+import { verifyIntoPrivateCopy } from "./integrity.ts";
 import {
   bwrapArgs,
   findPrlimit,
