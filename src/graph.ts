@@ -187,3 +187,101 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
   }
   return local;
 }
+
+/** How many entries {@linkcode checkGrantLinks} looks at before it refuses (fail closed). */
+export const MAX_GRANT_ENTRIES = 20_000;
+
+/** Options of {@linkcode checkGrantLinks}. */
+export interface GrantLinkOptions {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** Absolute read grants (`["/"]` for everything). */
+  readonly read: readonly string[];
+  /** Absolute write grants (`["/"]` for everything). */
+  readonly write: readonly string[];
+  /** More directories links may lead into (for a read walk: the plugin's tree and the Deno cache). */
+  readonly also?: readonly string[];
+  /** What the read walk is called in errors (default "read grant"). */
+  readonly label?: string;
+  /** Entry budget (default {@linkcode MAX_GRANT_ENTRIES}). */
+  readonly maxEntries?: number;
+}
+
+/**
+ * Refuses a launch when a symlink inside a path grant leads outside the
+ * grants. Deno checks a path grant against the path the plugin names, not
+ * where it leads, so `<read grant>/link -> /etc/shadow` would be readable (and
+ * importable) and a link in a write grant writable. Links in a read grant must
+ * lead into a read or write grant, links in a write grant into a write grant.
+ * The walk does not follow links and stops after `maxEntries` entries with an
+ * error (it cannot vouch for what it did not see). It sees the grants as they
+ * are at launch: a link another process plants later is not seen (namespaces
+ * close that: only the grants are mounted).
+ *
+ * @throws {TetherError} `config` naming the link and where it leads, or the grant too large to walk.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkGrantLinks } from "./graph.ts";
+ * await checkGrantLinks({ plugin: "kv", read: ["/srv/kv/data"], write: ["/srv/kv/out"] });
+ * ```
+ */
+export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> {
+  const { plugin } = options;
+  const budget = { left: options.maxEntries ?? MAX_GRANT_ENTRIES };
+  const roots = (paths: readonly string[]) => paths.flatMap((p) => [p, real(p)]);
+  const writeRoots = roots(options.write);
+  const readRoots = [...roots(options.read), ...writeRoots, ...roots(options.also ?? [])];
+  const walks: [string, string[], string][] = [
+    ...options.write.map((p): [string, string[], string] => [p, writeRoots, "write"]),
+    ...options.read.map((p): [string, string[], string] => [p, readRoots, "read"]),
+  ];
+  for (const [grant, inside, kind] of walks) {
+    if (inside.includes("/")) continue;
+    const name = kind === "read" ? options.label ?? "read grant" : "write grant";
+    await walk(grant, true);
+
+    async function walk(path: string, top: boolean): Promise<void> {
+      if (--budget.left < 0) {
+        throw new TetherError(
+          "config",
+          `plugin ${plugin}: the ${name} ${grant} holds more than ${
+            options.maxEntries ?? MAX_GRANT_ENTRIES
+          } entries, too many to check for symlinks leading outside the grants (Deno's path grants do not ` +
+            'resolve symlinks). Grant a narrower directory, or run it with isolation "namespaces"',
+          { plugin },
+        );
+      }
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(path);
+      } catch {
+        return; // Not there (yet): nothing to follow.
+      }
+      if (info.isSymlink && !top) {
+        let target: string;
+        try {
+          target = await Deno.realPath(path);
+        } catch {
+          target = "";
+        }
+        if (target === "" || !inside.some((root) => under(target, root))) {
+          throw new TetherError(
+            "config",
+            `plugin ${plugin}: ${path} in its ${name} ${grant} is a symlink leading ${
+              target === "" ? "nowhere yet (dangling)" : `to ${target}`
+            }, outside its ${
+              kind === "write" ? "write grants" : "read and write grants"
+            }; Deno's path grants ` +
+              "do not resolve symlinks, so the plugin could reach that file. Remove the link, grant its target, " +
+              'or run it with isolation "namespaces"',
+            { plugin },
+          );
+        }
+        return;
+      }
+      if (!(top ? (await Deno.stat(path).catch(() => info)).isDirectory : info.isDirectory)) return;
+      for await (const entry of Deno.readDir(path)) await walk(`${path}/${entry.name}`, false);
+    }
+  }
+}

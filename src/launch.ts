@@ -15,7 +15,7 @@ import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts"
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
-import { checkModuleGraph, moduleFlags } from "./graph.ts";
+import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { verifyIntoPrivateCopy } from "./integrity.ts";
 import {
@@ -405,6 +405,27 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       cwd,
     });
 
+    cache = await denoDir();
+    if (!bwrap) {
+      // Without namespaces Deno's path grants are the only wall, and they do not resolve symlinks.
+      await checkGrantLinks({
+        plugin: options.name,
+        read: readGrants,
+        write: policy.writePaths,
+      });
+    }
+    if (denoConfig && !options.sha256) {
+      // npm packages of a manual node_modules/ load by where their links lead, outside the graph check's view
+      // for CommonJS require(): each must lead into the tree, the read grants or the Deno cache.
+      await checkGrantLinks({
+        plugin: options.name,
+        read: [`${tree}/node_modules`],
+        write: [],
+        label: "npm packages directory",
+        also: [tree, ...readGrants, ...(cache ? [cache] : [])],
+      });
+    }
+
     const auditPath = `${privateDir}/permission-audit.jsonl`;
     await Deno.writeFile(auditPath, new Uint8Array(), { mode: 0o600, createNew: true });
     if (options.uid !== undefined || options.gid !== undefined) {
@@ -499,7 +520,6 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       socketTimer = setInterval(checkSockets, 200);
     };
 
-    cache = await denoDir();
     const origin = `http://tether-${crypto.randomUUID()}.invalid`;
     const denoArgs = [
       "run",
