@@ -239,9 +239,7 @@ export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> 
   for (const [grant, inside, kind] of walks) {
     if (inside.includes("/")) continue;
     const name = kind === "read" ? options.label ?? "read grant" : "write grant";
-    await walk(grant, true);
-
-    async function walk(path: string, top: boolean): Promise<void> {
+    const walk = async (path: string, top: boolean): Promise<void> => {
       if (--budget.left < 0) {
         throw new TetherError(
           "config",
@@ -282,6 +280,7 @@ export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> 
       }
       if (!(top ? (await Deno.stat(path).catch(() => info)).isDirectory : info.isDirectory)) return;
       for await (const entry of Deno.readDir(path)) await walk(`${path}/${entry.name}`, false);
-    }
+    };
+    await walk(grant, true);
   }
 }
