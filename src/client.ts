@@ -152,7 +152,7 @@ export interface PluginClientOptions {
   readonly isolation?: Isolation;
   /**
    * Memory limits of a `deno` plugin (MiB; 0 = off): V8 heap (default 512) and
-   * RLIMIT_DATA (default 1024). Dying of one rejects with `resource_limit`.
+   * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
    */
   readonly limits?: ResourceLimits;
   /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */

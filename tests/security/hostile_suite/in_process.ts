@@ -218,8 +218,11 @@ const LINK_ATTEMPTS = ["fs44", "mod19"];
  * refused launch that names the planted link is the denial; a launch that starts runs the attempt for real
  * and is judged like any other.
  */
-async function linkedLaunch(world: World, attempt: Attempt, logger: Records): Promise<Verdict> {
+async function linkedLaunch(world: World, attempt: Attempt): Promise<Verdict> {
   const remove = await plantGrantLinks(world.ctx.granted, world.ctx.canary, world.ctx.outsideModule);
+  // Its own log (the main launch's log must hold only the main plugin's records: chan09); searched for secrets.
+  const logger = new Records([world.token]);
+  const leaked = () => logger.seen.map((excerpt) => `a host secret in the plugin's logs: ${excerpt}`);
   try {
     let client: PluginClient;
     try {
@@ -230,10 +233,16 @@ async function linkedLaunch(world: World, attempt: Attempt, logger: Records): Pr
       return judge(
         attempt,
         null,
-        named ? [] : [`the launch failed for another reason than the planted link: ${message.slice(0, 200)}`],
+        [
+          ...(named
+            ? []
+            : [`the launch failed for another reason than the planted link: ${message.slice(0, 200)}`]),
+          ...leaked(),
+        ],
         `launch refused: ${message.slice(0, 180)}`,
       );
     }
+    let verdict: (leaks: string[]) => Verdict;
     try {
       const socket = client.endpoint!.address;
       const response = await client.dispense(KV).get({ key: `attempt:${attempt.id}` }, { timeoutMs: 10_000 });
@@ -247,10 +256,11 @@ async function linkedLaunch(world: World, attempt: Attempt, logger: Records): Pr
         answer.got,
       );
       if (raw.includes(world.token)) evidence.push("the answer holds a host secret");
-      return judge(attempt, answer.got, evidence, answer.err);
+      verdict = (leaks) => judge(attempt, answer.got, [...evidence, ...leaks], answer.err);
     } finally {
       await client.kill();
     }
+    return verdict(leaked());
   } finally {
     remove();
   }
@@ -283,7 +293,7 @@ export async function runInProcess(
     let raw = "";
     const rssBefore = Deno.memoryUsage().rss;
     if (world.mode === "deno-only" && LINK_ATTEMPTS.includes(attempt.id)) {
-      verdicts.push(await linkedLaunch(world, attempt, logger));
+      verdicts.push(await linkedLaunch(world, attempt));
       continue;
     }
     try {
