@@ -17,6 +17,7 @@ import { checkGrantLinks, checkModuleGraph, moduleFlags } from "../../src/graph.
 import { bwrapArgs, probeNamespaces, resolveLimits } from "../../src/isolation.ts";
 import { prepareLaunch, refusedDenoEnv, runtimeFor } from "../../src/launch.ts";
 import { PermissionPolicy } from "../../src/permissions.ts";
+import { ConfigError, parsePluginsConfig } from "../../src/sftpgo/config.ts";
 import { KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import { processesMatching, repoRoot } from "../helpers.ts";
 import { eventually, kvHandshake, Recorder, rejectsWith, shortTempDir, tetherDirs, text } from "./support.ts";
@@ -757,3 +758,25 @@ for (const isolation of MODES) {
     }
   });
 }
+
+Deno.test("SFTPGo config: a deno plugin's env_vars may not name a loader or runtime-control variable", () => {
+  const yaml = (cmd: string) =>
+    ["plugins:", "  - type: ipfilter", `    cmd: ${cmd}`, "    env_vars: [TZ, LD_PRELOAD]", ""].join("\n");
+  let error: unknown;
+  try {
+    parsePluginsConfig(yaml("/opt/p/filter.ts"), "plugins.yaml");
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+  assert.match(
+    error.message,
+    /plugins\.yaml:4:\d+: plugins\[0\]\.env_vars\[1\]: expected a variable a deno plugin/,
+  );
+  assert.match(error.message, /LD_PRELOAD/);
+  // A native plugin is not Deno's: the rule is for deno plugins.
+  assert.deepEqual(parsePluginsConfig(yaml("/opt/p/filter"), "plugins.yaml")[0].envVars, [
+    "TZ",
+    "LD_PRELOAD",
+  ]);
+});
