@@ -52,14 +52,19 @@ export function moduleFlags(source: ModuleSource): string[] {
     config = Deno.realPathSync(source.denoConfig);
     if (!Deno.statSync(config).isFile) throw new Error("not a file");
   } catch (cause) {
+    // A host without read access to it passes the path as given: deno run and deno info (which read it
+    // themselves, and fail on a missing one) still get the same flag.
+    if (cause instanceof Deno.errors.NotCapable) return ["--config", source.denoConfig, ...CONFIGURED];
     throw new TetherError(
       "config",
       `plugin ${source.plugin}: denoConfig ${source.denoConfig} is not a readable file: ${String(cause)}`,
       { plugin: source.plugin, cause },
     );
   }
-  return ["--config", config, "--no-lock", "--node-modules-dir=manual"];
+  return ["--config", config, ...CONFIGURED];
 }
+
+const CONFIGURED = ["--no-lock", "--node-modules-dir=manual"];
 
 /** Options of {@linkcode checkModuleGraph}. */
 export interface GraphCheckOptions {
@@ -253,14 +258,17 @@ export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> 
       let info: Deno.FileInfo;
       try {
         info = await Deno.lstat(path);
-      } catch {
-        return; // Not there (yet): nothing to follow.
+      } catch (error) {
+        // Not there (yet): nothing to follow. Anything else (the host may not read it) fails the launch.
+        if (error instanceof Deno.errors.NotFound) return;
+        throw error;
       }
       if (info.isSymlink && !top) {
         let target: string;
         try {
           target = await Deno.realPath(path);
-        } catch {
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
           target = "";
         }
         if (target === "" || !inside.some((root) => under(target, root))) {

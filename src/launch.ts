@@ -17,7 +17,7 @@ import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
 import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
-import { verifyIntoPrivateCopy } from "./integrity.ts";
+import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
 import {
   bwrapArgs,
   findPrlimit,
@@ -230,6 +230,7 @@ export function checkDenoEnv(plugin: string, env: Readonly<Record<string, string
 }
 
 let denoDirOnce: Promise<string | undefined> | undefined;
+let saidSharedStorage = false;
 
 /** The Deno cache directory the plugin uses (the host's), from `deno info --json`. */
 function denoDir(): Promise<string | undefined> {
@@ -302,6 +303,8 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
   let cache: string | undefined;
+  // A deno-only launch's storage in the shared DENO_DIR, when it could not have a DENO_DIR of its own.
+  let sharedStorage: string[] = [];
   let stopWatching = () => {};
   // The launch's files go with the host from the moment they exist, whatever ends it (before the client
   // tracks the process, the launch may still be checking the module graph or verifying the plugin).
@@ -321,6 +324,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+    for (const path of sharedStorage) await Deno.remove(path, { recursive: true }).catch(() => {});
   };
   try {
     if (options.uid !== undefined || options.gid !== undefined) {
@@ -414,9 +418,10 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         write: policy.writePaths,
       });
     }
-    if (denoConfig && !options.sha256) {
+    if (!bwrap && denoConfig && !options.sha256) {
       // npm packages of a manual node_modules/ load by where their links lead, outside the graph check's view
-      // for CommonJS require(): each must lead into the tree, the read grants or the Deno cache.
+      // for CommonJS require(): each must lead into the tree, the read grants or the Deno cache. (In
+      // namespaces a target elsewhere is not mounted.)
       await checkGrantLinks({
         plugin: options.name,
         read: [`${tree}/node_modules`],
@@ -570,7 +575,31 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       DENO_NO_UPDATE_CHECK: "1",
       NO_COLOR: "1",
     };
-    if (cache) env.DENO_DIR = bwrap ? cache : launchDenoDir(privateDir, cache, options.uid, options.gid);
+    if (cache && bwrap) env.DENO_DIR = cache;
+    if (cache && !bwrap) {
+      try {
+        env.DENO_DIR = launchDenoDir(privateDir, cache, options.uid, options.gid);
+      } catch (error) {
+        // Linking needs unscoped --allow-read and --allow-write in the host (Deno's rule for symlinks). Without
+        // them the launch uses the shared DENO_DIR and its storage there is removed afterwards: both places
+        // Deno 2.9.6 keeps an origin's storage, named by sha256(origin).
+        if (!(error instanceof Deno.errors.NotCapable)) throw error;
+        env.DENO_DIR = cache;
+        const hash = await sha256Hex(new TextEncoder().encode(origin));
+        sharedStorage = [`${cache}/location_data/${hash}`, `${cache}/location_data/web_cache/${hash}`];
+        if (!saidSharedStorage) {
+          saidSharedStorage = true;
+          options.logger.log({
+            level: "warn",
+            message:
+              "deno-only plugins share the host's DENO_DIR for storage (removed after each launch, which " +
+              "needs --allow-write to it; a host killed with SIGKILL leaves it): run the host with unscoped " +
+              "--allow-read and --allow-write to give each launch a DENO_DIR of its own",
+            fields: { plugin: options.name, denoDir: cache, reason: String(error) },
+          });
+        }
+      }
+    }
     return {
       runtime,
       cmd: command[0],
