@@ -780,3 +780,38 @@ Deno.test("SFTPGo config: a deno plugin's env_vars may not name a loader or runt
     "LD_PRELOAD",
   ]);
 });
+
+Deno.test("deno-only: with a denoConfig, a node_modules package linked to outside the tree refuses the launch", async () => {
+  const dir = await shortTempDir("tsn");
+  try {
+    await Deno.mkdir(`${dir}/tree/node_modules`, { recursive: true });
+    await Deno.mkdir(`${dir}/outside/evilpkg`, { recursive: true });
+    await Deno.mkdir(`${dir}/s`);
+    await Deno.writeTextFile(`${dir}/outside/evilpkg/index.js`, "export const secret = 1;\n");
+    await Deno.writeTextFile(`${dir}/tree/deno.json`, "{}\n");
+    await Deno.writeTextFile(`${dir}/tree/main.ts`, "console.log(1);\n");
+    await Deno.symlink(`${dir}/outside/evilpkg`, `${dir}/tree/node_modules/evilpkg`);
+    const error = await rejectsWith(
+      prepareLaunch({
+        name: "npm",
+        cmd: `${dir}/tree/main.ts`,
+        args: [],
+        denoConfig: `${dir}/tree/deno.json`,
+        privateDirBase: `${dir}/s`,
+        cookieKey: kvHandshake.magicCookieKey,
+        logger: new Recorder(),
+        isolation: "deno-only",
+      }),
+      "config",
+    );
+    assert.match(
+      error.message,
+      new RegExp(
+        `${dir}/tree/node_modules/evilpkg in its npm packages directory .* leading to ${dir}/outside/evilpkg`,
+      ),
+    );
+    assert.deepEqual(tetherDirs(`${dir}/s`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
