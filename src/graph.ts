@@ -15,13 +15,64 @@
 
 import { TetherError } from "./errors.ts";
 
+/** What decides how a plugin's modules resolve. */
+export interface ModuleSource {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** The plugin is one verified bundle (`sha256`): no config, no npm. */
+  readonly bundled: boolean;
+  /** The host's `denoConfig`, absolute (the plugin's tree is its directory). */
+  readonly denoConfig?: string;
+}
+
+/**
+ * The module resolution flags of a plugin, the one list `deno run` and the
+ * graph check's `deno info` both get, so the check sees exactly the graph
+ * that runs. Never a config the plugin's tree offers on its own: without a
+ * host `denoConfig` it is `--no-config` (no deno.json, package.json or import
+ * map auto-discovery); with one, `--config <its real path>`. Always
+ * `--no-lock` (the runtime writes no lockfile, wherever a config's
+ * `lock.path` points) and, with a config, `--node-modules-dir=manual` (the
+ * runtime never creates or fills `node_modules/`, whatever `nodeModulesDir`
+ * says). `deno run` adds `--cached-only`, `deno info` `--no-remote`.
+ *
+ * @throws {TetherError} `config` when `denoConfig` is not a readable file.
+ *
+ * @example
+ * ```ts
+ * import { moduleFlags } from "./graph.ts";
+ * console.log(moduleFlags({ plugin: "kv", bundled: false })); // ["--no-config", "--no-lock"]
+ * ```
+ */
+export function moduleFlags(source: ModuleSource): string[] {
+  if (source.bundled) return ["--no-config", "--no-npm", "--no-lock"];
+  if (!source.denoConfig) return ["--no-config", "--no-lock"];
+  let config: string;
+  try {
+    config = Deno.realPathSync(source.denoConfig);
+    if (!Deno.statSync(config).isFile) throw new Error("not a file");
+  } catch (cause) {
+    // A host without read access to it passes the path as given: deno run and deno info (which read it
+    // themselves, and fail on a missing one) still get the same flag.
+    if (cause instanceof Deno.errors.NotCapable) return ["--config", source.denoConfig, ...CONFIGURED];
+    throw new TetherError(
+      "config",
+      `plugin ${source.plugin}: denoConfig ${source.denoConfig} is not a readable file: ${String(cause)}`,
+      { plugin: source.plugin, cause },
+    );
+  }
+  return ["--config", config, ...CONFIGURED];
+}
+
+const CONFIGURED = ["--no-lock", "--node-modules-dir=manual"];
+
 /** Options of {@linkcode checkModuleGraph}. */
 export interface GraphCheckOptions {
   /** The plugin's name, for errors. */
   readonly plugin: string;
   /** The absolute path of the entry that will run. */
   readonly entry: string;
-  /** The module flags `deno run` gets (`--config`, `--no-config`, `--no-npm`, ...), reused for `deno info`. */
+  /** The module flags from {@linkcode moduleFlags}: exactly what `deno run` gets. */
   readonly moduleFlags: readonly string[];
   /** Absolute directories (or files) the plugin's modules may come from. */
   readonly allowed: readonly string[];
@@ -70,7 +121,7 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
       "info",
       "--json",
       "--no-remote",
-      ...options.moduleFlags.filter((f) => f !== "--cached-only"),
+      ...options.moduleFlags,
       entry,
     ],
     cwd: options.cwd,
@@ -140,4 +191,104 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
     local.push(where);
   }
   return local;
+}
+
+/** How many entries {@linkcode checkGrantLinks} looks at before it refuses (fail closed). */
+export const MAX_GRANT_ENTRIES = 20_000;
+
+/** Options of {@linkcode checkGrantLinks}. */
+export interface GrantLinkOptions {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** Absolute read grants (`["/"]` for everything). */
+  readonly read: readonly string[];
+  /** Absolute write grants (`["/"]` for everything). */
+  readonly write: readonly string[];
+  /** More directories links may lead into (for a read walk: the plugin's tree and the Deno cache). */
+  readonly also?: readonly string[];
+  /** What the read walk is called in errors (default "read grant"). */
+  readonly label?: string;
+  /** Entry budget (default {@linkcode MAX_GRANT_ENTRIES}). */
+  readonly maxEntries?: number;
+}
+
+/**
+ * Refuses a launch when a symlink inside a path grant leads outside the
+ * grants. Deno checks a path grant against the path the plugin names, not
+ * where it leads, so `<read grant>/link -> /etc/shadow` would be readable (and
+ * importable) and a link in a write grant writable. Links in a read grant must
+ * lead into a read or write grant, links in a write grant into a write grant.
+ * The walk does not follow links and stops after `maxEntries` entries with an
+ * error (it cannot vouch for what it did not see). It sees the grants as they
+ * are at launch: a link another process plants later is not seen (namespaces
+ * close that: only the grants are mounted).
+ *
+ * @throws {TetherError} `config` naming the link and where it leads, or the grant too large to walk.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkGrantLinks } from "./graph.ts";
+ * await checkGrantLinks({ plugin: "kv", read: ["/srv/kv/data"], write: ["/srv/kv/out"] });
+ * ```
+ */
+export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> {
+  const { plugin } = options;
+  const budget = { left: options.maxEntries ?? MAX_GRANT_ENTRIES };
+  const roots = (paths: readonly string[]) => paths.flatMap((p) => [p, real(p)]);
+  const writeRoots = roots(options.write);
+  const readRoots = [...roots(options.read), ...writeRoots, ...roots(options.also ?? [])];
+  const walks: [string, string[], string][] = [
+    ...options.write.map((p): [string, string[], string] => [p, writeRoots, "write"]),
+    ...options.read.map((p): [string, string[], string] => [p, readRoots, "read"]),
+  ];
+  for (const [grant, inside, kind] of walks) {
+    if (inside.includes("/")) continue;
+    const name = kind === "read" ? options.label ?? "read grant" : "write grant";
+    const walk = async (path: string, top: boolean): Promise<void> => {
+      if (--budget.left < 0) {
+        throw new TetherError(
+          "config",
+          `plugin ${plugin}: the ${name} ${grant} holds more than ${
+            options.maxEntries ?? MAX_GRANT_ENTRIES
+          } entries, too many to check for symlinks leading outside the grants (Deno's path grants do not ` +
+            'resolve symlinks). Grant a narrower directory, or run it with isolation "namespaces"',
+          { plugin },
+        );
+      }
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(path);
+      } catch (error) {
+        // Not there (yet): nothing to follow. Anything else (the host may not read it) fails the launch.
+        if (error instanceof Deno.errors.NotFound) return;
+        throw error;
+      }
+      if (info.isSymlink && !top) {
+        let target: string;
+        try {
+          target = await Deno.realPath(path);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+          target = "";
+        }
+        if (target === "" || !inside.some((root) => under(target, root))) {
+          throw new TetherError(
+            "config",
+            `plugin ${plugin}: ${path} in its ${name} ${grant} is a symlink leading ${
+              target === "" ? "nowhere yet (dangling)" : `to ${target}`
+            }, outside its ${
+              kind === "write" ? "write grants" : "read and write grants"
+            }; Deno's path grants ` +
+              "do not resolve symlinks, so the plugin could reach that file. Remove the link, grant its target, " +
+              'or run it with isolation "namespaces"',
+            { plugin },
+          );
+        }
+        return;
+      }
+      if (!(top ? (await Deno.stat(path).catch(() => info)).isDirectory : info.isDirectory)) return;
+      for await (const entry of Deno.readDir(path)) await walk(`${path}/${entry.name}`, false);
+    };
+    await walk(grant, true);
+  }
 }

@@ -15,7 +15,7 @@ import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts"
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
-import { checkModuleGraph } from "./graph.ts";
+import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
 import {
@@ -72,7 +72,10 @@ export interface LaunchOptions {
   readonly denoConfig?: string;
   readonly integrityDir?: string;
   readonly privateDirBase?: string;
-  /** The plugin's working directory (relative entries are resolved against it). */
+  /**
+   * The plugin's working directory (relative entries are resolved against it). Without it a `deno` plugin
+   * starts in its own tree (nothing of the host's working directory shows); a native plugin in the host's.
+   */
   readonly cwd?: string;
   /**
    * The socket path a host assigned (`TETHER_PLUGIN_SOCKET`: a packed plugin run by a Tether host, which
@@ -109,6 +112,8 @@ export interface PreparedLaunch {
   readonly args: string[];
   /** Variables to add to the plugin's environment. */
   readonly env: Record<string, string>;
+  /** The working directory to spawn it in (`undefined`: the host's, for a native plugin without `cwd`). */
+  readonly cwd?: string;
   /** The launch's private directory. */
   readonly privateDir: string;
   /** The exact socket path a Tether plugin listens on. */
@@ -167,10 +172,81 @@ function absolute(path: string, base: string): string {
   return `${base.replace(/\/$/, "")}/${path}`;
 }
 
-/** Variables a `deno` plugin's configured env may not set. */
-const RESERVED_ENV = ["DENO_PERMISSION_BROKER_PATH", "DENO_AUDIT_PERMISSIONS"];
+/**
+ * Why a `deno` plugin's configured environment may not carry the variable
+ * `name`, or `undefined` when it may. These variables change what the runtime
+ * loads or how it decides, before or beside Deno's permission flags: the
+ * dynamic loader's (`LD_*`, `DYLD_*`, `GLIBC_TUNABLES`: native code in the
+ * plugin's process before any sandbox), Deno's own (`DENO_*`: V8 flags, TLS
+ * trust, config discovery, a permission broker, the audit file, the module
+ * cache; Tether sets the ones it needs per launch) and Node's (`NODE_OPTIONS`,
+ * `NODE_PATH`, TLS trust), plus the npm registry the module cache is keyed
+ * by. The one rule every layer (prepareLaunch, the SFTPGo config) asks.
+ *
+ * @example
+ * ```ts
+ * import { refusedDenoEnv } from "./launch.ts";
+ * console.log(refusedDenoEnv("LD_PRELOAD") !== undefined); // true
+ * console.log(refusedDenoEnv("API_TOKEN")); // undefined
+ * ```
+ */
+export function refusedDenoEnv(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  if (upper === "DENO_PERMISSION_BROKER_PATH") {
+    return "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds";
+  }
+  if (upper === "DENO_AUDIT_PERMISSIONS") return "Tether sets it for each launch";
+  if (upper.startsWith("LD_") || upper.startsWith("DYLD_") || upper === "GLIBC_TUNABLES") {
+    return "it makes the dynamic loader run or change native code in the plugin's process before Deno's " +
+      "sandbox starts";
+  }
+  if (upper.startsWith("DENO_")) {
+    return "it changes how the Deno runtime loads or decides (V8 flags, TLS trust, config discovery, the " +
+      "module cache); Tether sets the DENO_ variables a plugin gets";
+  }
+  if (NODE_CONTROL.has(upper)) return "it changes what the runtime loads or which TLS peers it trusts";
+  return undefined;
+}
+
+const NODE_CONTROL = new Set([
+  "NODE_OPTIONS",
+  "NODE_PATH",
+  "NODE_EXTRA_CA_CERTS",
+  "NODE_TLS_REJECT_UNAUTHORIZED",
+  "NODE_COMPILE_CACHE",
+  "NPM_CONFIG_REGISTRY",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+]);
+
+/**
+ * Refuses a `deno` plugin's configured environment if it carries a variable
+ * {@linkcode refusedDenoEnv} names.
+ *
+ * @throws {TetherError} `config` naming the plugin and the variable.
+ *
+ * @example
+ * ```ts
+ * import { checkDenoEnv } from "./launch.ts";
+ * checkDenoEnv("kv", { API_TOKEN: "x" }); // fine
+ * ```
+ */
+export function checkDenoEnv(plugin: string, env: Readonly<Record<string, string>> | undefined): void {
+  for (const name of Object.keys(env ?? {})) {
+    const why = refusedDenoEnv(name);
+    if (why) {
+      throw new TetherError(
+        "config",
+        `plugin ${plugin}: env.${name} is not allowed for a deno plugin: ${why}. Remove it from the plugin's ` +
+          "env (or env_vars/env_prefix in an SFTPGo config)",
+        { plugin },
+      );
+    }
+  }
+}
 
 let denoDirOnce: Promise<string | undefined> | undefined;
+let saidSharedStorage = false;
 
 /** The Deno cache directory the plugin uses (the host's), from `deno info --json`. */
 function denoDir(): Promise<string | undefined> {
@@ -184,6 +260,28 @@ function denoDir(): Promise<string | undefined> {
   )
     .catch(() => undefined);
   return denoDirOnce;
+}
+
+/**
+ * A DENO_DIR of the launch's own, inside its private directory (so removed
+ * with it): the module cache's directories are links to the host's cache,
+ * everything else is the launch's. Deno keeps localStorage and CacheStorage
+ * under `<DENO_DIR>/location_data` (`<sha256(origin)>/` and
+ * `web_cache/<sha256(origin)>/`) and has no other setting that moves them, so
+ * this is how nothing a deno-only launch stores outlives it. The cache's
+ * SQLite files (code cache, analysis caches) are not linked: a launch starts
+ * them fresh rather than sharing a database (and its -wal) with the host.
+ */
+function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: number): string {
+  const own = `${privateDir}/deno-dir`;
+  Deno.mkdirSync(own, { mode: 0o700 });
+  for (const entry of Deno.readDirSync(cache)) {
+    if (entry.isDirectory && entry.name !== "location_data") {
+      Deno.symlinkSync(`${cache}/${entry.name}`, `${own}/${entry.name}`);
+    }
+  }
+  if (uid !== undefined || gid !== undefined) Deno.chownSync(own, uid ?? null, gid ?? null);
+  return own;
 }
 
 /**
@@ -201,19 +299,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     });
   }
   // Decided before anything is created, so a bad option leaves nothing behind.
-  for (const name of RESERVED_ENV) {
-    if (runtime === "deno" && options.env && name in options.env) {
-      throw new TetherError(
-        "config",
-        `plugin ${options.name}: env.${name} is not allowed: ${
-          name === "DENO_PERMISSION_BROKER_PATH"
-            ? "a permission broker would replace Deno's flags as the decision, on a connection the plugin holds"
-            : "Tether sets it for each launch"
-        }`,
-        { plugin: options.name },
-      );
-    }
-  }
+  if (runtime === "deno") checkDenoEnv(options.name, options.env);
   const limits = runtime === "deno" ? resolveLimits(options.limits, options.name) : undefined;
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)
@@ -232,8 +318,9 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   const base = privateDir.replace(/\/[^/]+$/, "");
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
-  let origin: string | undefined;
   let cache: string | undefined;
+  // A deno-only launch's storage in the shared DENO_DIR, when it could not have a DENO_DIR of its own.
+  let sharedStorage: string[] = [];
   let stopWatching = () => {};
   // The launch's files go with the host from the moment they exist, whatever ends it (before the client
   // tracks the process, the launch may still be checking the module graph or verifying the plugin).
@@ -253,11 +340,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
-    if (origin && cache && !bwrap) {
-      // The launch's origin is never used again; its storage is removed where the host may (best effort).
-      const hash = await sha256Hex(new TextEncoder().encode(origin));
-      await Deno.remove(`${cache}/location_data/${hash}`, { recursive: true }).catch(() => {});
-    }
+    for (const path of sharedStorage) await Deno.remove(path, { recursive: true }).catch(() => {});
   };
   try {
     if (options.uid !== undefined || options.gid !== undefined) {
@@ -296,6 +379,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         cmd: target,
         args: [...options.args],
         env: { [PluginEnv.unixSocketDir]: socketDir, [PluginEnv.tetherSocketPath]: socketPath },
+        cwd: options.cwd,
         privateDir,
         socketPath,
         hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
@@ -305,10 +389,10 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       };
     }
 
-    const cwd = options.cwd ?? Deno.cwd();
+    const hostDir = options.cwd ?? Deno.cwd();
     // An absolute entry can never be read as one of deno's own flags (a cmd of `--inspect=...`).
-    const entry = absolute(target, cwd);
-    const denoConfig = options.denoConfig ? absolute(options.denoConfig, cwd) : undefined;
+    const entry = absolute(target, hostDir);
+    const denoConfig = options.denoConfig ? absolute(options.denoConfig, hostDir) : undefined;
     const sockets = [socketPath];
     for (let id = 1; id <= BROKER_SOCKET_SLOTS; id++) {
       sockets.push(pluginBrokerSocket(socketPath, id), hostBrokerSocket(socketDir, id));
@@ -327,21 +411,42 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         fields: { plugin: options.name, grants: policy.broad },
       });
     }
-    const moduleFlags = options.sha256
-      ? ["--no-config", "--no-npm", "--no-lock"]
-      : denoConfig
-      ? ["--config", denoConfig, "--cached-only"]
-      : ["--cached-only"];
+    const modules = moduleFlags({ plugin: options.name, bundled: options.sha256 !== undefined, denoConfig });
     const tree = options.sha256 ? entry : denoConfig ? dirname(denoConfig) : dirname(entry);
+    // Without a cwd from the host, the plugin starts in its own tree: a path it knows from import.meta.url
+    // anyway, where Deno.cwd() (which needs no permission) would otherwise name the host's directory.
+    const cwd = options.cwd ? absolute(options.cwd, Deno.cwd()) : options.sha256 ? dirname(entry) : tree;
     const readGrants = policy.readPaths;
     await checkModuleGraph({
       plugin: options.name,
       entry,
-      moduleFlags,
+      moduleFlags: modules,
       allowed: [tree, ...readGrants],
       singleFile: options.sha256 !== undefined,
       cwd,
     });
+
+    cache = await denoDir();
+    if (!bwrap) {
+      // Without namespaces Deno's path grants are the only wall, and they do not resolve symlinks.
+      await checkGrantLinks({
+        plugin: options.name,
+        read: readGrants,
+        write: policy.writePaths,
+      });
+    }
+    if (!bwrap && denoConfig && !options.sha256) {
+      // npm packages of a manual node_modules/ load by where their links lead, outside the graph check's view
+      // for CommonJS require(): each must lead into the tree, the read grants or the Deno cache. (In
+      // namespaces a target elsewhere is not mounted.)
+      await checkGrantLinks({
+        plugin: options.name,
+        read: [`${tree}/node_modules`],
+        write: [],
+        label: "npm packages directory",
+        also: [tree, ...readGrants, ...(cache ? [cache] : [])],
+      });
+    }
 
     const auditPath = `${privateDir}/permission-audit.jsonl`;
     await Deno.writeFile(auditPath, new Uint8Array(), { mode: 0o600, createNew: true });
@@ -437,11 +542,11 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       socketTimer = setInterval(checkSockets, 200);
     };
 
-    cache = await denoDir();
-    origin = `http://tether-${crypto.randomUUID()}.invalid`;
+    const origin = `http://tether-${crypto.randomUUID()}.invalid`;
     const denoArgs = [
       "run",
-      ...moduleFlags,
+      ...modules,
+      "--cached-only",
       ...policy.flags(),
       // A fresh origin per launch: localStorage, CacheStorage and KV are never shared with the host,
       // other plugins or earlier launches.
@@ -487,12 +592,37 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       DENO_NO_UPDATE_CHECK: "1",
       NO_COLOR: "1",
     };
-    if (cache) env.DENO_DIR = cache;
+    if (cache && bwrap) env.DENO_DIR = cache;
+    if (cache && !bwrap) {
+      try {
+        env.DENO_DIR = launchDenoDir(privateDir, cache, options.uid, options.gid);
+      } catch (error) {
+        // Linking needs unscoped --allow-read and --allow-write in the host (Deno's rule for symlinks). Without
+        // them the launch uses the shared DENO_DIR and its storage there is removed afterwards: both places
+        // Deno 2.9.6 keeps an origin's storage, named by sha256(origin).
+        if (!(error instanceof Deno.errors.NotCapable)) throw error;
+        env.DENO_DIR = cache;
+        const hash = await sha256Hex(new TextEncoder().encode(origin));
+        sharedStorage = [`${cache}/location_data/${hash}`, `${cache}/location_data/web_cache/${hash}`];
+        if (!saidSharedStorage) {
+          saidSharedStorage = true;
+          options.logger.log({
+            level: "warn",
+            message:
+              "deno-only plugins share the host's DENO_DIR for storage (removed after each launch, which " +
+              "needs --allow-write to it; a host killed with SIGKILL leaves it): run the host with unscoped " +
+              "--allow-read and --allow-write to give each launch a DENO_DIR of its own",
+            fields: { plugin: options.name, denoDir: cache, reason: String(error) },
+          });
+        }
+      }
+    }
     return {
       runtime,
       cmd: command[0],
       args: command.slice(1),
       env,
+      cwd,
       privateDir,
       socketPath,
       isolation: bwrap ? "namespaces" : "deno-only",

@@ -406,7 +406,7 @@ export class ProcessRunner implements PluginRunner {
         args: spawn.args,
         env,
         clearEnv: true,
-        cwd: command.cwd,
+        cwd: launch.cwd,
         uid: command.uid,
         gid: command.gid,
         stdin: "null",

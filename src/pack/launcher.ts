@@ -117,6 +117,7 @@ async function run(payload: PackPayload): Promise<number> {
       args: spawn.args,
       env,
       clearEnv: true,
+      cwd: launch.cwd,
       stdin: "null",
       stdout: "inherit",
       stderr: "inherit",

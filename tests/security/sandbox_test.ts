@@ -13,10 +13,11 @@
 import assert from "node:assert/strict";
 import { type PermissionEvent, PluginClient } from "../../mod.ts";
 import { AUDIT_MAX_LINE_BYTES, AuditReader, type AuditTamper, parseAuditLine } from "../../src/audit.ts";
-import { checkModuleGraph } from "../../src/graph.ts";
+import { checkGrantLinks, checkModuleGraph, moduleFlags } from "../../src/graph.ts";
 import { bwrapArgs, probeNamespaces, resolveLimits } from "../../src/isolation.ts";
-import { prepareLaunch, runtimeFor } from "../../src/launch.ts";
+import { prepareLaunch, refusedDenoEnv, runtimeFor } from "../../src/launch.ts";
 import { PermissionPolicy } from "../../src/permissions.ts";
+import { ConfigError, parsePluginsConfig } from "../../src/sftpgo/config.ts";
 import { KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import { processesMatching, repoRoot } from "../helpers.ts";
 import { eventually, kvHandshake, Recorder, rejectsWith, shortTempDir, tetherDirs, text } from "./support.ts";
@@ -609,3 +610,208 @@ for (const isolation of MODES) {
     }
   });
 }
+
+Deno.test("env: loader and runtime-control variables are refused for a deno plugin, naming plugin and variable", async () => {
+  const dir = await shortTempDir("tse");
+  try {
+    for (
+      const name of [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "DYLD_INSERT_LIBRARIES",
+        "GLIBC_TUNABLES",
+        "DENO_V8_FLAGS",
+        "DENO_DIR",
+        "DENO_CERT",
+        "DENO_TLS_CA_STORE",
+        "DENO_NO_PACKAGE_JSON",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "NODE_EXTRA_CA_CERTS",
+      ]
+    ) {
+      assert.ok(refusedDenoEnv(name), name);
+      const error = await rejectsWith(
+        probeClient(dir, { name: "envp", env: { [name]: "x" } }).start(),
+        "config",
+      );
+      assert.match(error.message, new RegExp(`plugin envp: env\\.${name} is not allowed for a deno plugin`));
+    }
+    assert.equal(refusedDenoEnv("API_TOKEN"), undefined);
+    // Nothing was created for the refused launches.
+    assert.deepEqual(tetherDirs(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno-only: a symlink in a path grant leading outside the grants refuses the launch", async () => {
+  const dir = await shortTempDir("tsl");
+  const prepare = (permissions: Record<string, string[]>) =>
+    prepareLaunch({
+      name: "links",
+      cmd: probePlugin,
+      args: [],
+      denoConfig,
+      permissions,
+      privateDirBase: `${dir}/s`,
+      cookieKey: kvHandshake.magicCookieKey,
+      logger: new Recorder(),
+      isolation: "deno-only",
+    });
+  try {
+    await Deno.mkdir(`${dir}/s`);
+    await Deno.mkdir(`${dir}/granted/sub`, { recursive: true });
+    await Deno.mkdir(`${dir}/out`);
+    await Deno.writeTextFile(`${dir}/secret`, "S\n");
+    await Deno.symlink(`${dir}/secret`, `${dir}/granted/sub/link`);
+    const read = await rejectsWith(prepare({ read: [`${dir}/granted`] }), "config");
+    assert.match(
+      read.message,
+      new RegExp(`${dir}/granted/sub/link in its read grant .* leading to ${dir}/secret`),
+    );
+    // A link in a write grant may not lead into a read-only grant either.
+    await Deno.symlink(`${dir}/granted/sub`, `${dir}/out/up`);
+    await Deno.remove(`${dir}/granted/sub/link`);
+    const write = await rejectsWith(
+      prepare({ read: [`${dir}/granted`], write: [`${dir}/out`] }),
+      "config",
+    );
+    assert.match(write.message, new RegExp(`${dir}/out/up in its write grant`));
+    // Granting where the link leads is fine.
+    const launch = await prepare({ read: [`${dir}/granted`], write: [`${dir}/out`, `${dir}/granted`] });
+    await launch.cleanup();
+    // Too large to walk: refused, not waved through.
+    const many = await rejectsWith(
+      checkGrantLinks({ plugin: "links", read: [`${dir}/granted`], write: [], maxEntries: 1 }),
+      "config",
+    );
+    assert.match(many.message, /more than 1 entries, too many to check .* isolation "namespaces"/);
+    assert.deepEqual(tetherDirs(`${dir}/s`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("module flags: the run and the graph check get the same list; no plugin config, no lockfile, no node_modules writes", async () => {
+  assert.deepEqual(moduleFlags({ plugin: "p", bundled: false }), ["--no-config", "--no-lock"]);
+  assert.deepEqual(moduleFlags({ plugin: "p", bundled: true }), ["--no-config", "--no-npm", "--no-lock"]);
+  assert.deepEqual(moduleFlags({ plugin: "p", bundled: false, denoConfig }), [
+    "--config",
+    Deno.realPathSync(denoConfig),
+    "--no-lock",
+    "--node-modules-dir=manual",
+  ]);
+  const missing = await rejectsWith(
+    Promise.resolve().then(() =>
+      moduleFlags({ plugin: "p", bundled: false, denoConfig: "/nonexistent.json" })
+    ),
+    "config",
+  );
+  assert.match(missing.message, /plugin p: denoConfig \/nonexistent\.json is not a readable file/);
+  const dir = await shortTempDir("tsm");
+  try {
+    await Deno.mkdir(`${dir}/tree`);
+    await Deno.writeTextFile(`${dir}/tree/main.ts`, "console.log(1);\n");
+    const launch = await prepareLaunch({
+      name: "flags",
+      cmd: `${dir}/tree/main.ts`,
+      args: [],
+      privateDirBase: dir,
+      cookieKey: kvHandshake.magicCookieKey,
+      logger: new Recorder(),
+      isolation: "deno-only",
+    });
+    try {
+      const run = launch.args.slice(launch.args.indexOf("run") + 1);
+      assert.deepEqual(run.slice(0, 3), ["--no-config", "--no-lock", "--cached-only"]);
+      // Its own DENO_DIR, inside the private dir: storage goes with the launch.
+      assert.equal(launch.env.DENO_DIR, `${launch.privateDir}/deno-dir`);
+      // It starts in its own tree, not in the host's working directory.
+      assert.equal(launch.cwd, `${dir}/tree`);
+    } finally {
+      await launch.cleanup();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+for (const isolation of MODES) {
+  Deno.test(`${isolation}: a plugin's Deno.cwd() is its own tree unless the host gives a cwd`, async () => {
+    const dir = await shortTempDir("tsc");
+    const client = probeClient(dir, { isolation });
+    try {
+      await client.start();
+      assert.deepEqual(await probe(client, "cwd"), { cwd: repoRoot });
+    } finally {
+      await client.kill();
+    }
+    const given = probeClient(dir, { isolation, cwd: `${repoRoot}/examples` });
+    try {
+      await given.start();
+      assert.deepEqual(await probe(given, "cwd"), { cwd: `${repoRoot}/examples` });
+    } finally {
+      await given.kill();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("SFTPGo config: a deno plugin's env_vars may not name a loader or runtime-control variable", () => {
+  const yaml = (cmd: string) =>
+    ["plugins:", "  - type: ipfilter", `    cmd: ${cmd}`, "    env_vars: [TZ, LD_PRELOAD]", ""].join("\n");
+  let error: unknown;
+  try {
+    parsePluginsConfig(yaml("/opt/p/filter.ts"), "plugins.yaml");
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+  assert.match(
+    error.message,
+    /plugins\.yaml:4:\d+: plugins\[0\]\.env_vars\[1\]: expected a variable a deno plugin/,
+  );
+  assert.match(error.message, /LD_PRELOAD/);
+  // A native plugin is not Deno's: the rule is for deno plugins.
+  assert.deepEqual(parsePluginsConfig(yaml("/opt/p/filter"), "plugins.yaml")[0].envVars, [
+    "TZ",
+    "LD_PRELOAD",
+  ]);
+});
+
+Deno.test("deno-only: with a denoConfig, a node_modules package linked to outside the tree refuses the launch", async () => {
+  const dir = await shortTempDir("tsn");
+  try {
+    await Deno.mkdir(`${dir}/tree/node_modules`, { recursive: true });
+    await Deno.mkdir(`${dir}/outside/evilpkg`, { recursive: true });
+    await Deno.mkdir(`${dir}/s`);
+    await Deno.writeTextFile(`${dir}/outside/evilpkg/index.js`, "export const secret = 1;\n");
+    await Deno.writeTextFile(`${dir}/tree/deno.json`, "{}\n");
+    await Deno.writeTextFile(`${dir}/tree/main.ts`, "console.log(1);\n");
+    await Deno.symlink(`${dir}/outside/evilpkg`, `${dir}/tree/node_modules/evilpkg`);
+    const error = await rejectsWith(
+      prepareLaunch({
+        name: "npm",
+        cmd: `${dir}/tree/main.ts`,
+        args: [],
+        denoConfig: `${dir}/tree/deno.json`,
+        privateDirBase: `${dir}/s`,
+        cookieKey: kvHandshake.magicCookieKey,
+        logger: new Recorder(),
+        isolation: "deno-only",
+      }),
+      "config",
+    );
+    assert.match(
+      error.message,
+      new RegExp(
+        `${dir}/tree/node_modules/evilpkg in its npm packages directory .* leading to ${dir}/outside/evilpkg`,
+      ),
+    );
+    assert.deepEqual(tetherDirs(`${dir}/s`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { runtimeFor } from "../../launch.ts";
+import { refusedDenoEnv, runtimeFor } from "../../launch.ts";
 import { validatePermissionEntries } from "../../permissions.ts";
 import { goBool, goInt, goSlice, goString, isPlainObject } from "./decode.ts";
 import { suggest } from "./text.ts";
@@ -306,6 +306,18 @@ function checkTether(p: DecodedPlugin, ctx: z.RefinementCtx): void {
         });
       }
     }
+  }
+  if (runtime === "deno") {
+    // The same rule prepareLaunch applies (launch.ts), reported here at the entry's position.
+    p.env_vars.forEach((name, index) => {
+      const refused = refusedDenoEnv(name);
+      if (refused) {
+        custom(ctx, ["env_vars", index], "a variable a deno plugin may receive", {
+          found: JSON.stringify(name),
+          hint: refused,
+        });
+      }
+    });
   }
   for (const k of ["uid", "gid"] as const) {
     if (t[k] !== undefined && runtime !== "native") {

@@ -15,6 +15,7 @@ import { type Attempt, ATTEMPTS } from "../../fixtures/hostile_suite/attempts.ts
 import { kvHandshake, text } from "../support.ts";
 import {
   hostNice,
+  plantGrantLinks,
   Records,
   removeOriginStorage,
   storageHolding,
@@ -208,6 +209,63 @@ export async function startHostile(world: World, name: string, logger: Records):
   return client;
 }
 
+/** Attempts through links the host found planted in the read grant. */
+const LINK_ATTEMPTS = ["fs44", "mod19"];
+
+/**
+ * Without namespaces, a read grant holding a link that leads outside the grants refuses the launch, so the
+ * main launch cannot carry fs44/mod19: each gets a launch of its own with the links planted before it. A
+ * refused launch that names the planted link is the denial; a launch that starts runs the attempt for real
+ * and is judged like any other.
+ */
+async function linkedLaunch(world: World, attempt: Attempt): Promise<Verdict> {
+  const remove = await plantGrantLinks(world.ctx.granted, world.ctx.canary, world.ctx.outsideModule);
+  // Its own log (the main launch's log must hold only the main plugin's records: chan09); searched for secrets.
+  const logger = new Records([world.token]);
+  const leaked = () => logger.seen.map((excerpt) => `a host secret in the plugin's logs: ${excerpt}`);
+  try {
+    let client: PluginClient;
+    try {
+      client = await startHostile(world, `hostile-${attempt.id}`, logger);
+    } catch (error) {
+      const message = String(error);
+      const named = /is a symlink leading to/.test(message) && message.includes(`${world.ctx.granted}/link`);
+      return judge(
+        attempt,
+        null,
+        [
+          ...(named
+            ? []
+            : [`the launch failed for another reason than the planted link: ${message.slice(0, 200)}`]),
+          ...leaked(),
+        ],
+        `launch refused: ${message.slice(0, 180)}`,
+      );
+    }
+    let verdict: (leaks: string[]) => Verdict;
+    try {
+      const socket = client.endpoint!.address;
+      const response = await client.dispense(KV).get({ key: `attempt:${attempt.id}` }, { timeoutMs: 10_000 });
+      const raw = text(response.value);
+      const answer = JSON.parse(raw) as { got: string | null; err: string };
+      const evidence = hostChecks(
+        world,
+        attempt.id,
+        socket.slice(0, socket.lastIndexOf("/")),
+        socket,
+        answer.got,
+      );
+      if (raw.includes(world.token)) evidence.push("the answer holds a host secret");
+      verdict = (leaks) => judge(attempt, answer.got, [...evidence, ...leaks], answer.err);
+    } finally {
+      await client.kill();
+    }
+    return verdict(leaked());
+  } finally {
+    remove();
+  }
+}
+
 /** Runs the attempts of one launch kind; returns the verdicts and the launches' logs. */
 export async function runInProcess(
   world: World,
@@ -234,6 +292,10 @@ export async function runInProcess(
     let note = "";
     let raw = "";
     const rssBefore = Deno.memoryUsage().rss;
+    if (world.mode === "deno-only" && LINK_ATTEMPTS.includes(attempt.id)) {
+      verdicts.push(await linkedLaunch(world, attempt));
+      continue;
+    }
     try {
       const response = await kv().get({ key: `attempt:${attempt.id}` }, { timeoutMs: 10_000 });
       raw = text(response.value);

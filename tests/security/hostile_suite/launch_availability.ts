@@ -11,6 +11,7 @@ import { text } from "../support.ts";
 import { startHostile } from "./in_process.ts";
 import { descendants, Records, treeRss, type World } from "./world.ts";
 import { GIB, type LaunchAttempt } from "./probe.ts";
+import { DEFAULT_DATA_MIB } from "../../../src/isolation.ts";
 
 // ------------------------------------------------------------------ availability
 async function withHostile(
@@ -49,7 +50,13 @@ async function withHostile(
  * sandbox's DEFAULT memory cap is below 1 GiB (no option is passed: a default that lets a plugin take more is
  * what this attempt calls an escape).
  */
+const MIB = 2 ** 20;
+
 function memoryBomb(id: string, mode: "heap" | "offheap", description: string): LaunchAttempt {
+  // The heap bomb asks for 1.125 GiB (over the 512 MiB heap cap); the off-heap one for 256 MiB more than the
+  // default RLIMIT_DATA, whatever that is.
+  const cap = DEFAULT_DATA_MIB * MIB;
+  const target = mode === "heap" ? 1.125 * GIB : cap + 256 * MIB;
   return {
     id,
     cls: "availability",
@@ -59,7 +66,7 @@ function memoryBomb(id: string, mode: "heap" | "offheap", description: string): 
       let peak = 0;
       let answer = "";
       const evidence = await withHostile(world, id, async (client) => {
-        const call = client.dispense(KV).get({ key: `avail:${mode}` }, { timeoutMs: 60_000 }).then(
+        const call = client.dispense(KV).get({ key: `avail:${mode}:${target}` }, { timeoutMs: 60_000 }).then(
           (r) => answer = text(r.value),
           (e) => answer = `failed: ${String(e).slice(0, 120)}`,
         );
@@ -69,9 +76,21 @@ function memoryBomb(id: string, mode: "heap" | "offheap", description: string): 
           peak = Math.max(peak, treeRss(client.pid!));
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
-        return peak >= GIB
-          ? [`the plugin held ${(peak / GIB).toFixed(2)} GiB resident: no memory cap (${answer})`]
-          : [];
+        if (mode === "heap") {
+          return peak >= GIB
+            ? [`the plugin held ${(peak / GIB).toFixed(2)} GiB resident: no memory cap (${answer})`]
+            : [];
+        }
+        // Off the heap only RLIMIT_DATA holds it: the bomb asks for more than the default cap, which must stop
+        // it before it holds that much (the cap holds, whatever its value).
+        const found: string[] = [];
+        if (peak >= cap) {
+          found.push(`the plugin held ${(peak / MIB).toFixed(0)} MiB resident, at or past the cap`);
+        }
+        if (answer.startsWith("held")) {
+          found.push(`it allocated all ${target} bytes past the cap (${answer})`);
+        }
+        return found;
       });
       return { evidence, note: `peak ${(peak / 2 ** 20).toFixed(0)} MiB; ${answer}` };
     },
@@ -171,7 +190,13 @@ export const availabilityAttempts: LaunchAttempt[] = [
     },
   },
   memoryBomb("avail03", "heap", "memory bomb on the V8 heap (up to 1.125 GiB)"),
-  memoryBomb("avail04", "offheap", "memory bomb off the heap (ArrayBuffers, up to 1.125 GiB)"),
+  memoryBomb(
+    "avail04",
+    "offheap",
+    `memory bomb off the heap (ArrayBuffers, up to the default data cap + 256 MiB = ${
+      DEFAULT_DATA_MIB + 256
+    } MiB)`,
+  ),
   hostGrowth(
     "avail05",
     "32 MiB flood on stdout after the handshake",

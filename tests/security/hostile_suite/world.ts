@@ -240,6 +240,22 @@ export async function hostileBundle(dir: string): Promise<{ path: string; sha256
   return { path, sha256: await sha256Hex(await Deno.readFile(path)) };
 }
 
+/**
+ * Plants the links "someone else" left in the read grant (fs44, mod19): `link.txt` -> the canary,
+ * `linkmod.js` -> the outside module. Returns a function that removes them.
+ */
+export async function plantGrantLinks(
+  granted: string,
+  canary: string,
+  outsideModule: string,
+): Promise<() => void> {
+  await Deno.symlink(canary, `${granted}/link.txt`);
+  await Deno.symlink(outsideModule, `${granted}/linkmod.js`);
+  return () => {
+    for (const name of ["link.txt", "linkmod.js"]) Deno.removeSync(`${granted}/${name}`);
+  };
+}
+
 /** Builds the world. */
 export async function buildWorld(mode: IsolationMode): Promise<World> {
   const token = random();
@@ -262,9 +278,10 @@ export async function buildWorld(mode: IsolationMode): Promise<World> {
   await Deno.writeTextFile(`${root}/.env`, `HOSTILE_DOTENV=DOTENV-${token}\n`);
   await Deno.symlink(canary, `${root}/link`);
   await Deno.writeTextFile(`${granted}/public.txt`, "public\n");
-  // Someone else (not the plugin) left links in the granted directory.
-  await Deno.symlink(canary, `${granted}/link.txt`);
-  await Deno.symlink(`${root}/mod.js`, `${granted}/linkmod.js`);
+  // Someone else (not the plugin) left links in the granted directory. Without namespaces Tether refuses to
+  // launch a plugin whose read grant holds such a link (fs44, mod19 are then judged on launches of their own,
+  // see in_process.ts), so there the shared grant gets them only for those launches.
+  if (mode === "namespaces") await plantGrantLinks(granted, canary, `${root}/mod.js`);
 
   const hits: string[] = [];
   const world: { current: string } = { current: "setup" };
