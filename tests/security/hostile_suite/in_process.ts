@@ -61,6 +61,33 @@ export function judge(
   };
 }
 
+/**
+ * Attempts that Deno's flags cannot prevent in any mode (a write grant on a socket path covers what is below
+ * it) and that the host contains instead: the path each one plants in its private dir.
+ */
+const CONTAINED_ATTEMPTS: Record<string, string> = {
+  fs33: "p-broker-7.sock",
+  fs34: "h-broker-8.sock",
+};
+
+/**
+ * Evidence unless the host contained the misuse within 3 s: its watcher logged it, killed the plugin, and the
+ * planted path is gone (it was inside the launch's own private dir all along).
+ */
+async function containment(client: PluginClient, logger: Records, planted: string): Promise<string[]> {
+  const deadline = Date.now() + 3000;
+  const logged = () =>
+    logger.records.some((r) => r.message === "plugin misused a socket path it was granted; killing it");
+  while (Date.now() < deadline && !(client.hasExited && logged() && !exists(planted))) {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  const evidence: string[] = [];
+  if (!logged()) evidence.push("the host never noticed the misused socket path");
+  if (!client.hasExited) evidence.push("the plugin still runs after misusing a socket path");
+  if (exists(planted) && !Deno.lstatSync(planted).isSocket) evidence.push(`${planted} is still there`);
+  return evidence;
+}
+
 function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
@@ -109,15 +136,6 @@ function hostChecks(
   switch (id) {
     case "fs32":
       check(exists(`${privateDir}/escaped-fs32`), "a file appeared in the private dir");
-      break;
-    case "fs33":
-      check(exists(`${privateDir}/p-broker-7.sock/escaped-fs33`), "wrote below a socket path grant");
-      break;
-    case "fs34":
-      check(
-        exists(`${privateDir}/h-broker-8.sock`) && Deno.lstatSync(`${privateDir}/h-broker-8.sock`).isFile,
-        "planted a file at the host's broker socket path",
-      );
       break;
     case "fs35":
       check(exists(`${socket}/escaped-fs35`), "wrote below its socket");
@@ -311,6 +329,8 @@ export async function runInProcess(
     }
     await new Promise((resolve) => setTimeout(resolve, 15));
     const evidence = hostChecks(world, attempt.id, privateDir, socket, claimed);
+    const planted = CONTAINED_ATTEMPTS[attempt.id];
+    if (planted) evidence.push(...await containment(client, logger, `${privateDir}/${planted}`));
     const growth = Deno.memoryUsage().rss - rssBefore;
     if (growth > 256 * 2 ** 20) evidence.push(`the HOST grew by ${(growth / 2 ** 20).toFixed(0)} MiB`);
     if (raw.includes(world.token)) evidence.push("the answer holds a host secret");
@@ -319,7 +339,7 @@ export async function runInProcess(
     }
     if (attempt.id === "state13" && claimed?.startsWith("KEEP-")) storedMarkers.set("state13", claimed);
     verdicts.push(judge(attempt, claimed, evidence, note));
-    if (note.startsWith("no answer")) {
+    if (note.startsWith("no answer") || client.hasExited) {
       // Judge the rest in a fresh launch.
       await client.kill();
       client = await startHostile(world, name, logger);
