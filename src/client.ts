@@ -38,7 +38,7 @@ import {
 } from "./launch.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { type Logger, type LogRecord, silentLogger, StderrLogParser } from "./logs.ts";
-import { certificateDerToPem, generateCertificate, sameBytes } from "./mtls.ts";
+import { certificateDerToPem, sameBytes, takeCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
 import {
@@ -290,7 +290,7 @@ export class PluginClient implements AsyncDisposable {
     const versions = offeredVersions(options.handshake);
     const manualTls = options.tls;
     const autoMTLS = !manualTls && (options.autoMTLS ?? true);
-    const certificate = autoMTLS ? await generateCertificate() : undefined;
+    const certificate = autoMTLS ? await takeCertificate() : undefined;
 
     const env: Record<string, string> = { ...options.env };
     env[options.handshake.magicCookieKey] = options.handshake.magicCookieValue;

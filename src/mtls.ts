@@ -79,6 +79,51 @@ export async function generateCertificate(): Promise<CertificateBundle> {
   }
 }
 
+let spare: Promise<CertificateBundle> | undefined;
+
+/**
+ * Starts making the next launch's certificate now, in the background, if none
+ * is waiting. Certificate work (mostly JavaScript ASN.1 encoding, then a P-521
+ * signature) then happens while the host is otherwise idle, not between
+ * `start()` and the plugin's first answer.
+ *
+ * @example
+ * ```ts
+ * import { prepareCertificate } from "./mtls.ts";
+ * prepareCertificate(); // e.g. when a PluginClient is made, well before start()
+ * ```
+ */
+export function prepareCertificate(): void {
+  if (spare) return;
+  const next = generateCertificate();
+  // A failure surfaces when the certificate is taken; an untaken one must not be an unhandled rejection.
+  next.catch(() => {});
+  spare = next;
+}
+
+/**
+ * A fresh AutoMTLS certificate for one launch: the one made in the background
+ * if there is one, else a new one; either way a next one is then started in
+ * the background. Every certificate is handed out once, never reused, and
+ * never leaves this process's memory.
+ *
+ * @example
+ * ```ts
+ * import { takeCertificate } from "./mtls.ts";
+ * const first = await takeCertificate();
+ * const second = await takeCertificate();
+ * console.log(first.certPem !== second.certPem); // true
+ * ```
+ */
+export async function takeCertificate(): Promise<CertificateBundle> {
+  const mine = spare ?? generateCertificate();
+  spare = undefined;
+  const bundle = await mine;
+  // Made while this launch waits for its plugin to start and print its handshake line.
+  prepareCertificate();
+  return bundle;
+}
+
 /**
  * Turns a certificate's DER bytes (from a handshake line) into PEM, checking
  * that they are a certificate.
