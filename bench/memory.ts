@@ -25,6 +25,10 @@ export interface PluginMemory {
   rss_kib: number;
   /** Peak RSS (VmHWM), KiB. */
   hwm_kib: number;
+  /** The anonymous part of RSS (heap, stacks, JIT code), KiB: what this process alone costs. */
+  anon_kib: number;
+  /** The file-backed part of RSS (mostly the executable's pages, shared by every process running it), KiB. */
+  file_kib: number;
 }
 
 /** What bench/memory.ts prints. */
@@ -34,6 +38,8 @@ export interface MemoryResult {
   host_baseline_kib: number;
   host_loaded_kib: number;
   host_first_plugin_kib: number;
+  /** The host's anonymous RSS at the same three points, KiB. */
+  host_anon_kib: { baseline: number; loaded: number; first_plugin: number };
   go_plugin: PluginMemory;
   ts_plugin: PluginMemory;
   /** A bare `deno run` of a script that only waits, for scale. */
@@ -44,7 +50,12 @@ export interface MemoryResult {
 export function procMemory(pid: number | "self"): PluginMemory {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-  return { rss_kib: field("VmRSS"), hwm_kib: field("VmHWM") };
+  return {
+    rss_kib: field("VmRSS"),
+    hwm_kib: field("VmHWM"),
+    anon_kib: field("RssAnon"),
+    file_kib: field("RssFile"),
+  };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -85,12 +96,13 @@ if (import.meta.main) {
   const idleMs = Number(values["idle-ms"]);
   const [tsCmd, ...tsArgs] = Deno.args.slice(ts + 1);
 
-  const hostBaseline = procMemory("self").rss_kib;
+  const baseline = procMemory("self");
+  const hostBaseline = baseline.rss_kib;
   const { PluginClient } = await import("../mod.ts");
   const { KV } = await import("../src/gen/tether/kv/v1/kv_pb.ts");
   const { kvHandshake } = await import("../examples/kv/handshake.ts");
-  const hostLoaded = procMemory("self").rss_kib;
-  if (Deno.env.get("BENCH_DEBUG")) console.error("loaded", Deno.memoryUsage());
+  const loaded = procMemory("self");
+  const hostLoaded = loaded.rss_kib;
 
   const env: Record<string, string> = {};
   for (const name of ["HOME", "PATH", "DENO_DIR", "TMPDIR"]) {
@@ -110,13 +122,8 @@ if (import.meta.main) {
   };
 
   const go = await exercise(values.go ?? "", []);
-  const hostFirstPlugin = procMemory("self").rss_kib;
-  if (Deno.env.get("BENCH_DEBUG")) {
-    console.error("first plugin", Deno.memoryUsage());
-    // deno-lint-ignore no-explicit-any
-    (globalThis as any).gc?.();
-    console.error("after gc", Deno.memoryUsage());
-  }
+  const firstPlugin = procMemory("self");
+  const hostFirstPlugin = firstPlugin.rss_kib;
   const tsPlugin = await exercise(tsCmd, tsArgs);
   await go.client.kill();
   await tsPlugin.client.kill();
@@ -127,6 +134,11 @@ if (import.meta.main) {
     host_baseline_kib: hostBaseline,
     host_loaded_kib: hostLoaded,
     host_first_plugin_kib: hostFirstPlugin,
+    host_anon_kib: {
+      baseline: baseline.anon_kib,
+      loaded: loaded.anon_kib,
+      first_plugin: firstPlugin.anon_kib,
+    },
     go_plugin: go.memory,
     ts_plugin: tsPlugin.memory,
     bare_deno_kib: await bareDeno(idleMs),

@@ -6,7 +6,11 @@
  * 1. **ordered**: through {@linkcode PluginManager} (`sendFsEvent`, then
  *    `flush`), whose notifier lane delivers one event at a time in order;
  * 2. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
- *    goroutine per event, unordered, no bound on the sends in flight.
+ *    goroutine per event, unordered, no bound on the sends in flight;
+ * 3. **unordered_direct**: what an unordered mode in Tether would carry, NOT
+ *    through PluginManager (it has no such mode yet): a PluginClient and a
+ *    NotifierClient sending with up to 250 events in flight (the manager's
+ *    default send bound), no order kept.
  *
  * Each run starts a fresh plugin; "lost" is events sent minus events the
  * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
@@ -18,6 +22,9 @@
 
 import { parseArgs } from "node:util";
 import { PluginManager } from "../src/sftpgo/manager.ts";
+import { NotifierClient } from "../src/sftpgo/notifier.ts";
+import { sftpgoHandshakes } from "../src/sftpgo/handshakes.ts";
+import { PluginClient } from "../src/client.ts";
 import { parsePluginsConfig } from "../src/sftpgo/config.ts";
 import { goFixture, repoRoot } from "../tests/helpers.ts";
 import type { Logger } from "../mod.ts";
@@ -40,6 +47,7 @@ export interface NotifierModeResult {
 export interface NotifierResult {
   ordered: NotifierModeResult;
   sftpgo: NotifierModeResult;
+  unordered_direct: NotifierModeResult;
 }
 
 const plugin = `${repoRoot}/bench/fixtures/count_notifier.ts`;
@@ -143,6 +151,46 @@ async function sftpgo(events: number, dir: string): Promise<NotifierModeResult> 
   return figures(events, (await counted(out)) - 1, go.seconds);
 }
 
+/** Tether host, unordered: up to `inFlight` sends at once on one connection. */
+async function unorderedDirect(events: number, dir: string, inFlight = 250): Promise<NotifierModeResult> {
+  const out = `${dir}/direct.json`;
+  const env: Record<string, string> = {};
+  for (const name of ["HOME", "PATH", "DENO_DIR", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const client = new PluginClient({
+    cmd: Deno.execPath(),
+    args: ["run", "--no-prompt", "--config", `${repoRoot}/deno.json`, "-A", plugin, "--out", out],
+    env,
+    handshake: sftpgoHandshakes.notifier,
+    autoMTLS: true,
+  });
+  await client.start();
+  let seconds: number;
+  try {
+    const notifier = new NotifierClient(client);
+    await notifier.sendFsEvent({ action: "upload", username: "warmup" });
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: inFlight }, async () => {
+      while (next < events) {
+        const i = next++;
+        await notifier.sendFsEvent({
+          action: "upload",
+          username: "bench",
+          virtualPath: `/f${i}`,
+          fileSize: i,
+        });
+      }
+    }));
+    seconds = (performance.now() - t0) / 1000;
+  } finally {
+    await client.kill();
+  }
+  return figures(events, (await counted(out)) - 1, seconds);
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -154,6 +202,7 @@ if (import.meta.main) {
     const result: NotifierResult = {
       ordered: await ordered(events, dir),
       sftpgo: await sftpgo(events, dir),
+      unordered_direct: await unorderedDirect(events, dir),
     };
     console.log(JSON.stringify(result));
   } finally {

@@ -427,6 +427,14 @@ try {
     bare_deno_mib: mib(memoryPlain.bare_deno_kib),
     host_loaded_added_mib: mib(memoryPlain.host_loaded_kib - memoryPlain.host_baseline_kib),
     host_first_plugin_added_mib: mib(memoryPlain.host_first_plugin_kib - memoryPlain.host_loaded_kib),
+    // The anonymous part alone: what is not the deno executable's own (shared, file-backed) pages.
+    go_plugin_anon_mib: mib(memoryPlain.go_plugin.anon_kib),
+    ts_plugin_anon_mib: mib(memoryPlain.ts_plugin.anon_kib),
+    ts_plugin_file_mib: mib(memoryPlain.ts_plugin.file_kib),
+    ts_plugin_bundled_small_heap_anon_mib: mib(memorySmall.ts_plugin.anon_kib),
+    host_first_plugin_added_anon_mib: mib(
+      memoryPlain.host_anon_kib.first_plugin - memoryPlain.host_anon_kib.loaded,
+    ),
     raw: { plain: memoryPlain, bundled: memoryBundled, bundled_small_heap: memorySmall },
   };
   const targets = {
@@ -450,6 +458,7 @@ try {
     host_first_plugin_added_mib: memoryFigures.host_first_plugin_added_mib,
     notifier_ordered_events_per_s: notifier.ordered.events_per_s,
     notifier_sftpgo_events_per_s: notifier.sftpgo.events_per_s,
+    notifier_unordered_direct_events_per_s: notifier.unordered_direct.events_per_s,
   };
 
   // --- table -----------------------------------------------------------------
@@ -517,14 +526,17 @@ try {
       `TypeScript plugin ${memoryFigures.ts_plugin_mib} MiB (bundled ${memoryFigures.ts_plugin_bundled_mib}, ` +
       `bundled + small heap ${memoryFigures.ts_plugin_bundled_small_heap_mib}), bare deno ${memoryFigures.bare_deno_mib} MiB; ` +
       `host: +${memoryFigures.host_loaded_added_mib} MiB loading Tether, +${memoryFigures.host_first_plugin_added_mib} MiB ` +
-      `for its first plugin`,
+      `for its first plugin (anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
+      `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
   );
   lines.push(
     `Notifier (${config.events} fs events into one TypeScript plugin): PluginManager ordered ${
       Math.round(notifier.ordered.events_per_s).toLocaleString("en-US")
     }/s (${notifier.ordered.lost} lost); SFTPGo's sender (a goroutine per event) ${
       Math.round(notifier.sftpgo.events_per_s).toLocaleString("en-US")
-    }/s (${notifier.sftpgo.lost} lost)`,
+    }/s (${notifier.sftpgo.lost} lost); Tether host unordered, 250 in flight, outside PluginManager ${
+      Math.round(notifier.unordered_direct.events_per_s).toLocaleString("en-US")
+    }/s (${notifier.unordered_direct.lost} lost)`,
   );
   const elapsedS = (performance.now() - started) / 1000;
   lines.push("");
