@@ -3,15 +3,21 @@
 // MaxInt32 so the host can store a Terraform-schema-sized value (7 MiB) and
 // read it back. go-plugin's default server keeps grpc-go's 4 MiB receive
 // limit, which is why bin/kvplugin refuses such a Put.
+//
+// A Get of the key "metadata:NAME" answers the request metadata NAME instead
+// (values joined by ","; found only if it was sent), so the tests of the lean
+// call path can check the headers a Go server receives.
 package main
 
 import (
 	"context"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	kvv1 "tether.dev/interop/gen/tether/kv/v1"
 	"tether.dev/interop/internal/kvplug"
@@ -23,7 +29,12 @@ type store struct {
 	data map[string][]byte
 }
 
-func (s *store) Get(_ context.Context, r *kvv1.GetRequest) (*kvv1.GetResponse, error) {
+func (s *store) Get(ctx context.Context, r *kvv1.GetRequest) (*kvv1.GetResponse, error) {
+	if name, ok := strings.CutPrefix(r.Key, "metadata:"); ok {
+		md, _ := metadata.FromIncomingContext(ctx)
+		values := md.Get(name)
+		return &kvv1.GetResponse{Value: []byte(strings.Join(values, ",")), Found: len(values) > 0}, nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v, ok := s.data[r.Key]
