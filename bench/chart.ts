@@ -5,6 +5,7 @@
  * from an existing file:
  *
  *   deno run --allow-read --allow-write bench/chart.ts [bench/results.json] [docs/performance.svg]
+ *   deno run --allow-read bench/chart.ts --markdown [bench/results.json]   # the table of docs/performance.md
  *
  * @module
  */
@@ -152,8 +153,115 @@ export function renderChart(results: Results): string {
   ].join("\n");
 }
 
+const fmt = (x: number, digits = 2) => x.toFixed(digits);
+
+/**
+ * The issue's table (what, this run, target, met) as Markdown, from a
+ * results.json object; `deno run bench/chart.ts --markdown [results.json]`
+ * prints it for docs/performance.md.
+ *
+ * @example
+ * ```ts ignore
+ * import { renderTable } from "./chart.ts";
+ * console.log(renderTable(JSON.parse(Deno.readTextFileSync("bench/results.json"))));
+ * ```
+ */
+export function renderTable(results: Results): string {
+  const t = results.targets;
+  const r = results.results;
+  const v = results.ratios.versus_go_host_go_plugin;
+  const m = results.memory;
+  const n = results.notifier;
+  const yes = (ok: boolean) => ok ? "**met**" : "not met";
+  const rows: [string, string, string, string][] = [
+    [
+      "Tether host -> Go plugin, p50 latency",
+      `${fmt(r.tether_host_go_plugin.seq_p50_us, 0)} us, **${fmt(t.tether_host_go_plugin_p50, 1)}x** ` +
+      `(grpc-js channel: ${fmt(v.tether_grpcjs_host_go_plugin.p50, 1)}x)`,
+      "<= 1.5x",
+      yes(t.tether_host_go_plugin_p50 <= 1.5),
+    ],
+    [
+      "Tether host -> Go plugin, throughput, 16 in flight",
+      `${fmt(r.tether_host_go_plugin.calls_per_sec, 0)}/s, **${fmt(t.tether_host_go_plugin_throughput)}x** ` +
+      `(grpc-js channel: ${fmt(v.tether_grpcjs_host_go_plugin.throughput)}x)`,
+      ">= 0.7x",
+      yes(t.tether_host_go_plugin_throughput >= 0.7),
+    ],
+    [
+      "Go host -> TypeScript plugin, p50 / throughput",
+      `**${fmt(t.go_host_ts_plugin_p50, 1)}x / ${fmt(t.go_host_ts_plugin_throughput)}x**`,
+      "<= 1.5x / >= 0.7x",
+      yes(t.go_host_ts_plugin_p50 <= 1.5 && t.go_host_ts_plugin_throughput >= 0.7),
+    ],
+    [
+      "Tether host -> TypeScript plugin, p50 / throughput",
+      `**${fmt(t.tether_host_ts_plugin_p50, 1)}x / ${fmt(t.tether_host_ts_plugin_throughput)}x**`,
+      "<= 2x / >= 0.5x",
+      yes(t.tether_host_ts_plugin_p50 <= 2 && t.tether_host_ts_plugin_throughput >= 0.5),
+    ],
+    [
+      "TypeScript plugin: spawn -> first answer",
+      `${fmt(r.go_host_ts_plugin.spawn_typical_ms, 0)} ms, **${
+        fmt(t.ts_spawn_vs_go_spawn_go_host, 1)
+      }x** a Go ` +
+      `plugin's (Go host); ${fmt(t.ts_spawn_vs_go_spawn_tether_host, 1)}x (Tether host); bundled: ` +
+      `${fmt(t.bundled_ts_spawn_vs_go_spawn_go_host, 1)}x / ${
+        fmt(t.bundled_ts_spawn_vs_go_spawn_tether_host, 1)
+      }x`,
+      "<= 1.5x a Go plugin's",
+      yes(t.ts_spawn_vs_go_spawn_go_host <= 1.5),
+    ],
+    [
+      `Large answers (${(results.large_answers.bytes / 1048576).toFixed(0)} MiB Get from a Go plugin)`,
+      `${fmt(results.large_answers.tether_host, 1)} ms vs ${fmt(results.large_answers.go_host, 1)} ms, **${
+        fmt(t.large_answers_vs_go_host, 1)
+      }x** a Go host (grpc-js channel: ${fmt(t.large_answers_grpcjs_vs_go_host, 1)}x)`,
+      "<= 1.2x",
+      yes(t.large_answers_vs_go_host <= 1.2),
+    ],
+    [
+      `RSS of an idle TypeScript plugin (after ${m.calls} calls)`,
+      `**${fmt(m.ts_plugin_mib, 0)} MiB** (bundled ${fmt(m.ts_plugin_bundled_mib, 0)}, bundled + ` +
+      `\`--max-semi-space-size=1\` ${fmt(m.ts_plugin_bundled_small_heap_mib, 0)}; anonymous memory ${
+        fmt(m.ts_plugin_anon_mib, 0)
+      } MiB, the deno executable's shared pages ${fmt(m.ts_plugin_file_mib, 0)} MiB); Go plugin ${
+        fmt(m.go_plugin_mib, 0)
+      } MiB, bare deno ${fmt(m.bare_deno_mib, 0)} MiB`,
+      "<= 50 MiB",
+      yes(m.ts_plugin_mib <= 50),
+    ],
+    [
+      "host RSS added by its first plugin",
+      `**+${fmt(m.host_first_plugin_added_mib, 0)} MiB** (anonymous +${
+        fmt(m.host_first_plugin_added_anon_mib, 0)
+      } MiB; loading Tether itself: +${fmt(m.host_loaded_added_mib, 0)} MiB)`,
+      "<= +30 MiB",
+      yes(m.host_first_plugin_added_mib <= 30),
+    ],
+    [
+      "notifier: fs events/s into one TypeScript plugin, 0 lost",
+      `PluginManager (ordered): **${n.ordered.events_per_s}/s**, ${n.ordered.lost} lost; SFTPGo's own sender ` +
+      `(unordered): ${n.sftpgo.events_per_s}/s, ${n.sftpgo.lost} lost; Tether host unordered outside ` +
+      `PluginManager: ${n.unordered_direct.events_per_s}/s, ${n.unordered_direct.lost} lost`,
+      ">= 20,000/s unordered",
+      "not met (no unordered mode yet)",
+    ],
+  ];
+  return [
+    "| what | this run | target | |",
+    "| --- | --- | --- | --- |",
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+    "",
+  ].join("\n");
+}
+
 if (import.meta.main) {
-  const [input = "bench/results.json", output = "docs/performance.svg"] = Deno.args;
-  Deno.writeTextFileSync(output, renderChart(JSON.parse(Deno.readTextFileSync(input))));
-  console.log(`wrote ${output}`);
+  if (Deno.args[0] === "--markdown") {
+    console.log(renderTable(JSON.parse(Deno.readTextFileSync(Deno.args[1] ?? "bench/results.json"))));
+  } else {
+    const [input = "bench/results.json", output = "docs/performance.svg"] = Deno.args;
+    Deno.writeTextFileSync(output, renderChart(JSON.parse(Deno.readTextFileSync(input))));
+    console.log(`wrote ${output}`);
+  }
 }

@@ -138,6 +138,9 @@ interface Figures {
    */
   spawn_typical_ms: number;
   spawn_samples_ms: number[];
+  /** Tether host only: CPU per sequential call, host process and plugin process, microseconds. */
+  seq_host_cpu_us?: number;
+  seq_plugin_cpu_us?: number;
 }
 
 async function benchhost(args: string[], plugin: Plugin, what: string): Promise<GoHostResult> {
@@ -238,6 +241,8 @@ async function tetherHost(plugin: Plugin, kind: Kind, channel: "lean" | "grpc-js
     spawn_first_ms: result.spawn_to_first_call_ms,
     spawn_typical_ms: result.spawn_to_first_call_warm_ms,
     spawn_samples_ms: [result.spawn_to_first_call_ms, ...result.spawn_samples_ms],
+    seq_host_cpu_us: result.seq_host_cpu_us,
+    seq_plugin_cpu_us: result.seq_plugin_cpu_us,
   };
 }
 
@@ -272,6 +277,10 @@ function aggregate(all: Figures[]): Figures {
     spawn_first_ms: round(median(all.map((f) => f.spawn_first_ms))),
     spawn_typical_ms: round(median(typical.length ? typical : all.map((f) => f.spawn_first_ms))),
     spawn_samples_ms: all.flatMap((f) => f.spawn_samples_ms),
+    ...(all[0].seq_host_cpu_us === undefined ? {} : {
+      seq_host_cpu_us: round(median(all.map((f) => f.seq_host_cpu_us ?? NaN))),
+      seq_plugin_cpu_us: round(median(all.map((f) => f.seq_plugin_cpu_us ?? NaN))),
+    }),
   };
 }
 
@@ -300,7 +309,7 @@ const bundle = `${scratch}/kv.bundle.js`;
 await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/deno.json`);
 const tsBundled: Plugin = { cmd: Deno.execPath(), args: ["run", "--no-prompt", "-A", bundle] };
 /** V8 flags for a small plugin heap (see docs/performance.md, "Memory"). */
-const smallHeapFlags = "--v8-flags=--max-semi-space-size=1,--max-old-space-size=64";
+const smallHeapFlags = "--v8-flags=--max-semi-space-size=1";
 const tsBundledSmall: Plugin = {
   cmd: Deno.execPath(),
   args: ["run", "--no-prompt", "-A", smallHeapFlags, bundle],
@@ -502,6 +511,14 @@ try {
       }  spawn ${x(r.spawn_typical).padStart(5)} (first ${x(r.spawn_first)})`,
     );
   }
+  const lean = results.tether_host_go_plugin;
+  const before = results.tether_grpcjs_host_go_plugin;
+  lines.push(
+    `  CPU per sequential call, Tether host -> Go plugin: host ${
+      us(lean.seq_host_cpu_us ?? NaN)
+    } on the lean ` +
+      `channel, ${us(before.seq_host_cpu_us ?? NaN)} on grpc-js's (10 ms clock ticks over ${config.n} calls)`,
+  );
   lines.push("");
   lines.push(
     `Large answers (${config.largeBytes} bytes, median of ${config.largeN} Gets x ${config.rounds} round(s)): ` +

@@ -68,6 +68,9 @@ export interface TetherHostResult {
   seq_p99_us: number;
   /** Mean sequential latency, microseconds. */
   seq_mean_us: number;
+  /** CPU time (user + system) per sequential call, microseconds: this host process, and the plugin's (Linux). */
+  seq_host_cpu_us?: number;
+  seq_plugin_cpu_us?: number;
   /** Get calls per second with `concurrency` in flight. */
   calls_per_sec: number;
   /** Median time of a Get answering `large_bytes` bytes, ms (when measured). */
@@ -121,6 +124,18 @@ async function spawnToFirstCall(options: TetherHostOptions): Promise<{ client: P
   return { client, ms: performance.now() - t0 };
 }
 
+/** CPU time (user + system) a process has used, ms, from /proc (NaN where there is none). */
+function cpuMs(pid: number | "self" | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    // utime and stime, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Terraform-style large answers: the host reads one big message per call (as the Go reference). */
 async function largeAnswers(
   kv: ServiceClient<typeof KV>,
@@ -153,11 +168,15 @@ export async function measureTetherHost(options: TetherHostOptions): Promise<Tet
     for (let i = 0; i < options.warmup; i++) await kv.get(request);
 
     const latencies = new Array<number>(options.n);
+    const hostCpu0 = cpuMs("self");
+    const pluginCpu0 = cpuMs(client.pid);
     for (let i = 0; i < options.n; i++) {
       const t = performance.now();
       await kv.get(request);
       latencies[i] = (performance.now() - t) * 1000;
     }
+    const hostCpu = cpuMs("self") - hostCpu0;
+    const pluginCpu = cpuMs(client.pid) - pluginCpu0;
     const mean = latencies.reduce((a, b) => a + b, 0) / latencies.length;
     latencies.sort((a, b) => a - b);
 
@@ -196,6 +215,8 @@ export async function measureTetherHost(options: TetherHostOptions): Promise<Tet
       seq_p50_us: round2(percentile(latencies, 50)),
       seq_p99_us: round2(percentile(latencies, 99)),
       seq_mean_us: round2(mean),
+      ...(Number.isFinite(hostCpu) ? { seq_host_cpu_us: round2((hostCpu * 1000) / options.n) } : {}),
+      ...(Number.isFinite(pluginCpu) ? { seq_plugin_cpu_us: round2((pluginCpu * 1000) / options.n) } : {}),
       calls_per_sec: round2(callsPerSec),
       ...large,
       n: options.n,
