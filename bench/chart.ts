@@ -125,6 +125,10 @@ export function renderChart(results: Results): string {
         { label: "TypeScript plugin, bundled, small heap", value: m.ts_plugin_bundled_small_heap_mib },
         { label: "bare deno run (for scale)", value: m.bare_deno_mib },
         { label: "Tether host: added by first plugin", value: m.host_first_plugin_added_mib },
+        ...(m.host_first_plugin_added_grpcjs_mib === undefined ? [] : [{
+          label: "  same, grpc-js channel",
+          value: m.host_first_plugin_added_grpcjs_mib,
+        }]),
       ],
     ]);
   }
@@ -235,7 +239,9 @@ export function renderTable(results: Results): string {
       "host RSS added by its first plugin",
       `**+${fmt(m.host_first_plugin_added_mib, 0)} MiB** (anonymous +${
         fmt(m.host_first_plugin_added_anon_mib, 0)
-      } MiB; loading Tether itself: +${fmt(m.host_loaded_added_mib, 0)} MiB)`,
+      } MiB; grpc-js channel: +${fmt(m.host_first_plugin_added_grpcjs_mib, 0)} MiB; loading Tether itself: +${
+        fmt(m.host_loaded_added_mib, 0)
+      } MiB)`,
       "<= +30 MiB",
       yes(m.host_first_plugin_added_mib <= 30),
     ],

@@ -10,7 +10,7 @@
  *
  * Prints one JSON object ({@linkcode MemoryResult}):
  *
- *   deno run -A bench/memory.ts [--calls 2000] [--idle-ms 1000] --go <cmd> --ts <cmd args...>
+ *   deno run -A bench/memory.ts [--calls 2000] [--idle-ms 1000] [--channel lean|grpc-js] --go <cmd> --ts <cmd args...>
  *
  * `--ts` takes the rest of the command line (the deno command of the TypeScript plugin).
  *
@@ -90,6 +90,7 @@ if (import.meta.main) {
       calls: { type: "string", default: "2000" },
       "idle-ms": { type: "string", default: "1000" },
       go: { type: "string" },
+      channel: { type: "string", default: "lean" },
     },
   });
   const calls = Number(values.calls);
@@ -99,6 +100,8 @@ if (import.meta.main) {
   const baseline = procMemory("self");
   const hostBaseline = baseline.rss_kib;
   const { PluginClient } = await import("../mod.ts");
+  const { setChannelImplementation } = await import("../src/transport.ts");
+  setChannelImplementation(values.channel === "grpc-js" ? "grpc-js" : "lean");
   const { KV } = await import("../src/gen/tether/kv/v1/kv_pb.ts");
   const { kvHandshake } = await import("../examples/kv/handshake.ts");
   const loaded = procMemory("self");

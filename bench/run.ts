@@ -378,7 +378,7 @@ try {
   }
 
   console.error("memory: one plugin of each kind, 2,000 calls each ...");
-  const memory = async (ts: Plugin): Promise<MemoryResult> =>
+  const memory = async (ts: Plugin, channel = "lean"): Promise<MemoryResult> =>
     JSON.parse(
       await run(Deno.execPath(), [
         "run",
@@ -388,6 +388,8 @@ try {
         `${repoRoot}/bench/memory.ts`,
         "--calls",
         String(config.memoryCalls),
+        "--channel",
+        channel,
         "--go",
         kvplugin,
         "--ts",
@@ -398,6 +400,7 @@ try {
   const memoryPlain = await memory(tsPlugin);
   const memoryBundled = await memory(tsBundled);
   const memorySmall = await memory(tsBundledSmall);
+  const memoryGrpcJs = await memory(tsPlugin, "grpc-js");
 
   console.error(
     `notifier: ${config.events} fs events through PluginManager, then through SFTPGo's sender ...`,
@@ -444,7 +447,15 @@ try {
     host_first_plugin_added_anon_mib: mib(
       memoryPlain.host_anon_kib.first_plugin - memoryPlain.host_anon_kib.loaded,
     ),
-    raw: { plain: memoryPlain, bundled: memoryBundled, bundled_small_heap: memorySmall },
+    host_first_plugin_added_grpcjs_mib: mib(
+      memoryGrpcJs.host_first_plugin_kib - memoryGrpcJs.host_loaded_kib,
+    ),
+    raw: {
+      plain: memoryPlain,
+      bundled: memoryBundled,
+      bundled_small_heap: memorySmall,
+      grpcjs_channel: memoryGrpcJs,
+    },
   };
   const targets = {
     tether_host_go_plugin_p50: versusGoHostGoPlugin.tether_host_go_plugin.p50,
@@ -543,7 +554,7 @@ try {
       `TypeScript plugin ${memoryFigures.ts_plugin_mib} MiB (bundled ${memoryFigures.ts_plugin_bundled_mib}, ` +
       `bundled + small heap ${memoryFigures.ts_plugin_bundled_small_heap_mib}), bare deno ${memoryFigures.bare_deno_mib} MiB; ` +
       `host: +${memoryFigures.host_loaded_added_mib} MiB loading Tether, +${memoryFigures.host_first_plugin_added_mib} MiB ` +
-      `for its first plugin (anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
+      `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
       `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
   );
   lines.push(
