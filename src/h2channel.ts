@@ -363,7 +363,21 @@ function frame(message: Buffer): Buffer {
   return framed;
 }
 
-/** One gRPC call on an {@linkcode H2Channel}: grpc-js's `Call` interface. */
+/**
+ * One gRPC call on an {@linkcode H2Channel}: grpc-js's `Call` interface.
+ *
+ * @example
+ * ```ts ignore
+ * import { H2Channel } from "./h2channel.ts";
+ * const call = new H2Channel({ target: "unix:/tmp/plugin1", authority: "localhost" })
+ *   .createCall("/plugin.GRPCController/Shutdown", Infinity);
+ * call.startPlain({}, {
+ *   onReceiveMetadata() {},
+ *   onReceiveMessage(message) {},
+ *   onReceiveStatus(status) {},
+ * });
+ * ```
+ */
 export class H2Call {
   readonly #channel: H2Channel;
   readonly #method: string;
