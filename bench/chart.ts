@@ -129,6 +129,10 @@ export function renderChart(results: Results): string {
           label: "  same, grpc-js channel",
           value: m.host_first_plugin_added_grpcjs_mib,
         }]),
+        ...(m.host_first_plugin_added_small_heap_mib === undefined ? [] : [{
+          label: "  same, host with small young generation",
+          value: m.host_first_plugin_added_small_heap_mib,
+        }]),
       ],
     ]);
   }
@@ -239,9 +243,10 @@ export function renderTable(results: Results): string {
       "host RSS added by its first plugin",
       `**+${fmt(m.host_first_plugin_added_mib, 0)} MiB** (anonymous +${
         fmt(m.host_first_plugin_added_anon_mib, 0)
-      } MiB; grpc-js channel: +${fmt(m.host_first_plugin_added_grpcjs_mib, 0)} MiB; loading Tether itself: +${
-        fmt(m.host_loaded_added_mib, 0)
-      } MiB)`,
+      } MiB; grpc-js channel: +${fmt(m.host_first_plugin_added_grpcjs_mib, 0)} MiB; host run with ` +
+      `\`--max-semi-space-size=1\`: +${
+        fmt(m.host_first_plugin_added_small_heap_mib ?? NaN, 0)
+      } MiB; loading Tether itself: +${fmt(m.host_loaded_added_mib, 0)} MiB)`,
       "<= +30 MiB",
       yes(m.host_first_plugin_added_mib <= 30),
     ],

@@ -378,10 +378,11 @@ try {
   }
 
   console.error("memory: one plugin of each kind, 2,000 calls each ...");
-  const memory = async (ts: Plugin, channel = "lean"): Promise<MemoryResult> =>
+  const memory = async (ts: Plugin, channel = "lean", hostFlags: string[] = []): Promise<MemoryResult> =>
     JSON.parse(
       await run(Deno.execPath(), [
         "run",
+        ...hostFlags,
         "-A",
         "--config",
         `${repoRoot}/deno.json`,
@@ -401,6 +402,8 @@ try {
   const memoryBundled = await memory(tsBundled);
   const memorySmall = await memory(tsBundledSmall);
   const memoryGrpcJs = await memory(tsPlugin, "grpc-js");
+  // The host is the application's process: its V8 flags are the application's choice. Measured for reference.
+  const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
 
   console.error(
     `notifier: ${config.events} fs events through PluginManager, then through SFTPGo's sender ...`,
@@ -450,11 +453,15 @@ try {
     host_first_plugin_added_grpcjs_mib: mib(
       memoryGrpcJs.host_first_plugin_kib - memoryGrpcJs.host_loaded_kib,
     ),
+    host_first_plugin_added_small_heap_mib: mib(
+      memoryHostSmall.host_first_plugin_kib - memoryHostSmall.host_loaded_kib,
+    ),
     raw: {
       plain: memoryPlain,
       bundled: memoryBundled,
       bundled_small_heap: memorySmall,
       grpcjs_channel: memoryGrpcJs,
+      host_small_heap: memoryHostSmall,
     },
   };
   const targets = {
@@ -554,7 +561,7 @@ try {
       `TypeScript plugin ${memoryFigures.ts_plugin_mib} MiB (bundled ${memoryFigures.ts_plugin_bundled_mib}, ` +
       `bundled + small heap ${memoryFigures.ts_plugin_bundled_small_heap_mib}), bare deno ${memoryFigures.bare_deno_mib} MiB; ` +
       `host: +${memoryFigures.host_loaded_added_mib} MiB loading Tether, +${memoryFigures.host_first_plugin_added_mib} MiB ` +
-      `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
+      `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; host run with ${smallHeapFlags}: +${memoryFigures.host_first_plugin_added_small_heap_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
       `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
   );
   lines.push(
