@@ -35,6 +35,8 @@ export interface H2ChannelConfig {
   readonly target: string;
   /** The `:authority` sent (go-plugin servers ignore it; grpc-js sends `localhost` here). */
   readonly authority: string;
+  /** Largest message accepted from the server; a larger one ends the call with RESOURCE_EXHAUSTED. */
+  readonly maxMessageBytes?: number;
   /** TLS client settings, or none for plaintext. */
   readonly tls?: {
     readonly ca: string;
@@ -68,6 +70,8 @@ export class H2Channel {
   readonly #config: H2ChannelConfig;
   #state: grpc.connectivityState = IDLE;
   #session: http2.ClientHttp2Session | undefined;
+  /** The session being set up, destroyed if the channel closes meanwhile. */
+  #dialing: http2.ClientHttp2Session | undefined;
   #waiting: ((session: http2.ClientHttp2Session | Error) => void)[] = [];
   #watchers = new Set<{ state: grpc.connectivityState; done: (error?: Error) => void }>();
   #lastError: Error | undefined;
@@ -85,6 +89,8 @@ export class H2Channel {
     const session = this.#session;
     this.#session = undefined;
     session?.close();
+    this.#dialing?.destroy();
+    this.#dialing = undefined;
     this.#flushWaiting(new Error("channel closed"));
   }
 
@@ -135,6 +141,11 @@ export class H2Channel {
   /** A call on this channel; it starts when grpc-js calls `start`. */
   createCall(method: string, deadline: Deadline): H2Call {
     return new H2Call(this, method, deadline, ++this.#callNumber);
+  }
+
+  /** Largest message accepted from the server (default: go-plugin's, 2^31 - 1 bytes). */
+  get maxMessageBytes(): number {
+    return this.#config.maxMessageBytes ?? 2 ** 31 - 1;
   }
 
   /** Headers common to every call. */
@@ -194,11 +205,13 @@ export class H2Channel {
       createConnection: () => socket,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
     });
+    this.#dialing = session;
     let connected = false;
     // READY once the server's SETTINGS arrived: a peer that accepts the socket but does not speak HTTP/2
     // never gets there (and the start fails as with grpc-js).
     session.once("remoteSettings", () => {
       connected = true;
+      if (this.#dialing === session) this.#dialing = undefined;
       if (this.#state === SHUTDOWN) {
         session.close();
         return;
@@ -213,6 +226,7 @@ export class H2Channel {
       this.#flushWaiting(session);
     });
     const lost = (error?: Error) => {
+      if (this.#dialing === session) this.#dialing = undefined;
       if (!connected) {
         this.#failed(error ?? new Error("connection closed before HTTP/2 was set up"));
         return;
@@ -224,7 +238,7 @@ export class H2Channel {
     session.once("close", () => lost());
     // The socket's own errors (TLS refusal, ECONNREFUSED) reach the session as "error" too, but a socket
     // that fails before http2 takes it over must not throw unhandled.
-    socket.once("error", (error: Error) => lost(error));
+    socket.on("error", (error: Error) => lost(error));
   }
 
   /** `session` is gone: the channel goes IDLE (the next call dials again). */
@@ -307,48 +321,60 @@ function decodeMessage(raw: string): string {
 
 /** Splits HTTP/2 DATA into gRPC messages (1 flag byte, 4 length bytes, the message). */
 class MessageDecoder {
+  readonly #max: number;
   #header = Buffer.alloc(5);
   #headerFill = 0;
-  #body: Buffer | undefined;
-  #bodyFill = 0;
+  /** Bytes of the current message still to come; -1 while reading a prefix. */
+  #need = -1;
+  #length = 0;
+  #parts: Buffer[] = [];
 
-  /** Feeds a chunk; returns the messages it completed, or an Error for a compressed one. */
-  push(chunk: Buffer, out: Buffer[]): Error | undefined {
+  constructor(maxMessageBytes: number) {
+    this.#max = maxMessageBytes;
+  }
+
+  /**
+   * Feeds a chunk; the messages it completes go to `out`, each in its own
+   * memory (never a view of a chunk). Memory follows the bytes that arrived,
+   * not the length a peer announces. Returns the status to end the call with
+   * for a compressed message or one over the limit.
+   */
+  push(chunk: Buffer, out: Buffer[]): [grpc.status, string] | undefined {
     let offset = 0;
     while (offset < chunk.length) {
-      if (this.#body === undefined) {
-        // Fast path: a whole header in this chunk.
+      if (this.#need < 0) {
+        let flag: number;
         if (this.#headerFill === 0 && chunk.length - offset >= 5) {
-          if (chunk[offset] !== 0) return new Error("compressed message received, none was negotiated");
-          const length = chunk.readUInt32BE(offset + 1);
+          flag = chunk[offset];
+          this.#length = chunk.readUInt32BE(offset + 1);
           offset += 5;
-          if (chunk.length - offset >= length) {
-            out.push(chunk.subarray(offset, offset + length));
-            offset += length;
-            continue;
-          }
-          this.#body = Buffer.allocUnsafe(length);
-          this.#bodyFill = 0;
-          continue;
+        } else {
+          const take = Math.min(5 - this.#headerFill, chunk.length - offset);
+          chunk.copy(this.#header, this.#headerFill, offset, offset + take);
+          this.#headerFill += take;
+          offset += take;
+          if (this.#headerFill < 5) break;
+          this.#headerFill = 0;
+          flag = this.#header[0];
+          this.#length = this.#header.readUInt32BE(1);
         }
-        const take = Math.min(5 - this.#headerFill, chunk.length - offset);
-        chunk.copy(this.#header, this.#headerFill, offset, offset + take);
-        this.#headerFill += take;
-        offset += take;
-        if (this.#headerFill < 5) break;
-        this.#headerFill = 0;
-        if (this.#header[0] !== 0) return new Error("compressed message received, none was negotiated");
-        this.#body = Buffer.allocUnsafe(this.#header.readUInt32BE(1));
-        this.#bodyFill = 0;
+        if (flag !== 0) return [grpc.status.INTERNAL, "compressed message received, none was negotiated"];
+        if (this.#length > this.#max) {
+          return [
+            grpc.status.RESOURCE_EXHAUSTED,
+            `Received message larger than max (${this.#length} vs. ${this.#max})`,
+          ];
+        }
+        this.#need = this.#length;
       }
-      const body: Buffer = this.#body;
-      const take = Math.min(body.length - this.#bodyFill, chunk.length - offset);
-      chunk.copy(body, this.#bodyFill, offset, offset + take);
-      this.#bodyFill += take;
+      const take = Math.min(this.#need, chunk.length - offset);
+      if (take > 0) this.#parts.push(chunk.subarray(offset, offset + take));
       offset += take;
-      if (this.#bodyFill === body.length) {
-        out.push(body);
-        this.#body = undefined;
+      this.#need -= take;
+      if (this.#need === 0) {
+        out.push(Buffer.concat(this.#parts, this.#length));
+        this.#parts = [];
+        this.#need = -1;
       }
     }
     return undefined;
@@ -392,7 +418,7 @@ export class H2Call {
   #status: StatusObject | undefined;
   #ended = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #decoder = new MessageDecoder();
+  #decoder: MessageDecoder;
   #httpStatus = 0;
   #withMetadata = true;
   #trailerHeaders: http2.IncomingHttpHeaders | undefined;
@@ -403,6 +429,7 @@ export class H2Call {
     this.#method = method;
     this.#deadline = deadline;
     this.#number = number;
+    this.#decoder = new MessageDecoder(channel.maxMessageBytes);
   }
 
   /** Sends the request headers (after dialling, if needed). */
@@ -479,9 +506,9 @@ export class H2Call {
       if (this.#trailerHeaders) this.#trailers(this.#trailerHeaders);
     });
     stream.on("data", (chunk: Buffer) => {
-      const error = this.#decoder.push(chunk, this.#messages);
-      if (error) {
-        this.cancelWithStatus(grpc.status.INTERNAL, error.message);
+      const refused = this.#decoder.push(chunk, this.#messages);
+      if (refused) {
+        this.cancelWithStatus(...refused);
         return;
       }
       this.#deliver();

@@ -84,6 +84,7 @@ export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions
         new H2Channel({
           target,
           authority,
+          maxMessageBytes: MAX_MESSAGE_BYTES,
           tls: tls && {
             ca: tls.peerCaPem,
             key: tls.keyPem,

@@ -224,3 +224,119 @@ Deno.test({
       assert.equal(await countLeanCalls(() => client.dispense(KV).get({ key: "x" })), 1);
     }),
 });
+
+/** A plaintext HTTP/2 server on a unix socket that answers every call with `answer`. */
+async function rawServer(
+  answer: (stream: import("node:http2").ServerHttp2Stream) => void,
+): Promise<{ path: string; close(): Promise<void> }> {
+  const http2 = await import("node:http2");
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "h2t" });
+  const path = `${dir}/s.sock`;
+  const server = http2.createServer();
+  server.on("stream", (stream) => {
+    stream.on("error", () => {});
+    answer(stream as import("node:http2").ServerHttp2Stream);
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    close: async () => {
+      await new Promise((resolve) => server.close(resolve));
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** One unary call of raw bytes on an H2Channel; resolves to the answer or the grpc-js error. */
+async function rawCall(
+  path: string,
+  maxMessageBytes?: number,
+): Promise<Buffer | { code: number; details: string }> {
+  const grpc = await import("@grpc/grpc-js");
+  const client = new grpc.Client(`unix:${path}`, grpc.credentials.createInsecure(), {
+    channelFactoryOverride: (target: string) =>
+      new H2Channel({
+        target,
+        authority: "localhost",
+        maxMessageBytes,
+      }) as unknown as import("@grpc/grpc-js").Channel,
+  });
+  try {
+    return await new Promise((resolve) => {
+      client.makeUnaryRequest(
+        "/t.S/M",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from("hi"),
+        (error, value) => resolve(error ? { code: error.code, details: error.details } : value!),
+      );
+    });
+  } finally {
+    client.close();
+  }
+}
+
+function grpcFrame(body: Uint8Array, announced = body.length): Uint8Array {
+  const out = new Uint8Array(5 + body.length);
+  new DataView(out.buffer).setUint32(1, announced);
+  out.set(body, 5);
+  return out;
+}
+
+Deno.test("h2: a message split into 1-byte DATA frames is put back together", async () => {
+  const body = new Uint8Array(300).map((_, i) => i % 256);
+  const server = await rawServer((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    const framed = grpcFrame(body);
+    for (const byte of framed) stream.write(new Uint8Array([byte]));
+    stream.end();
+  });
+  try {
+    const answer = await rawCall(server.path);
+    assert.ok(answer instanceof Uint8Array, JSON.stringify(answer));
+    assert.deepEqual(new Uint8Array(answer), body);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("h2: a message announced over the limit ends the call with RESOURCE_EXHAUSTED, nothing allocated for it", async () => {
+  const server = await rawServer((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    // Announces 4 GiB - 1, sends 3 bytes.
+    stream.write(grpcFrame(new Uint8Array([1, 2, 3]), 0xffff_ffff));
+  });
+  try {
+    const answer = await rawCall(server.path, 1024);
+    assert.deepEqual(answer, {
+      code: GrpcStatus.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${0xffff_ffff} vs. 1024)`,
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("h2: trailers-only errors, HTTP errors and a refused connection map to gRPC statuses as grpc-js maps them", async () => {
+  const trailersOnly = await rawServer((stream) =>
+    stream.respond({ ":status": 200, "grpc-status": "5", "grpc-message": "no%20such%20thing" }, {
+      endStream: true,
+    })
+  );
+  const httpError = await rawServer((stream) => stream.respond({ ":status": 503 }, { endStream: true }));
+  try {
+    assert.deepEqual(await rawCall(trailersOnly.path), {
+      code: GrpcStatus.NOT_FOUND,
+      details: "no such thing",
+    });
+    const unavailable = await rawCall(httpError.path) as { code: number; details: string };
+    assert.equal(unavailable.code, GrpcStatus.UNAVAILABLE);
+    assert.match(unavailable.details, /503/);
+  } finally {
+    await trailersOnly.close();
+    await httpError.close();
+  }
+  const refused = await rawCall("/tmp/h2-no-such-socket") as { code: number; details: string };
+  assert.equal(refused.code, GrpcStatus.UNAVAILABLE);
+});
