@@ -225,9 +225,15 @@ export class H2Channel {
       this.#setState(READY);
       this.#flushWaiting(session);
     });
+    let failed = false;
     const lost = (error?: Error) => {
       if (this.#dialing === session) this.#dialing = undefined;
       if (!connected) {
+        // Socket and session report one failure several times; only the first counts, and a later dial's
+        // waiters are not this one's.
+        if (failed) return;
+        failed = true;
+        session.destroy();
         this.#failed(error ?? new Error("connection closed before HTTP/2 was set up"));
         return;
       }
