@@ -14,14 +14,19 @@
  * plugin gets HOME, PATH, DENO_DIR and TMPDIR from this process's environment:
  *
  *   deno run -A bench/tether_host.ts [--n 3000] [--warmup 200] [--concurrency 16]
- *     [--duration 3] [--spawn-runs 5] [--automtls=true] -- <cmd> [args...]
+ *     [--duration 3] [--spawn-runs 5] [--automtls=true] [--large-bytes N --large-n 10]
+ *     [--channel lean|grpc-js] -- <cmd> [args...]
+ *
+ * `--channel grpc-js` runs the host on grpc-js's own channel instead of the
+ * lean one (src/h2channel.ts), to compare the two in one run.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { PluginClient } from "../mod.ts";
+import { PluginClient, type ServiceClient } from "../mod.ts";
 import { KV } from "../src/gen/tether/kv/v1/kv_pb.ts";
+import { type ChannelImplementation, setChannelImplementation } from "../src/transport.ts";
 import { kvHandshake } from "../examples/kv/handshake.ts";
 
 /** What to measure. */
@@ -42,6 +47,10 @@ export interface TetherHostOptions {
   readonly spawnRuns: number;
   /** AutoMTLS (default true), as in the Go reference. */
   readonly autoMTLS?: boolean;
+  /** Size of the value behind the large-answer phase (Terraform-style schema); 0 or absent: no such phase. */
+  readonly largeBytes?: number;
+  /** Get calls of the large value timed. */
+  readonly largeN?: number;
   /** Environment for the plugin (Tether passes nothing of its own). */
   readonly env?: Record<string, string>;
 }
@@ -59,8 +68,14 @@ export interface TetherHostResult {
   seq_p99_us: number;
   /** Mean sequential latency, microseconds. */
   seq_mean_us: number;
+  /** CPU time (user + system) per sequential call, microseconds: this host process, and the plugin's (Linux). */
+  seq_host_cpu_us?: number;
+  seq_plugin_cpu_us?: number;
   /** Get calls per second with `concurrency` in flight. */
   calls_per_sec: number;
+  /** Median time of a Get answering `large_bytes` bytes, ms (when measured). */
+  large_p50_ms?: number;
+  large_bytes?: number;
   n: number;
   warmup: number;
   concurrency: number;
@@ -109,6 +124,39 @@ async function spawnToFirstCall(options: TetherHostOptions): Promise<{ client: P
   return { client, ms: performance.now() - t0 };
 }
 
+/** CPU time (user + system) a process has used, ms, from /proc (NaN where there is none). */
+function cpuMs(pid: number | "self" | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    // utime and stime, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Terraform-style large answers: the host reads one big message per call (as the Go reference). */
+async function largeAnswers(
+  kv: ServiceClient<typeof KV>,
+  bytes: number,
+  n: number,
+): Promise<{ large_p50_ms: number; large_bytes: number }> {
+  const big = new Uint8Array(bytes).map((_, i) => (i * 7) & 0xff);
+  await kv.put({ key: "large", value: big });
+  const request = { key: "large" };
+  await kv.get(request); // warm-up: buffers and windows grown once
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const { value } = await kv.get(request);
+    times.push(performance.now() - t);
+    if (value.length !== bytes) throw new Error(`large get: ${value.length} bytes, want ${bytes}`);
+  }
+  times.sort((a, b) => a - b);
+  return { large_p50_ms: round2(percentile(times, 50)), large_bytes: bytes };
+}
+
 /** Runs the whole measurement against one plugin command. */
 export async function measureTetherHost(options: TetherHostOptions): Promise<TetherHostResult> {
   const { client, ms: coldMs } = await spawnToFirstCall(options);
@@ -120,11 +168,15 @@ export async function measureTetherHost(options: TetherHostOptions): Promise<Tet
     for (let i = 0; i < options.warmup; i++) await kv.get(request);
 
     const latencies = new Array<number>(options.n);
+    const hostCpu0 = cpuMs("self");
+    const pluginCpu0 = cpuMs(client.pid);
     for (let i = 0; i < options.n; i++) {
       const t = performance.now();
       await kv.get(request);
       latencies[i] = (performance.now() - t) * 1000;
     }
+    const hostCpu = cpuMs("self") - hostCpu0;
+    const pluginCpu = cpuMs(client.pid) - pluginCpu0;
     const mean = latencies.reduce((a, b) => a + b, 0) / latencies.length;
     latencies.sort((a, b) => a - b);
 
@@ -142,6 +194,11 @@ export async function measureTetherHost(options: TetherHostOptions): Promise<Tet
     const elapsedS = (performance.now() - start) / 1000;
     const callsPerSec = elapsedS > 0 ? calls / elapsedS : 0;
 
+    let large: { large_p50_ms: number; large_bytes: number } | undefined;
+    if (options.largeBytes && options.largeN) {
+      large = await largeAnswers(kv, options.largeBytes, options.largeN);
+    }
+
     await client.kill();
 
     const samples: number[] = [];
@@ -158,7 +215,10 @@ export async function measureTetherHost(options: TetherHostOptions): Promise<Tet
       seq_p50_us: round2(percentile(latencies, 50)),
       seq_p99_us: round2(percentile(latencies, 99)),
       seq_mean_us: round2(mean),
+      ...(Number.isFinite(hostCpu) ? { seq_host_cpu_us: round2((hostCpu * 1000) / options.n) } : {}),
+      ...(Number.isFinite(pluginCpu) ? { seq_plugin_cpu_us: round2((pluginCpu * 1000) / options.n) } : {}),
       calls_per_sec: round2(callsPerSec),
+      ...large,
       n: options.n,
       warmup: options.warmup,
       concurrency: options.concurrency,
@@ -174,7 +234,8 @@ if (import.meta.main) {
   if (dash < 0 || dash === Deno.args.length - 1) {
     console.error(
       "usage: deno run -A bench/tether_host.ts [--n 3000] [--warmup 200] [--concurrency 16] [--duration 3] " +
-        "[--spawn-runs 5] [--automtls=true|false] -- <cmd> [args...]",
+        "[--spawn-runs 5] [--automtls=true|false] [--large-bytes 7340032 --large-n 10] " +
+        "[--channel lean|grpc-js] -- <cmd> [args...]",
     );
     Deno.exit(2);
   }
@@ -187,8 +248,16 @@ if (import.meta.main) {
       duration: { type: "string", default: "3" },
       "spawn-runs": { type: "string", default: "5" },
       automtls: { type: "string", default: "true" },
+      "large-bytes": { type: "string", default: "0" },
+      "large-n": { type: "string", default: "10" },
+      channel: { type: "string", default: "lean" },
     },
   });
+  if (values.channel !== "lean" && values.channel !== "grpc-js") {
+    console.error(`--channel must be lean or grpc-js, got ${values.channel}`);
+    Deno.exit(2);
+  }
+  setChannelImplementation(values.channel as ChannelImplementation);
   const [cmd, ...args] = Deno.args.slice(dash + 1);
   // A Tether host passes none of its own environment; give the plugin what a Deno plugin needs
   // to find its cache (a Go host passes everything).
@@ -207,6 +276,8 @@ if (import.meta.main) {
     durationS: Number(values.duration),
     spawnRuns: Number(values["spawn-runs"]),
     autoMTLS: values.automtls !== "false",
+    largeBytes: Number(values["large-bytes"]),
+    largeN: Number(values["large-n"]),
   });
   console.log(JSON.stringify(result));
 }

@@ -32,7 +32,7 @@ import type { PluginRuntime } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./logs.ts";
-import { generateCertificate } from "./mtls.ts";
+import { takeCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
 import { channelCredentials, channelOptions, type Endpoint, grpcTarget, removeSocket } from "./transport.ts";
@@ -462,7 +462,7 @@ export class PluginClient implements AsyncDisposable {
     const options = this.#options;
     const versions = offeredVersions(options.handshake);
     const autoMTLS = !options.tls && (options.autoMTLS ?? true);
-    const certificate = autoMTLS ? await generateCertificate() : undefined;
+    const certificate = autoMTLS ? await takeCertificate() : undefined;
 
     // Whatever ends the host, the launch's files (once there are some) and its process go.
     let launching: (() => void) | undefined;

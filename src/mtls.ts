@@ -1,19 +1,45 @@
 /**
  * AutoMTLS: the throw-away certificates host and plugin make for each launch
  * and pin on each other, as go-plugin does (ECDSA P-521, ecdsa-with-SHA512,
- * self-signed CA cert for `localhost`). Made with `@peculiar/x509` on Web
- * Crypto; nothing is written to disk.
+ * self-signed CA cert for `localhost`). The key and the signature come from
+ * Web Crypto; the certificate structure is `@peculiar/asn1-x509`'s (RFC 5280
+ * schema) encoded by `@peculiar/asn1-schema`, the layer under `@peculiar/x509`
+ * without its algorithm registry (tsyringe, reflect-metadata) and the CMS,
+ * PKCS#12, RSA and CSR schemas it loads: a plugin starts faster and smaller.
+ * Nothing is written to disk.
  *
  * @module
  */
 
-// @peculiar/x509 resolves its algorithm registry through tsyringe, which needs
-// the Reflect metadata API loaded first.
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import { ECDSASigValue, id_ecdsaWithSHA512 } from "@peculiar/asn1-ecc";
+import {
+  AlgorithmIdentifier,
+  AttributeTypeAndValue,
+  AttributeValue,
+  BasicConstraints,
+  Certificate,
+  ExtendedKeyUsage,
+  Extension,
+  Extensions,
+  GeneralName,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_kp_clientAuth,
+  id_kp_serverAuth,
+  KeyUsage,
+  KeyUsageFlags,
+  Name,
+  RelativeDistinguishedName,
+  SubjectAlternativeName,
+  SubjectPublicKeyInfo,
+  TBSCertificate,
+  Validity,
+  Version,
+} from "@peculiar/asn1-x509";
 import { TetherError } from "./errors.ts";
-
-x509.cryptoProvider.set(crypto);
 
 /** A certificate and its private key, ready for `node:tls`/grpc-js. */
 export interface CertificateBundle {
@@ -46,37 +72,129 @@ export async function generateCertificate(): Promise<CertificateBundle> {
     const keys = await crypto.subtle.generateKey(signing, true, ["sign", "verify"]);
     const serial = crypto.getRandomValues(new Uint8Array(16));
     serial[0] &= 0x7f; // a positive serial below 2^128
+    serial[0] |= 0x01; // and a first byte that is not zero: the INTEGER stays 16 bytes, minimal
     const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: toHex(serial),
-      name: "CN=localhost, O=HashiCorp",
-      notBefore: new Date(now - 30_000),
-      notAfter: new Date(now + validityMs),
-      signingAlgorithm: signing,
-      keys,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment |
-            x509.KeyUsageFlags.keyAgreement | x509.KeyUsageFlags.keyCertSign,
+    const name = new Name([
+      rdn("2.5.4.3", "localhost"), // CN
+      rdn("2.5.4.10", "HashiCorp"), // O
+    ]);
+    const algorithm = new AlgorithmIdentifier({ algorithm: id_ecdsaWithSHA512 });
+    const tbs = new TBSCertificate({
+      version: Version.v3,
+      serialNumber: serial.buffer,
+      signature: algorithm,
+      issuer: name,
+      validity: new Validity({ notBefore: new Date(now - 30_000), notAfter: new Date(now + validityMs) }),
+      subject: name,
+      subjectPublicKeyInfo: AsnConvert.parse(
+        await crypto.subtle.exportKey("spki", keys.publicKey),
+        SubjectPublicKeyInfo,
+      ),
+      extensions: new Extensions([
+        extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: true })),
+        extension(
+          id_ce_keyUsage,
           true,
+          new KeyUsage(
+            KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment | KeyUsageFlags.keyAgreement |
+              KeyUsageFlags.keyCertSign,
+          ),
         ),
-        new x509.ExtendedKeyUsageExtension([
-          x509.ExtendedKeyUsage.clientAuth,
-          x509.ExtendedKeyUsage.serverAuth,
-        ]),
-        new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }]),
-      ],
+        extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_clientAuth, id_kp_serverAuth])),
+        extension(
+          id_ce_subjectAltName,
+          false,
+          new SubjectAlternativeName([new GeneralName({ dNSName: "localhost" })]),
+        ),
+      ]),
     });
+    const raw = new Uint8Array(
+      await crypto.subtle.sign(signing, keys.privateKey, AsnConvert.serialize(tbs)),
+    );
+    // Web Crypto signs as r || s (66 bytes each for P-521); X.509 wants the DER ECDSA-Sig-Value.
+    const half = raw.length / 2;
+    const signature = AsnConvert.serialize(
+      new ECDSASigValue({ r: derInteger(raw.subarray(0, half)), s: derInteger(raw.subarray(half)) }),
+    );
+    const certDer = new Uint8Array(
+      AsnConvert.serialize(
+        new Certificate({ tbsCertificate: tbs, signatureAlgorithm: algorithm, signatureValue: signature }),
+      ),
+    );
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-    return {
-      certPem: `${cert.toString("pem")}\n`,
-      certDer: new Uint8Array(cert.rawData),
-      keyPem: toPem("PRIVATE KEY", pkcs8),
-    };
+    return { certPem: toPem("CERTIFICATE", certDer), certDer, keyPem: toPem("PRIVATE KEY", pkcs8) };
   } catch (cause) {
     throw new TetherError("tls", `could not make an AutoMTLS certificate: ${errorMessage(cause)}`, { cause });
   }
+}
+
+function rdn(type: string, value: string): RelativeDistinguishedName {
+  return new RelativeDistinguishedName([
+    new AttributeTypeAndValue({ type, value: new AttributeValue({ printableString: value }) }),
+  ]);
+}
+
+function extension(id: string, critical: boolean, value: unknown): Extension {
+  return new Extension({
+    extnID: id,
+    critical,
+    extnValue: new OctetString(AsnConvert.serialize(value)),
+  });
+}
+
+/** An unsigned big-endian number as a minimal positive DER INTEGER body. */
+function derInteger(bytes: Uint8Array): ArrayBuffer {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const trimmed = bytes.subarray(start);
+  const out = new Uint8Array(trimmed.length + (trimmed[0] & 0x80 ? 1 : 0));
+  out.set(trimmed, out.length - trimmed.length);
+  return out.buffer;
+}
+
+let spare: Promise<CertificateBundle> | undefined;
+
+/**
+ * Starts making the next launch's certificate now, in the background, if none
+ * is waiting. Certificate work (mostly JavaScript ASN.1 encoding, then a P-521
+ * signature) then happens while the host is otherwise idle, not between
+ * `start()` and the plugin's first answer.
+ *
+ * @example
+ * ```ts
+ * import { prepareCertificate } from "./mtls.ts";
+ * prepareCertificate(); // e.g. when a PluginClient is made, well before start()
+ * ```
+ */
+export function prepareCertificate(): void {
+  if (spare) return;
+  const next = generateCertificate();
+  // A failure surfaces when the certificate is taken; an untaken one must not be an unhandled rejection.
+  next.catch(() => {});
+  spare = next;
+}
+
+/**
+ * A fresh AutoMTLS certificate for one launch: the one made in the background
+ * if there is one, else a new one; either way a next one is then started in
+ * the background. Every certificate is handed out once, never reused, and
+ * never leaves this process's memory.
+ *
+ * @example
+ * ```ts
+ * import { takeCertificate } from "./mtls.ts";
+ * const first = await takeCertificate();
+ * const second = await takeCertificate();
+ * console.log(first.certPem !== second.certPem); // true
+ * ```
+ */
+export async function takeCertificate(): Promise<CertificateBundle> {
+  const mine = spare ?? generateCertificate();
+  spare = undefined;
+  const bundle = await mine;
+  // Made while this launch waits for its plugin to start and print its handshake line.
+  prepareCertificate();
+  return bundle;
 }
 
 /**
@@ -92,7 +210,8 @@ export async function generateCertificate(): Promise<CertificateBundle> {
  */
 export function certificateDerToPem(der: Uint8Array): string {
   try {
-    return `${new x509.X509Certificate(new Uint8Array(der)).toString("pem")}\n`;
+    AsnConvert.parse(new Uint8Array(der), Certificate);
+    return toPem("CERTIFICATE", der);
   } catch (cause) {
     throw new TetherError("tls", `error parsing server cert: ${errorMessage(cause)}`, { cause });
   }
@@ -111,7 +230,11 @@ export function certificateDerToPem(der: Uint8Array): string {
  */
 export function certificatePemToDer(pem: string): Uint8Array {
   try {
-    return new Uint8Array(new x509.X509Certificate(pem).rawData);
+    const match = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(pem);
+    if (!match) throw new Error("no -----BEGIN CERTIFICATE----- block");
+    const der = Uint8Array.from(atob(match[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+    AsnConvert.parse(der, Certificate);
+    return der;
   } catch (cause) {
     throw new TetherError("tls", `PLUGIN_CLIENT_CERT is not a PEM certificate: ${errorMessage(cause)}`, {
       cause,
@@ -132,10 +255,6 @@ function toPem(label: string, der: Uint8Array): string {
   for (const byte of der) binary += String.fromCharCode(byte);
   const lines = btoa(binary).match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
-}
-
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function errorMessage(error: unknown): string {

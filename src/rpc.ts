@@ -18,6 +18,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
 import { validateTimerMs } from "./timers.ts";
+import { H2Channel } from "./h2channel.ts";
 
 /** Per-call options of a {@linkcode ServiceClient} method. */
 export interface CallOptions {
@@ -284,6 +285,78 @@ function singleAnswer<C extends { cancel(): void }>(
   });
 }
 
+/** A failure as grpc-js reports one (`Error` with code, details and metadata), for {@linkcode rpcError}. */
+function statusError(code: number, details: string, metadata = new grpc.Metadata()): grpc.ServiceError {
+  return Object.assign(new Error(`${code} ${grpcStatusName(code as GrpcStatusCode)}: ${details}`), {
+    code,
+    details,
+    metadata,
+  });
+}
+
+/**
+ * A unary call straight on the lean channel: no grpc-js call objects, no
+ * Metadata unless the caller sends some. Same statuses and errors as the
+ * grpc-js client path (which streams still take).
+ */
+function leanUnary(
+  h2: H2Channel,
+  path: string,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+): (request: MessageInitShape<DescMessage>, options?: CallOptions) => Promise<unknown> {
+  return (request, options) =>
+    new Promise((resolve, reject) => {
+      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
+      let deadline = Infinity;
+      let headers: Record<string, string | string[]> = {};
+      let bytes: Buffer;
+      try {
+        const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
+        if (timeoutMs !== undefined) deadline = Date.now() + timeoutMs;
+        if (options?.metadata) headers = callMetadata(options).toHttp2Headers() as typeof headers;
+        if (h2.getConnectivityState(false) === grpc.connectivityState.SHUTDOWN) {
+          throw new Error("Channel has been shut down");
+        }
+      } catch (error) {
+        fail(closedChannel(path, error));
+        return;
+      }
+      try {
+        bytes = serialize(request);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        fail(rpcError(path, statusError(13, `Request message serialization failure: ${message}`)));
+        return;
+      }
+      let response: Buffer | undefined;
+      let unlink = () => {};
+      const call = h2.createCall(path, deadline);
+      call.startPlain(headers, {
+        onReceiveMetadata() {},
+        onReceiveMessage(message) {
+          response = message;
+        },
+        onReceiveStatus({ code, details, metadata }) {
+          unlink();
+          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
+          if (response === undefined) return fail(rpcError(path, statusError(12, "No message received")));
+          try {
+            resolve(deserialize(response));
+          } catch (error) {
+            const message = error instanceof Error ? error.message : String(error);
+            fail(rpcError(path, statusError(13, `Response message parsing error: ${message}`)));
+          }
+        },
+      }, false);
+      call.sendMessageWithContext({}, bytes);
+      call.halfClose();
+      call.startRead();
+      unlink = linkSignal(options?.signal, { cancel: () => call.cancelWithStatus(1, "Cancelled on client") });
+    });
+}
+
 /**
  * Makes a typed client for `service` on an open grpc-js client (channel).
  *
@@ -303,12 +376,18 @@ export function createServiceClient<S extends DescService>(
   mapError: ErrorMapper = (error) => error,
 ): ServiceClient<S> {
   const client: Record<string, unknown> = {};
+  const raw = channel.getChannel() as unknown;
+  const lean = raw instanceof H2Channel ? raw : undefined;
   for (const method of service.methods) {
     const path = methodPath(method);
     const serialize = serializer(method.input);
     const deserialize = deserializer(method.output);
     switch (method.methodKind) {
       case "unary":
+        if (lean) {
+          client[method.localName] = leanUnary(lean, path, serialize, deserialize, mapError);
+          break;
+        }
         client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
           singleAnswer(path, mapError, options, (done) =>
             channel.makeUnaryRequest(

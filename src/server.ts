@@ -19,7 +19,6 @@ import {
   PluginEnv,
 } from "./handshake.ts";
 import { formatHclogJson, type Logger } from "./logs.ts";
-import { certificatePemToDer, generateCertificate } from "./mtls.ts";
 import { GrpcStatus } from "./errors.ts";
 import { registration, type ServiceRegistration } from "./rpc.ts";
 import { withReflection } from "./reflection.ts";
@@ -279,6 +278,8 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   } else {
     const hostCertPem = env(PluginEnv.clientCert);
     if (hostCertPem) {
+      // Loaded only for AutoMTLS: a plaintext plugin (SFTPGo's default) never loads the X.509 code.
+      const { certificatePemToDer, generateCertificate } = await import("./mtls.ts");
       let hostCertDer: Uint8Array;
       try {
         hostCertDer = certificatePemToDer(hostCertPem);

@@ -12,6 +12,7 @@ import { Buffer } from "node:buffer";
 import type { PeerCertificate } from "node:tls";
 import { TetherError } from "./errors.ts";
 import { sameBytes } from "./mtls.ts";
+import { H2Channel } from "./h2channel.ts";
 import { grpcServiceDefinition, MAX_MESSAGE_BYTES, type ServiceRegistration } from "./rpc.ts";
 
 /** A listening address, as in a handshake line or a broker ConnInfo. */
@@ -47,40 +48,90 @@ export function grpcTarget(endpoint: Endpoint): string {
   return endpoint.network === "unix" ? `unix:${endpoint.address}` : endpoint.address;
 }
 
-/** Channel options matching go-plugin's client: no message size limits below MaxInt32. */
-export function channelOptions(tls: TlsMaterial | undefined): grpc.ChannelOptions {
+/** Which channel `grpc.Client`s made with {@linkcode channelOptions} use. */
+export type ChannelImplementation = "lean" | "grpc-js";
+let implementation: ChannelImplementation = "lean";
+
+/**
+ * Chooses the channel under every later {@linkcode channelOptions}: `lean`
+ * (default: {@linkcode H2Channel}, one `node:http2` session) or `grpc-js`
+ * (grpc-js's own channel stack). For measuring one against the other; both
+ * send the same bytes.
+ *
+ * @example
+ * ```ts
+ * import { setChannelImplementation } from "./transport.ts";
+ * setChannelImplementation("grpc-js");
+ * setChannelImplementation("lean");
+ * ```
+ */
+export function setChannelImplementation(choice: ChannelImplementation): void {
+  implementation = choice;
+}
+
+/**
+ * Client options matching go-plugin's client (no message size limits below
+ * MaxInt32), with the lean channel plugged in. grpc-js's own channel, when
+ * chosen, runs without retries and channelz: a plugin connection uses
+ * neither, and both cost on every call.
+ */
+export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions {
+  const authority = tls?.serverName ?? "localhost";
+  if (implementation === "lean") {
+    return {
+      channelFactoryOverride: (target: string) =>
+        // grpc-js types its Channel as a class; H2Channel has the interface grpc.Client uses.
+        new H2Channel({
+          target,
+          authority,
+          maxMessageBytes: MAX_MESSAGE_BYTES,
+          tls: tls && {
+            ca: tls.peerCaPem,
+            key: tls.keyPem,
+            cert: tls.certPem,
+            servername: authority,
+            checkServerIdentity: peerCheck(tls),
+          },
+        }) as unknown as grpc.Channel,
+    };
+  }
   return {
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-    ...(tls ? { "grpc.ssl_target_name_override": tls.serverName ?? "localhost" } : {}),
-    "grpc.default_authority": tls?.serverName ?? "localhost",
+    ...(tls ? { "grpc.ssl_target_name_override": authority } : {}),
+    "grpc.default_authority": authority,
+    "grpc.enable_retries": 0,
+    "grpc.enable_channelz": 0,
+  };
+}
+
+/** The host's check of the plugin's certificate: the pinned one (AutoMTLS), valid for the server name. */
+function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertificate) => Error | undefined {
+  const pinned = tls.pinnedPeerDer;
+  return (hostname, cert) => {
+    if (pinned && !sameBytes(new Uint8Array(cert.raw), pinned)) {
+      return new Error(
+        "the plugin's TLS certificate is not the one from its handshake line: refusing to talk to it",
+      );
+    }
+    const names = (cert.subjectaltname ?? "").split(", ").map((entry) => entry.replace(/^DNS:/, ""));
+    if (!names.includes(hostname)) {
+      return new Error(
+        `the plugin's TLS certificate is not valid for ${hostname} (it names ${names.join(", ")})`,
+      );
+    }
+    return undefined;
   };
 }
 
 /** Credentials for a client channel: TLS with a client certificate, or plaintext (h2c). */
 export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCredentials {
   if (!tls) return grpc.credentials.createInsecure();
-  const pinned = tls.pinnedPeerDer;
   return grpc.credentials.createSsl(
     Buffer.from(tls.peerCaPem),
     Buffer.from(tls.keyPem),
     Buffer.from(tls.certPem),
-    {
-      checkServerIdentity: (hostname: string, cert: PeerCertificate) => {
-        if (pinned && !sameBytes(new Uint8Array(cert.raw), pinned)) {
-          return new Error(
-            "the plugin's TLS certificate is not the one from its handshake line: refusing to talk to it",
-          );
-        }
-        const names = (cert.subjectaltname ?? "").split(", ").map((entry) => entry.replace(/^DNS:/, ""));
-        if (!names.includes(hostname)) {
-          return new Error(
-            `the plugin's TLS certificate is not valid for ${hostname} (it names ${names.join(", ")})`,
-          );
-        }
-        return undefined;
-      },
-    },
+    { checkServerIdentity: peerCheck(tls) },
   );
 }
 
@@ -167,6 +218,8 @@ export async function startServer(
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    // Per-call bookkeeping nobody reads on a plugin connection.
+    "grpc.enable_channelz": 0,
   });
   for (const registered of services) {
     const { definition, handlers } = grpcServiceDefinition(registered);

@@ -1,7 +1,8 @@
 // Command benchhost is the Go reference for Tether's benchmark: it hosts a KV
 // plugin with go-plugin, measures it and prints one JSON object on stdout.
 //
-//	benchhost [-automtls=true] [-n 3000] [-warmup 200] [-concurrency 16] [-duration 3s] -- <cmd> [args...]
+//	benchhost [-automtls=true] [-n 3000] [-warmup 200] [-concurrency 16] [-duration 3s]
+//	          [-large-bytes 7340032 -large-n 10] -- <cmd> [args...]
 package main
 
 import (
@@ -28,6 +29,8 @@ func main() {
 	flag.IntVar(&o.Warmup, "warmup", 200, "calls before measuring")
 	flag.IntVar(&o.Concurrency, "concurrency", 16, "concurrent callers in the throughput phase")
 	flag.DurationVar(&o.Duration, "duration", 3*time.Second, "length of the throughput phase")
+	flag.IntVar(&o.LargeBytes, "large-bytes", 0, "size of the value behind the large-answer phase (0: skip it)")
+	flag.IntVar(&o.LargeN, "large-n", 10, "Get calls of the large value timed")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: benchhost [flags] -- <cmd> [args...]\n")
 		flag.PrintDefaults()

@@ -22,6 +22,8 @@ type Options struct {
 	Warmup      int           // Get calls before measuring
 	Concurrency int           // goroutines in the throughput phase
 	Duration    time.Duration // length of the throughput phase
+	LargeBytes  int           // size of the value behind the large-answer phase (0: no such phase)
+	LargeN      int           // Get calls of that value timed
 }
 
 type Result struct {
@@ -29,6 +31,8 @@ type Result struct {
 	SeqP50Us           float64 `json:"seq_p50_us"`
 	SeqP99Us           float64 `json:"seq_p99_us"`
 	CallsPerSec        float64 `json:"calls_per_sec"`
+	LargeP50Ms         float64 `json:"large_p50_ms,omitempty"`
+	LargeBytes         int     `json:"large_bytes,omitempty"`
 	N                  int     `json:"n"`
 	Concurrency        int     `json:"concurrency"`
 }
@@ -103,6 +107,36 @@ func Run(ctx context.Context, c *plugin.Client, o Options) (*Result, error) {
 		return nil, fmt.Errorf("concurrent get: %w", firstErr)
 	}
 	res.CallsPerSec = round(float64(calls.Load()) / time.Since(start).Seconds())
+
+	if o.LargeBytes > 0 && o.LargeN > 0 {
+		// Terraform-style large answers: the host receives one big message (a provider schema) per call.
+		big := make([]byte, o.LargeBytes)
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		if _, err := kv.Put(ctx, &kvv1.PutRequest{Key: "large", Value: big}); err != nil {
+			return nil, fmt.Errorf("large put: %w", err)
+		}
+		getLarge := &kvv1.GetRequest{Key: "large"}
+		if _, err := kv.Get(ctx, getLarge); err != nil { // warm-up: buffers and windows grown once
+			return nil, fmt.Errorf("large get: %w", err)
+		}
+		large := make([]time.Duration, o.LargeN)
+		for i := range large {
+			t := time.Now()
+			r, err := kv.Get(ctx, getLarge)
+			if err != nil {
+				return nil, fmt.Errorf("large get: %w", err)
+			}
+			large[i] = time.Since(t)
+			if len(r.Value) != o.LargeBytes {
+				return nil, fmt.Errorf("large get: %d bytes, want %d", len(r.Value), o.LargeBytes)
+			}
+		}
+		sort.Slice(large, func(i, j int) bool { return large[i] < large[j] })
+		res.LargeP50Ms = ms(percentile(large, 50))
+		res.LargeBytes = o.LargeBytes
+	}
 	return res, nil
 }
 

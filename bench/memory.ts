@@ -1,0 +1,150 @@
+/**
+ * The memory side of the benchmark: a Tether host that starts one plugin of
+ * each kind, makes `calls` Gets on each, lets it idle, and reads VmRSS from
+ * /proc/<pid>/status (Linux only), plus what the host itself grows by:
+ *
+ * - `host_baseline_kib`: this process before it imports Tether;
+ * - `host_loaded_kib`: after `import("../mod.ts")` (grpc-js, protobuf-es, X.509 code);
+ * - `host_first_plugin_kib`: after its first plugin (the Go one) answered `calls` Gets and idled;
+ * - per plugin: its RSS after `calls` Gets and `idle_ms` of rest.
+ *
+ * Prints one JSON object ({@linkcode MemoryResult}):
+ *
+ *   deno run -A bench/memory.ts [--calls 2000] [--idle-ms 1000] [--channel lean|grpc-js] --go <cmd> --ts <cmd args...>
+ *
+ * `--ts` takes the rest of the command line (the deno command of the TypeScript plugin).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** One plugin's memory figures. */
+export interface PluginMemory {
+  /** RSS after the calls and the idle time, KiB. */
+  rss_kib: number;
+  /** Peak RSS (VmHWM), KiB. */
+  hwm_kib: number;
+  /** The anonymous part of RSS (heap, stacks, JIT code), KiB: what this process alone costs. */
+  anon_kib: number;
+  /** The file-backed part of RSS (mostly the executable's pages, shared by every process running it), KiB. */
+  file_kib: number;
+}
+
+/** What bench/memory.ts prints. */
+export interface MemoryResult {
+  calls: number;
+  idle_ms: number;
+  host_baseline_kib: number;
+  host_loaded_kib: number;
+  host_first_plugin_kib: number;
+  /** The host's anonymous RSS at the same three points, KiB. */
+  host_anon_kib: { baseline: number; loaded: number; first_plugin: number };
+  go_plugin: PluginMemory;
+  ts_plugin: PluginMemory;
+  /** A bare `deno run` of a script that only waits, for scale. */
+  bare_deno_kib: number;
+}
+
+/** VmRSS and VmHWM of a process, KiB, from /proc/<pid>/status. */
+export function procMemory(pid: number | "self"): PluginMemory {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return {
+    rss_kib: field("VmRSS"),
+    hwm_kib: field("VmHWM"),
+    anon_kib: field("RssAnon"),
+    file_kib: field("RssFile"),
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function bareDeno(idleMs: number): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "await new Promise((r) => setTimeout(r, 60_000));"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await sleep(Math.max(idleMs, 500));
+    return procMemory(child.pid).rss_kib;
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
+if (import.meta.main) {
+  const ts = Deno.args.indexOf("--ts");
+  if (ts < 0 || ts === Deno.args.length - 1) {
+    console.error(
+      "usage: deno run -A bench/memory.ts [--calls 2000] [--idle-ms 1000] --go <cmd> --ts <cmd> [args...]",
+    );
+    Deno.exit(2);
+  }
+  const { values } = parseArgs({
+    args: Deno.args.slice(0, ts),
+    options: {
+      calls: { type: "string", default: "2000" },
+      "idle-ms": { type: "string", default: "1000" },
+      go: { type: "string" },
+      channel: { type: "string", default: "lean" },
+    },
+  });
+  const calls = Number(values.calls);
+  const idleMs = Number(values["idle-ms"]);
+  const [tsCmd, ...tsArgs] = Deno.args.slice(ts + 1);
+
+  const baseline = procMemory("self");
+  const hostBaseline = baseline.rss_kib;
+  const { PluginClient } = await import("../mod.ts");
+  const { setChannelImplementation } = await import("../src/transport.ts");
+  setChannelImplementation(values.channel === "grpc-js" ? "grpc-js" : "lean");
+  const { KV } = await import("../src/gen/tether/kv/v1/kv_pb.ts");
+  const { kvHandshake } = await import("../examples/kv/handshake.ts");
+  const loaded = procMemory("self");
+  const hostLoaded = loaded.rss_kib;
+
+  const env: Record<string, string> = {};
+  for (const name of ["HOME", "PATH", "DENO_DIR", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+
+  /** Starts a plugin, makes `calls` Gets, idles, reads its memory; leaves it running. */
+  const exercise = async (cmd: string, args: string[]) => {
+    const client = new PluginClient({ cmd, args, env, handshake: kvHandshake, autoMTLS: true });
+    await client.start();
+    const kv = client.dispense(KV);
+    await kv.put({ key: "bench", value: new Uint8Array(64).fill(97) });
+    for (let i = 0; i < calls; i++) await kv.get({ key: "bench" });
+    await sleep(idleMs);
+    return { client, memory: procMemory(client.pid!) };
+  };
+
+  const go = await exercise(values.go ?? "", []);
+  const firstPlugin = procMemory("self");
+  const hostFirstPlugin = firstPlugin.rss_kib;
+  const tsPlugin = await exercise(tsCmd, tsArgs);
+  await go.client.kill();
+  await tsPlugin.client.kill();
+
+  const result: MemoryResult = {
+    calls,
+    idle_ms: idleMs,
+    host_baseline_kib: hostBaseline,
+    host_loaded_kib: hostLoaded,
+    host_first_plugin_kib: hostFirstPlugin,
+    host_anon_kib: {
+      baseline: baseline.anon_kib,
+      loaded: loaded.anon_kib,
+      first_plugin: firstPlugin.anon_kib,
+    },
+    go_plugin: go.memory,
+    ts_plugin: tsPlugin.memory,
+    bare_deno_kib: await bareDeno(idleMs),
+  };
+  console.log(JSON.stringify(result));
+}

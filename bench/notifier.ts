@@ -1,0 +1,211 @@
+/**
+ * The notifier side of the benchmark: filesystem events into one TypeScript
+ * notifier plugin (bench/fixtures/count_notifier.ts, which counts what
+ * arrives), two ways, in one process run:
+ *
+ * 1. **ordered**: through {@linkcode PluginManager} (`sendFsEvent`, then
+ *    `flush`), whose notifier lane delivers one event at a time in order;
+ * 2. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
+ *    goroutine per event, unordered, no bound on the sends in flight;
+ * 3. **unordered_direct**: what an unordered mode in Tether would carry, NOT
+ *    through PluginManager (it has no such mode yet): a PluginClient and a
+ *    NotifierClient sending with up to 250 events in flight (the manager's
+ *    default send bound), no order kept.
+ *
+ * Each run starts a fresh plugin; "lost" is events sent minus events the
+ * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
+ *
+ *   deno run -A bench/notifier.ts [--events 20000]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { PluginManager } from "../src/sftpgo/manager.ts";
+import { NotifierClient } from "../src/sftpgo/notifier.ts";
+import { sftpgoHandshakes } from "../src/sftpgo/handshakes.ts";
+import { PluginClient } from "../src/client.ts";
+import { parsePluginsConfig } from "../src/sftpgo/config.ts";
+import { goFixture, repoRoot } from "../tests/helpers.ts";
+import type { Logger } from "../mod.ts";
+
+/** One delivery mode's figures. */
+export interface NotifierModeResult {
+  /** Events handed to the sender. */
+  events: number;
+  /** Events the plugin counted. */
+  received: number;
+  /** events - received. */
+  lost: number;
+  /** Sending the events until the last was delivered, seconds. */
+  seconds: number;
+  /** received / seconds. */
+  events_per_s: number;
+}
+
+/** What bench/notifier.ts prints. */
+export interface NotifierResult {
+  ordered: NotifierModeResult;
+  sftpgo: NotifierModeResult;
+  unordered_direct: NotifierModeResult;
+}
+
+const plugin = `${repoRoot}/bench/fixtures/count_notifier.ts`;
+
+async function counted(out: string): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      return JSON.parse(await Deno.readTextFile(out)).fs;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`the notifier plugin wrote no counts to ${out}`);
+}
+
+function figures(events: number, received: number, seconds: number): NotifierModeResult {
+  return {
+    events,
+    received,
+    lost: events - received,
+    seconds: Math.round(seconds * 1000) / 1000,
+    events_per_s: Math.round(received / seconds),
+  };
+}
+
+/** PluginManager, ordered lane (the only mode it has today). */
+async function ordered(events: number, dir: string): Promise<NotifierModeResult> {
+  const out = `${dir}/ordered.json`;
+  const warnings: string[] = [];
+  const logger: Logger = {
+    log: (record) => {
+      if (record.level === "warn" || record.level === "error") warnings.push(record.message);
+    },
+  };
+  const yaml = `
+- type: notifier
+  cmd: ${plugin}
+  args: [--out, ${out}]
+  auto_mtls: true
+  notifier_options: { fs_events: [upload] }
+  tether:
+    permissions: { write: [${out}] }
+`;
+  const manager = new PluginManager(parsePluginsConfig(yaml, "bench.yaml"), {
+    baseDir: repoRoot,
+    hostEnv: {},
+    logger,
+    denoConfig: `${repoRoot}/deno.json`,
+  });
+  await manager.start();
+  let seconds: number;
+  try {
+    manager.notifier.sendFsEvent({ action: "upload", username: "warmup" });
+    await manager.notifier.flush();
+    const t0 = performance.now();
+    for (let i = 0; i < events; i++) {
+      manager.notifier.sendFsEvent({
+        action: "upload",
+        username: "bench",
+        virtualPath: `/f${i}`,
+        fileSize: i,
+      });
+    }
+    if (!await manager.notifier.flush({ timeoutMs: 600_000 })) {
+      throw new Error("notifier queue did not drain");
+    }
+    seconds = (performance.now() - t0) / 1000;
+  } finally {
+    await manager.stop();
+  }
+  if (warnings.length) console.error(`PluginManager warnings: ${warnings.slice(0, 3).join("; ")}`);
+  return figures(events, (await counted(out)) - 1, seconds);
+}
+
+/** SFTPGo's sender: a goroutine per event. */
+async function sftpgo(events: number, dir: string): Promise<NotifierModeResult> {
+  const out = `${dir}/sftpgo.json`;
+  const bin = await goFixture("benchnotifier");
+  const result = await new Deno.Command(bin, {
+    args: [
+      "-events",
+      String(events),
+      "--",
+      Deno.execPath(),
+      "run",
+      "--no-prompt",
+      "--config",
+      `${repoRoot}/deno.json`,
+      "-A",
+      plugin,
+      "--out",
+      out,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!result.success) {
+    throw new Error(`benchnotifier failed: ${new TextDecoder().decode(result.stderr)}`);
+  }
+  const go = JSON.parse(new TextDecoder().decode(result.stdout).trim().split("\n").pop()!);
+  return figures(events, (await counted(out)) - 1, go.seconds);
+}
+
+/** Tether host, unordered: up to `inFlight` sends at once on one connection. */
+async function unorderedDirect(events: number, dir: string, inFlight = 250): Promise<NotifierModeResult> {
+  const out = `${dir}/direct.json`;
+  const env: Record<string, string> = {};
+  for (const name of ["HOME", "PATH", "DENO_DIR", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const client = new PluginClient({
+    cmd: Deno.execPath(),
+    args: ["run", "--no-prompt", "--config", `${repoRoot}/deno.json`, "-A", plugin, "--out", out],
+    env,
+    handshake: sftpgoHandshakes.notifier,
+    autoMTLS: true,
+  });
+  await client.start();
+  let seconds: number;
+  try {
+    const notifier = new NotifierClient(client);
+    await notifier.sendFsEvent({ action: "upload", username: "warmup" });
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: inFlight }, async () => {
+      while (next < events) {
+        const i = next++;
+        await notifier.sendFsEvent({
+          action: "upload",
+          username: "bench",
+          virtualPath: `/f${i}`,
+          fileSize: i,
+        });
+      }
+    }));
+    seconds = (performance.now() - t0) / 1000;
+  } finally {
+    await client.kill();
+  }
+  return figures(events, (await counted(out)) - 1, seconds);
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { events: { type: "string", default: "20000" } },
+  });
+  const events = Number(values.events);
+  const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
+  try {
+    const result: NotifierResult = {
+      ordered: await ordered(events, dir),
+      sftpgo: await sftpgo(events, dir),
+      unordered_direct: await unorderedDirect(events, dir),
+    };
+    console.log(JSON.stringify(result));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -1,0 +1,642 @@
+/**
+ * A lean gRPC channel: grpc-js's `Channel` interface implemented directly on
+ * one `node:http2` session, plugged into `grpc.Client` through its
+ * `channelFactoryOverride` option. grpc-js keeps its public client API
+ * (serialisation, Metadata, call objects); what is left out is the machinery
+ * a plugin connection never uses and every call pays for: name resolution,
+ * load balancing, retries, channelz, call filters and per-call timers beyond
+ * the deadline. The bytes on the wire are plain gRPC over HTTP/2, as grpc-js
+ * and grpc-go send them (5-byte message prefix, `grpc-status` trailers).
+ *
+ * One connection, dialled when first needed; when it is lost the channel goes
+ * back to IDLE and the next call dials again (as grpc-js does after GOAWAY).
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import * as tls from "node:tls";
+import { Buffer } from "node:buffer";
+import type { PeerCertificate } from "node:tls";
+
+type Deadline = Date | number;
+type StatusObject = grpc.StatusObject;
+type Listener = {
+  onReceiveMetadata(metadata: grpc.Metadata): void;
+  onReceiveMessage(message: Buffer): void;
+  onReceiveStatus(status: StatusObject): void;
+};
+
+/** How to reach the server and what TLS to speak; plaintext (h2c) without `tls`. */
+export interface H2ChannelConfig {
+  /** grpc-js target: `unix:/path` or `host:port`. */
+  readonly target: string;
+  /** The `:authority` sent (go-plugin servers ignore it; grpc-js sends `localhost` here). */
+  readonly authority: string;
+  /** Largest message accepted from the server; a larger one ends the call with RESOURCE_EXHAUSTED. */
+  readonly maxMessageBytes?: number;
+  /** TLS client settings, or none for plaintext. */
+  readonly tls?: {
+    readonly ca: string;
+    readonly key: string;
+    readonly cert: string;
+    readonly servername: string;
+    readonly checkServerIdentity: (hostname: string, cert: PeerCertificate) => Error | undefined;
+  };
+}
+
+const { IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN } = grpc.connectivityState;
+const USER_AGENT = "grpc-node-js/1.14.7 tether-h2";
+// HTTP/2 flow-control credit we grant the server: large answers (a 7 MiB schema) then arrive without a
+// WINDOW_UPDATE round trip per 64 KiB. Credit, not memory: messages are read as they come.
+const STREAM_WINDOW = 8 << 20;
+const SESSION_WINDOW = 32 << 20;
+
+/**
+ * grpc-js `Channel` on one `node:http2` session.
+ *
+ * @example
+ * ```ts ignore
+ * import * as grpc from "@grpc/grpc-js";
+ * import { H2Channel } from "./h2channel.ts";
+ * const client = new grpc.Client("unix:/tmp/plugin1", grpc.credentials.createInsecure(), {
+ *   channelFactoryOverride: (target) => new H2Channel({ target, authority: "localhost" }),
+ * });
+ * ```
+ */
+export class H2Channel {
+  readonly #config: H2ChannelConfig;
+  #state: grpc.connectivityState = IDLE;
+  #session: http2.ClientHttp2Session | undefined;
+  /** The session being set up, destroyed if the channel closes meanwhile. */
+  #dialing: http2.ClientHttp2Session | undefined;
+  #waiting: ((session: http2.ClientHttp2Session | Error) => void)[] = [];
+  #watchers = new Set<{ state: grpc.connectivityState; done: (error?: Error) => void }>();
+  #lastError: Error | undefined;
+  #callNumber = 0;
+
+  /** A channel that dials `config.target` when first used. */
+  constructor(config: H2ChannelConfig) {
+    this.#config = config;
+  }
+
+  /** Closes the connection once its calls have finished; new calls fail with UNAVAILABLE. */
+  close(): void {
+    if (this.#state === SHUTDOWN) return;
+    this.#setState(SHUTDOWN);
+    const session = this.#session;
+    this.#session = undefined;
+    session?.close();
+    this.#dialing?.destroy();
+    this.#dialing = undefined;
+    this.#flushWaiting(new Error("channel closed"));
+  }
+
+  /** The target this channel dials. */
+  getTarget(): string {
+    return this.#config.target;
+  }
+
+  /** The connectivity state; dials when IDLE and `tryToConnect`. */
+  getConnectivityState(tryToConnect: boolean): grpc.connectivityState {
+    if (tryToConnect && this.#state === IDLE) this.#dial();
+    return this.#state;
+  }
+
+  /** Calls back once the state differs from `currentState`, or with an error at `deadline`. */
+  watchConnectivityState(
+    currentState: grpc.connectivityState,
+    deadline: Date | number,
+    callback: (error?: Error) => void,
+  ): void {
+    if (this.#state !== currentState) {
+      queueMicrotask(() => callback());
+      return;
+    }
+    const ms = Math.min(Number(deadline) - Date.now(), 2 ** 31 - 1);
+    const watcher = {
+      state: currentState,
+      done: (error?: Error) => {
+        clearTimeout(timer);
+        this.#watchers.delete(watcher);
+        callback(error);
+      },
+    };
+    const timer = setTimeout(
+      () => watcher.done(new Error("Deadline passed without connectivity state change")),
+      Math.max(ms, 0),
+    );
+    this.#watchers.add(watcher);
+  }
+
+  /** No channelz for this channel: a fixed reference. */
+  getChannelzRef(): ReturnType<grpc.Channel["getChannelzRef"]> {
+    return { kind: "channel", id: 0, name: this.#config.target } as unknown as ReturnType<
+      grpc.Channel["getChannelzRef"]
+    >;
+  }
+
+  /** A call on this channel; it starts when grpc-js calls `start`. */
+  createCall(method: string, deadline: Deadline): H2Call {
+    return new H2Call(this, method, deadline, ++this.#callNumber);
+  }
+
+  /** Largest message accepted from the server (default: go-plugin's, 2^31 - 1 bytes). */
+  get maxMessageBytes(): number {
+    return this.#config.maxMessageBytes ?? 2 ** 31 - 1;
+  }
+
+  /** Headers common to every call. */
+  get authority(): string {
+    return this.#config.authority;
+  }
+
+  /** Scheme of the `:scheme` pseudo-header. */
+  get scheme(): string {
+    return this.#config.tls ? "https" : "http";
+  }
+
+  /** The connected session, dialling if needed; an Error when the connection cannot be made. */
+  session(): http2.ClientHttp2Session | Promise<http2.ClientHttp2Session | Error> {
+    if (this.#session && this.#state === READY) return this.#session;
+    if (this.#state === SHUTDOWN) return Promise.resolve(new Error("channel closed"));
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      if (this.#state === IDLE || this.#state === TRANSIENT_FAILURE) this.#dial();
+    });
+  }
+
+  #setState(state: grpc.connectivityState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    for (const watcher of [...this.#watchers]) if (watcher.state !== state) watcher.done();
+  }
+
+  #flushWaiting(result: http2.ClientHttp2Session | Error): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const resolve of waiting) resolve(result);
+  }
+
+  #dial(): void {
+    this.#setState(CONNECTING);
+    const { target, tls: tlsConfig } = this.#config;
+    const where = target.startsWith("unix:") ? { path: target.slice(5) } : hostPort(target);
+    let socket: net.Socket;
+    try {
+      socket = tlsConfig
+        ? tls.connect({
+          ...where,
+          ca: tlsConfig.ca,
+          key: tlsConfig.key,
+          cert: tlsConfig.cert,
+          servername: tlsConfig.servername,
+          ALPNProtocols: ["h2"],
+          checkServerIdentity: tlsConfig.checkServerIdentity,
+        })
+        : net.connect(where);
+    } catch (error) {
+      this.#failed(error as Error);
+      return;
+    }
+    const session = http2.connect(`${this.scheme}://${this.#config.authority}`, {
+      createConnection: () => socket,
+      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+    });
+    this.#dialing = session;
+    let connected = false;
+    // READY once the server's SETTINGS arrived: a peer that accepts the socket but does not speak HTTP/2
+    // never gets there (and the start fails as with grpc-js).
+    session.once("remoteSettings", () => {
+      connected = true;
+      if (this.#dialing === session) this.#dialing = undefined;
+      if (this.#state === SHUTDOWN) {
+        session.close();
+        return;
+      }
+      try {
+        session.setLocalWindowSize(SESSION_WINDOW);
+      } catch {
+        // Not every runtime implements it; the default window still works, only slower for large answers.
+      }
+      this.#session = session;
+      this.#setState(READY);
+      this.#flushWaiting(session);
+    });
+    let failed = false;
+    const lost = (error?: Error) => {
+      if (this.#dialing === session) this.#dialing = undefined;
+      if (!connected) {
+        // Socket and session report one failure several times; only the first counts, and a later dial's
+        // waiters are not this one's.
+        if (failed) return;
+        failed = true;
+        session.destroy();
+        this.#failed(error ?? new Error("connection closed before HTTP/2 was set up"));
+        return;
+      }
+      this.lost(session);
+    };
+    session.on("error", (error: Error) => lost(error));
+    session.once("goaway", () => lost());
+    session.once("close", () => lost());
+    // The socket's own errors (TLS refusal, ECONNREFUSED) reach the session as "error" too, but a socket
+    // that fails before http2 takes it over must not throw unhandled.
+    socket.on("error", (error: Error) => lost(error));
+  }
+
+  /** `session` is gone: the channel goes IDLE (the next call dials again). */
+  lost(session: http2.ClientHttp2Session): void {
+    if (this.#session !== session) return;
+    this.#session = undefined;
+    if (this.#state === READY) this.#setState(IDLE);
+  }
+
+  #failed(error: Error): void {
+    this.#lastError = error;
+    if (this.#state === SHUTDOWN) return;
+    this.#setState(TRANSIENT_FAILURE);
+    this.#flushWaiting(error);
+  }
+
+  /** Why the last dial failed, if it did. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+}
+
+function hostPort(target: string): { host: string; port: number } {
+  const colon = target.lastIndexOf(":");
+  return { host: target.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(target.slice(colon + 1)) };
+}
+
+/** `grpc-timeout` as grpc-js writes it: at most 8 digits, the finest unit that fits. */
+function timeoutHeader(ms: number): string {
+  const units: [string, number][] = [["m", 1], ["S", 1000], ["M", 60_000], ["H", 3_600_000]];
+  for (const [unit, factor] of units) {
+    const amount = Math.ceil(ms / factor);
+    if (amount < 1e8) return `${amount}${unit}`;
+  }
+  return "99999999H";
+}
+
+function statusFromRst(code: number): [grpc.status, string] {
+  switch (code) {
+    case http2.constants.NGHTTP2_REFUSED_STREAM:
+      return [grpc.status.UNAVAILABLE, "Stream refused by server"];
+    case http2.constants.NGHTTP2_CANCEL:
+      return [grpc.status.CANCELLED, "Call cancelled"];
+    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+      return [grpc.status.RESOURCE_EXHAUSTED, "Bandwidth exhausted or memory limit exceeded"];
+    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+      return [grpc.status.PERMISSION_DENIED, "Protocol not secure enough"];
+    default:
+      return [grpc.status.INTERNAL, `Received RST_STREAM with code ${code}`];
+  }
+}
+
+function statusFromHttp(code: number): grpc.status {
+  switch (code) {
+    case 400:
+      return grpc.status.INTERNAL;
+    case 401:
+      return grpc.status.UNAUTHENTICATED;
+    case 403:
+      return grpc.status.PERMISSION_DENIED;
+    case 404:
+      return grpc.status.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return grpc.status.UNAVAILABLE;
+    default:
+      return grpc.status.UNKNOWN;
+  }
+}
+
+function decodeMessage(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** Splits HTTP/2 DATA into gRPC messages (1 flag byte, 4 length bytes, the message). */
+class MessageDecoder {
+  readonly #max: number;
+  #header = Buffer.alloc(5);
+  #headerFill = 0;
+  /** Bytes of the current message still to come; -1 while reading a prefix. */
+  #need = -1;
+  #length = 0;
+  #parts: Buffer[] = [];
+
+  constructor(maxMessageBytes: number) {
+    this.#max = maxMessageBytes;
+  }
+
+  /**
+   * Feeds a chunk; the messages it completes go to `out`, each in its own
+   * memory (never a view of a chunk). Memory follows the bytes that arrived,
+   * not the length a peer announces. Returns the status to end the call with
+   * for a compressed message or one over the limit.
+   */
+  push(chunk: Buffer, out: Buffer[]): [grpc.status, string] | undefined {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#need < 0) {
+        let flag: number;
+        if (this.#headerFill === 0 && chunk.length - offset >= 5) {
+          flag = chunk[offset];
+          this.#length = chunk.readUInt32BE(offset + 1);
+          offset += 5;
+        } else {
+          const take = Math.min(5 - this.#headerFill, chunk.length - offset);
+          chunk.copy(this.#header, this.#headerFill, offset, offset + take);
+          this.#headerFill += take;
+          offset += take;
+          if (this.#headerFill < 5) break;
+          this.#headerFill = 0;
+          flag = this.#header[0];
+          this.#length = this.#header.readUInt32BE(1);
+        }
+        if (flag !== 0) return [grpc.status.INTERNAL, "compressed message received, none was negotiated"];
+        if (this.#length > this.#max) {
+          return [
+            grpc.status.RESOURCE_EXHAUSTED,
+            `Received message larger than max (${this.#length} vs. ${this.#max})`,
+          ];
+        }
+        this.#need = this.#length;
+      }
+      const take = Math.min(this.#need, chunk.length - offset);
+      if (take > 0) this.#parts.push(chunk.subarray(offset, offset + take));
+      offset += take;
+      this.#need -= take;
+      if (this.#need === 0) {
+        out.push(Buffer.concat(this.#parts, this.#length));
+        this.#parts = [];
+        this.#need = -1;
+      }
+    }
+    return undefined;
+  }
+}
+
+function frame(message: Buffer): Buffer {
+  const framed = Buffer.allocUnsafe(message.length + 5);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  message.copy(framed, 5);
+  return framed;
+}
+
+/**
+ * One gRPC call on an {@linkcode H2Channel}: grpc-js's `Call` interface.
+ *
+ * @example
+ * ```ts ignore
+ * import { H2Channel } from "./h2channel.ts";
+ * const call = new H2Channel({ target: "unix:/tmp/plugin1", authority: "localhost" })
+ *   .createCall("/plugin.GRPCController/Shutdown", Infinity);
+ * call.startPlain({}, {
+ *   onReceiveMetadata() {},
+ *   onReceiveMessage(message) {},
+ *   onReceiveStatus(status) {},
+ * });
+ * ```
+ */
+export class H2Call {
+  readonly #channel: H2Channel;
+  readonly #method: string;
+  readonly #deadline: Deadline;
+  readonly #number: number;
+  #listener: Listener | undefined;
+  #stream: http2.ClientHttp2Stream | undefined;
+  #pendingWrites: { data: Buffer; callback?: (error?: Error | null) => void }[] = [];
+  #halfClosed = false;
+  #reads = 0;
+  #messages: Buffer[] = [];
+  #status: StatusObject | undefined;
+  #ended = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #decoder: MessageDecoder;
+  #httpStatus = 0;
+  #withMetadata = true;
+  #trailerHeaders: http2.IncomingHttpHeaders | undefined;
+
+  /** Made by {@linkcode H2Channel.createCall}. */
+  constructor(channel: H2Channel, method: string, deadline: Deadline, number: number) {
+    this.#channel = channel;
+    this.#method = method;
+    this.#deadline = deadline;
+    this.#number = number;
+    this.#decoder = new MessageDecoder(channel.maxMessageBytes);
+  }
+
+  /** Sends the request headers (after dialling, if needed). */
+  start(metadata: grpc.Metadata, listener: Listener): void {
+    this.startPlain(metadata.toHttp2Headers(), listener);
+  }
+
+  /**
+   * {@linkcode start} with the request metadata as plain headers (lower-case
+   * names, values as they go on the wire), for callers that never build a
+   * grpc-js `Metadata`. Answers carry no metadata unless `withMetadata`.
+   */
+  startPlain(metadata: http2.OutgoingHttpHeaders, listener: Listener, withMetadata = true): void {
+    this.#listener = listener;
+    this.#withMetadata = withMetadata;
+    const deadline = Number(this.#deadline);
+    const headers: http2.OutgoingHttpHeaders = {
+      ...metadata,
+      ":method": "POST",
+      ":scheme": this.#channel.scheme,
+      ":path": this.#method,
+      ":authority": this.#channel.authority,
+      "content-type": "application/grpc",
+      "te": "trailers",
+      "user-agent": USER_AGENT,
+      "grpc-accept-encoding": "identity",
+    };
+    if (Number.isFinite(deadline)) {
+      const ms = deadline - Date.now();
+      if (ms <= 0) {
+        queueMicrotask(() => this.#end(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"));
+        return;
+      }
+      headers["grpc-timeout"] = timeoutHeader(ms);
+      this.#timer = setTimeout(
+        () => this.cancelWithStatus(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
+        ms,
+      );
+    }
+    const session = this.#channel.session();
+    if (session instanceof Promise) {
+      session.then((result) => {
+        if (this.#ended) return;
+        if (result instanceof Error) {
+          this.#end(grpc.status.UNAVAILABLE, `No connection established. Last error: ${result.message}`);
+        } else this.#open(result, headers);
+      });
+    } else this.#open(session, headers);
+  }
+
+  #open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): void {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(headers, { endStream: false });
+    } catch (error) {
+      this.#end(grpc.status.UNAVAILABLE, `could not start the call: ${(error as Error).message}`);
+      return;
+    }
+    this.#stream = stream;
+    stream.on("response", (responseHeaders) => {
+      this.#httpStatus = Number(responseHeaders[":status"]);
+      // Trailers-only answer: the status is in these headers.
+      if (responseHeaders["grpc-status"] !== undefined) {
+        this.#trailers(responseHeaders);
+        return;
+      }
+      if (this.#withMetadata) {
+        this.#listener?.onReceiveMetadata(grpc.Metadata.fromHttp2Headers(responseHeaders));
+      }
+    });
+    // Trailers can arrive while DATA is still buffered in a paused stream: the status waits for "end".
+    stream.on("trailers", (trailers) => this.#trailerHeaders = trailers);
+    stream.on("end", () => {
+      if (this.#trailerHeaders) this.#trailers(this.#trailerHeaders);
+    });
+    stream.on("data", (chunk: Buffer) => {
+      const refused = this.#decoder.push(chunk, this.#messages);
+      if (refused) {
+        this.cancelWithStatus(...refused);
+        return;
+      }
+      this.#deliver();
+    });
+    stream.on("error", () => {
+      // Reported on "close" with the RST code or as a dropped connection.
+    });
+    stream.on("close", () => {
+      if (this.#trailerHeaders) this.#trailers(this.#trailerHeaders);
+      if (this.#status || this.#ended) return;
+      const code = stream.rstCode ?? http2.constants.NGHTTP2_NO_ERROR;
+      if (session.closed || session.destroyed) {
+        // The connection went away under the call (the plugin died, or closed it).
+        this.#channel.lost(session);
+        this.#finish(grpc.status.UNAVAILABLE, "Connection dropped");
+      } else if (code !== http2.constants.NGHTTP2_NO_ERROR) {
+        const [status, details] = statusFromRst(code);
+        this.#finish(status, details);
+      } else if (this.#httpStatus !== 0 && this.#httpStatus !== 200) {
+        this.#finish(statusFromHttp(this.#httpStatus), `Received HTTP status code ${this.#httpStatus}`);
+      } else {
+        this.#finish(grpc.status.UNAVAILABLE, "Connection dropped");
+      }
+    });
+    const writes = this.#pendingWrites;
+    this.#pendingWrites = [];
+    // A unary request: headers, one message and the end of the stream leave together.
+    if (this.#halfClosed && writes.length === 1) {
+      stream.end(writes[0].data, () => writes[0].callback?.());
+      return;
+    }
+    for (const write of writes) stream.write(write.data, write.callback);
+    if (this.#halfClosed) stream.end();
+  }
+
+  #trailers(trailers: http2.IncomingHttpHeaders): void {
+    const raw = trailers["grpc-status"];
+    const code = raw === undefined ? NaN : Number(raw);
+    const details = typeof trailers["grpc-message"] === "string"
+      ? decodeMessage(trailers["grpc-message"])
+      : "";
+    const metadata = this.#withMetadata ? grpc.Metadata.fromHttp2Headers(trailers) : new grpc.Metadata();
+    metadata.remove("grpc-status");
+    metadata.remove("grpc-message");
+    if (Number.isInteger(code) && code >= 0 && code <= 16) this.#finish(code, details, metadata);
+    else this.#finish(grpc.status.UNKNOWN, `Received invalid status code from server: ${raw}`, metadata);
+  }
+
+  /** Records the final status; it reaches the listener after every message read before it. */
+  #finish(code: grpc.status, details: string, metadata = new grpc.Metadata()): void {
+    if (this.#status) return;
+    clearTimeout(this.#timer);
+    this.#status = { code, details, metadata };
+    this.#deliver();
+  }
+
+  #deliver(): void {
+    while (this.#reads > 0 && this.#messages.length > 0) {
+      this.#reads--;
+      this.#listener?.onReceiveMessage(this.#messages.shift()!);
+    }
+    // Backpressure: a caller that reads slowly makes the server wait, nothing piles up here.
+    if (this.#messages.length > 0 && this.#reads === 0) this.#stream?.pause();
+    if (this.#status && this.#messages.length === 0 && !this.#ended) {
+      this.#ended = true;
+      this.#listener?.onReceiveStatus(this.#status);
+    }
+  }
+
+  /** Ends the call now with this status (messages not yet read are dropped). */
+  #end(code: grpc.status, details: string): void {
+    this.#messages = [];
+    if (this.#status) this.#deliver();
+    else this.#finish(code, details);
+  }
+
+  /** Cancels the call: RST_STREAM(CANCEL) to the server, this status to the caller. */
+  cancelWithStatus(status: grpc.status, details: string): void {
+    if (this.#ended) return;
+    const stream = this.#stream;
+    if (stream && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.#end(status, details);
+  }
+
+  /** The target, as grpc-js reports a peer. */
+  getPeer(): string {
+    return this.#channel.getTarget();
+  }
+
+  /** Sends one (serialised) message. */
+  sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
+    const data = frame(message);
+    if (this.#stream) this.#stream.write(data, context.callback);
+    else this.#pendingWrites.push({ data, callback: context.callback });
+  }
+
+  /** Asks for the next message. */
+  startRead(): void {
+    this.#reads++;
+    this.#stream?.resume();
+    this.#deliver();
+  }
+
+  /** No more messages from this side. */
+  halfClose(): void {
+    if (this.#halfClosed) return;
+    this.#halfClosed = true;
+    if (this.#stream) this.#stream.end();
+  }
+
+  /** Calls are numbered per channel. */
+  getCallNumber(): number {
+    return this.#number;
+  }
+
+  /** Per-call credentials are not used on plugin connections. */
+  setCredentials(): void {
+    throw new Error("per-call credentials are not supported on a plugin connection");
+  }
+
+  /** No auth context is exposed. */
+  getAuthContext(): null {
+    return null;
+  }
+}
