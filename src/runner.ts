@@ -21,6 +21,7 @@ import {
   type PluginRuntime,
   type PreparedLaunch,
   prepareLaunch,
+  refusedDenoEnv,
   runtimeFor,
 } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
@@ -221,6 +222,7 @@ export function pluginEnv(
   protocol: Readonly<Record<string, string>>,
   cookieKey?: string,
   plugin = "plugin",
+  runtime: PluginRuntime = "native",
 ): Record<string, string> {
   const env: Record<string, string> = {};
   if (mode === "inherit") {
@@ -236,7 +238,8 @@ export function pluginEnv(
     }
     const reserved = reservedNames(cookieKey);
     for (const [name, value] of Object.entries(host)) {
-      if (!reserved.has(name)) env[name] = value;
+      // A deno plugin's sandbox rule (refusedDenoEnv) holds for what the host inherits as for what it configures.
+      if (!reserved.has(name) && !(runtime === "deno" && refusedDenoEnv(name))) env[name] = value;
     }
   } else if (mode !== "clean") {
     throw new TetherError("config", `plugin ${plugin}: hostEnv must be "clean" or "inherit", got ${mode}`);
@@ -294,8 +297,16 @@ export class ProcessRunner implements PluginRunner {
     const { command, sandbox = {}, integrity = {}, privateDir = {} } = this.#options;
     const name = request.name;
     const cookieKey = request.cookieKey;
-    const env = pluginEnv(command.hostEnv ?? "clean", command.env, request.protocolEnv, cookieKey, name);
-    if (request.protocolEnv[PluginEnv.multiplexGrpc] && runtimeFor(command.cmd, command.runtime) === "deno") {
+    const runtime = runtimeFor(command.cmd, command.runtime);
+    const env = pluginEnv(
+      command.hostEnv ?? "clean",
+      command.env,
+      request.protocolEnv,
+      cookieKey,
+      name,
+      runtime,
+    );
+    if (request.protocolEnv[PluginEnv.multiplexGrpc] && runtime === "deno") {
       throw new TetherError(
         "config",
         `plugin ${name}: grpcBrokerMultiplex is not supported for a sandboxed deno plugin (its sandbox grants ` +
@@ -336,6 +347,7 @@ export class ProcessRunner implements PluginRunner {
       }
       removeDirNow(launch.privateDir);
     });
+    launch.handOff();
     try {
       return await this.#spawn(request, launch, { ...env, ...launch.env }, spawned);
     } catch (error) {

@@ -17,7 +17,7 @@
 
 import { TetherError } from "../errors.ts";
 import { PluginEnv } from "../handshake.ts";
-import { type PreparedLaunch, prepareLaunch, protocolEnv } from "../launch.ts";
+import { type PreparedLaunch, prepareLaunch, protocolEnv, refusedDenoEnv } from "../launch.ts";
 import { dieWithHost } from "../lifeline.ts";
 import { formatHclogJson, type Logger } from "../logs.ts";
 import { removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "../stale.ts";
@@ -59,7 +59,8 @@ export function passedEnv(
   const names = [...protocolEnv(cookieKey), "GRPC_*", ...grants];
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(from)) {
-    if (name.startsWith("DENO_")) continue;
+    // The same rule as a configured env: nothing that steers the loader or the runtime (DENO_*, LD_*, NODE_OPTIONS...).
+    if (refusedDenoEnv(name)) continue;
     if (names.some((n) => n.endsWith("*") ? name.startsWith(n.slice(0, -1)) : n === name)) env[name] = value;
   }
   return env;
@@ -140,6 +141,8 @@ async function run(payload: PackPayload): Promise<number> {
     Deno.addSignalListener(signal, handler);
     return [signal, handler] as const;
   });
+  // From here the launcher forwards signals and removes the files once the plugin has exited.
+  launch.handOff();
   // A host that dies without stopping its plugin (go-plugin hosts leave Go plugins running; SFTPGo's
   // killProcess cannot find a packed plugin by its path): the launcher is re-parented, and stops the plugin.
   const parent = Deno.ppid;

@@ -8,7 +8,7 @@ import { PluginClient, TetherError } from "../../../mod.ts";
 import { KV } from "../../../src/gen/tether/kv/v1/kv_pb.ts";
 import { ConfigError, parsePluginsConfig } from "../../../src/sftpgo/config.ts";
 import { kvHandshake, text } from "../support.ts";
-import { inOwnNamespaces, withIsolation, type World } from "./world.ts";
+import { descendants, inOwnNamespaces, withIsolation, type World } from "./world.ts";
 import { fileUrl, type LaunchAttempt, leaks, note, outside, type Probe, probe, reader } from "./probe.ts";
 
 // ------------------------------------------------------------------ host inputs
@@ -297,6 +297,60 @@ export const inputAttempts: LaunchAttempt[] = [
       if (result.output.includes(`SOCK=${world.ctx.unixDecoy}`)) {
         evidence.push("the env option replaced Tether's socket path");
       }
+      return { evidence, note: note(result) };
+    },
+  },
+  {
+    id: "input16",
+    cls: "host-inputs",
+    description:
+      "hostEnv 'inherit' (go-plugin's mode) carries runtime-steering variables from the host's own " +
+      "environment (NODE_EXTRA_CA_CERTS, DENO_*, LD_*) into the deno plugin, past the env rule",
+    expect: "denied",
+    run: async (world) => {
+      const dir = await outside(world);
+      // Written after reading the change: checkDenoEnv only sees the configured env; inherit adds the host's.
+      const planted: Record<string, string> = {
+        NODE_EXTRA_CA_CERTS: `${dir}/input16-ca.pem`,
+        DENO_NO_UPDATE_CHECK: "input16",
+        LD_HOSTILE_INPUT16: "input16",
+      };
+      const found: string[] = [];
+      for (const [name, value] of Object.entries(planted)) Deno.env.set(name, value);
+      let result;
+      try {
+        // The hostile plugin itself (it serves), verified by its digest as iso01 runs it.
+        result = await probe(world, "input16", {
+          cmd: world.bundle,
+          args: [JSON.stringify(world.ctx)],
+          extra: { hostEnv: "inherit", sha256: world.bundleSha256 },
+          whileUp: (client) => {
+            // The host's view: the environment of every process of the plugin.
+            for (const pid of [client.pid!, ...descendants(client.pid!)]) {
+              let environ = "";
+              try {
+                environ = Deno.readTextFileSync(`/proc/${pid}/environ`);
+              } catch {
+                continue;
+              }
+              for (const entry of environ.split("\0")) {
+                const name = entry.slice(0, entry.indexOf("="));
+                if (planted[name] !== undefined && entry === `${name}=${planted[name]}`) {
+                  found.push(`${pid}:${name}`);
+                }
+              }
+            }
+            return Promise.resolve();
+          },
+        });
+      } finally {
+        for (const name of Object.keys(planted)) Deno.env.delete(name);
+      }
+      const evidence = leaks(world, result);
+      if (found.length > 0) {
+        evidence.push(`the plugin's processes got the host's ${[...new Set(found)].join(", ")}`);
+      }
+      if (!result.started) evidence.push(`the launch failed instead of dropping them: ${note(result)}`);
       return { evidence, note: note(result) };
     },
   },
