@@ -131,6 +131,11 @@ export interface PreparedLaunch {
   exitReason(stderrTail: readonly string[]): TetherError | undefined;
   /** Stops watching, removes the private directory and the launch's storage origin. */
   cleanup(): Promise<void>;
+  /**
+   * The caller now tracks the launch (its files and its process) for the host's end: the launch stops doing
+   * it itself, so a signal does not remove the files while the caller is still stopping the plugin gracefully.
+   */
+  handOff(): void;
 }
 
 /**
@@ -386,6 +391,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         watch: () => {},
         exitReason: () => undefined,
         cleanup,
+        handOff: release,
       };
     }
 
@@ -534,7 +540,11 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       try {
         watcher = Deno.watchFs(privateDir, { recursive: false });
         (async () => {
-          for await (const _ of watcher!) checkSockets();
+          // The audit file in this directory changes on every permission check: only socket paths matter.
+          const watched = new Set(sockets);
+          for await (const event of watcher!) {
+            if (event.paths.some((path) => watched.has(path))) checkSockets();
+          }
         })().catch(() => {});
       } catch {
         // No inotify for the host: the timer below still checks.
@@ -646,6 +656,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         );
       },
       cleanup,
+      handOff: release,
     };
   } catch (error) {
     await cleanup();

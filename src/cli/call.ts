@@ -18,7 +18,7 @@ import {
   toJson,
 } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { GrpcStatus, TetherError } from "../errors.ts";
+import { TetherError } from "../errors.ts";
 import { reflect } from "../reflection.ts";
 import { parse, str } from "./args.ts";
 import { CliError, ExitCode, type Output, UsageError } from "./output.ts";
@@ -167,16 +167,13 @@ export async function callCommand(args: string[], out: Output): Promise<number> 
       }
     } catch (error) {
       if (error instanceof CliError) throw error;
-      const status = error instanceof TetherError && error.status !== undefined
-        ? (Object.entries(GrpcStatus).find(([, v]) => v === error.status)?.[0] ?? String(error.status))
-        : "UNKNOWN";
-      throw new CliError(
-        `${service.typeName}/${method.name} failed: ${status}: ${
+      // A call's TetherError already says "<method> failed: <STATUS>: <message>" (rpc.ts); anything else gets that form.
+      const message = error instanceof TetherError && error.status !== undefined
+        ? error.message
+        : `${service.typeName}/${method.name} failed: UNKNOWN: ${
           error instanceof Error ? error.message : String(error)
-        }`,
-        ExitCode.call,
-        { cause: error },
-      );
+        }`;
+      throw new CliError(message, ExitCode.call, { cause: error });
     }
     out.clearProgress();
     if (out.json) {

@@ -25,14 +25,20 @@ import { eventually, kvHandshake, Recorder, rejectsWith, shortTempDir, tetherDir
 const probePlugin = `${repoRoot}/tests/fixtures/sandbox/probe.ts`;
 const denoConfig = `${repoRoot}/deno.json`;
 const deno = Deno.execPath();
-const MODES = ["namespaces", "deno-only"] as const;
-
-if (!(await probeNamespaces()).ok) {
-  // CI installs bubblewrap (.ci/run): a missing bwrap must not silently skip the namespace half.
-  throw new Error(
-    `tests/security/sandbox_test.ts needs bubblewrap: ${JSON.stringify(await probeNamespaces())}`,
+const namespaces = await probeNamespaces();
+if (!namespaces.ok) {
+  // CI installs bubblewrap (.ci/run): there a missing bwrap fails the run, it never skips the namespace half.
+  if (Deno.env.get("CI") === "true") {
+    throw new Error(`tests/security/sandbox_test.ts needs bubblewrap: ${JSON.stringify(namespaces)}`);
+  }
+  console.warn(
+    `NOTICE: bubblewrap cannot make namespaces here (${
+      JSON.stringify(namespaces)
+    }): the namespace tests of ` +
+      "tests/security/sandbox_test.ts are IGNORED (not passed); install bubblewrap (Linux) to run them",
   );
 }
+const MODES = namespaces.ok ? ["namespaces", "deno-only"] as const : ["deno-only"] as const;
 
 async function probe(client: PluginClient, name: string, arg = ""): Promise<Record<string, unknown>> {
   const response = await client.dispense(KV).get({ key: `probe:${name}:${arg}` });
@@ -574,7 +580,10 @@ Deno.test("namespaces: own PID namespace, no network namespace shared, fresh /tm
   }
 });
 
-Deno.test("namespaces: a write grant for a file that does not exist yet lands on the host", async () => {
+Deno.test({
+  name: "namespaces: a write grant for a file that does not exist yet lands on the host",
+  ignore: !namespaces.ok,
+}, async () => {
   const dir = await shortTempDir("tsw");
   const target = `${dir}/out/new.txt`;
   await Deno.mkdir(`${dir}/out`);
