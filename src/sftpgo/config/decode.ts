@@ -5,6 +5,8 @@
  * @module
  */
 
+import { parseGoBool } from "../../gobool.ts";
+
 /**
  * Whether `v` is a plain mapping (not a list, bytes, date, map or set).
  *
@@ -90,11 +92,8 @@ export function goInt(v: unknown): unknown {
   return v;
 }
 
-const GO_TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
-const GO_FALSE = new Set(["0", "f", "F", "FALSE", "false", "False", ""]);
-
 /**
- * mapstructure's weak boolean: Go's `strconv.ParseBool` spellings and non-zero numbers.
+ * mapstructure's weak boolean: Go's `strconv.ParseBool` spellings, `""` as false, and non-zero numbers.
  *
  * @example
  * ```ts
@@ -105,7 +104,8 @@ const GO_FALSE = new Set(["0", "f", "F", "FALSE", "false", "False", ""]);
 export function goBool(v: unknown): unknown {
   if (v === undefined || v === null) return false;
   if (typeof v === "number") return v !== 0;
-  if (typeof v === "string") return GO_TRUE.has(v) ? true : GO_FALSE.has(v) ? false : v;
+  // mapstructure itself reads "" as false; everything else is strconv.ParseBool's.
+  if (typeof v === "string") return v === "" ? false : parseGoBool(v) ?? v;
   return v;
 }
 

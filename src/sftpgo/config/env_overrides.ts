@@ -18,6 +18,7 @@
  * @module
  */
 
+import { parseGoBool } from "../../gobool.ts";
 import { isPlainObject } from "./decode.ts";
 import type { Locator, Position } from "./locate.ts";
 import type { PathSeg } from "./text.ts";
@@ -73,21 +74,6 @@ export interface EnvOverrides {
   warnings: { variable: string; message: string }[];
 }
 
-// Go's strconv.ParseBool.
-const GO_BOOL: Record<string, boolean> = {
-  "1": true,
-  t: true,
-  T: true,
-  TRUE: true,
-  true: true,
-  True: true,
-  "0": false,
-  f: false,
-  F: false,
-  FALSE: false,
-  false: false,
-  False: false,
-};
 // strconv.ParseInt(s, 10, 32).
 const INT32 = /^[+-]?[0-9]+$/;
 const isInt32 = (s: string) => INT32.test(s) && Math.abs(Number(s)) <= 2 ** 31 - (s.startsWith("-") ? 0 : 1);
@@ -194,7 +180,7 @@ function parse(kind: Kind, value: string): unknown {
     case "list":
       return splitList(value);
     case "bool":
-      return GO_BOOL[value.trim()];
+      return parseGoBool(value.trim());
     case "int":
       return isInt32(value.trim()) ? Number(value.trim()) : undefined;
     case "intList": {
