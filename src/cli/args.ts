@@ -40,10 +40,11 @@ export function parse(
   const dash = args.indexOf("--");
   const head = dash < 0 ? [...args] : args.slice(0, dash);
   const rest = dash < 0 ? [] : args.slice(dash + 1);
+  const all: Options = { ...COMMON, ...options };
   try {
     const { values, positionals } = parseArgs({
-      args: head,
-      options: { ...COMMON, ...options },
+      args: joinDashValues(head, all),
+      options: all,
       allowPositionals: true,
       strict: true,
     });
@@ -53,6 +54,29 @@ export function parse(
       error instanceof Error ? error.message.replace(/\. To specify a positional.*$/s, "") : String(error),
     );
   }
+}
+
+/**
+ * `--flag -1` as `--flag=-1` when `-1` is not one of the command's flags: `parseArgs` refuses any value starting
+ * with "-" as ambiguous, which would hide the flag's own check (`--timeout -1` must say what `--timeout` takes).
+ * A value that is a flag (`--timeout --json`) stays ambiguous.
+ */
+function joinDashValues(head: string[], options: Options): string[] {
+  const flags = new Set(
+    Object.entries(options).flatMap(([name, o]) => [`--${name}`, ...(o.short ? [`-${o.short}`] : [])]),
+  );
+  const out: string[] = [];
+  for (let i = 0; i < head.length; i++) {
+    const [flag, next] = [head[i], head[i + 1]];
+    const takesValue = flag.startsWith("--") && options[flag.slice(2)]?.type === "string";
+    if (takesValue && next?.startsWith("-") && !flags.has(next.split("=")[0])) {
+      out.push(`${flag}=${next}`);
+      i++;
+    } else {
+      out.push(flag);
+    }
+  }
+  return out;
 }
 
 /** A flag's string value, or `undefined`. */
@@ -72,20 +96,27 @@ export function list(values: Record<string, unknown>, name: string): string[] {
 }
 
 /**
- * A non-negative integer flag (milliseconds and the like).
+ * An integer flag from `min` to `max` (milliseconds and the like): digits only, so `1.5`, `-1`, `1e3` and `abc`
+ * are refused rather than rounded or read as something else.
  *
- * @throws {UsageError} When it is not one.
+ * @throws {UsageError} Naming the flag, the range expected and the text found, when it is not one.
+ *
+ * @example
+ * ```ts
+ * import { int } from "./args.ts";
+ * console.log(int({ timeout: "250" }, "timeout", 20_000, { min: 1 }), int({}, "timeout", 20_000)); // 250 20000
+ * ```
  */
 export function int(
   values: Record<string, unknown>,
   name: string,
   fallback: number,
-  max = 2 ** 31 - 1,
+  { min = 0, max = 2 ** 31 - 1 }: { min?: number; max?: number } = {},
 ): number {
   const v = str(values, name);
   if (v === undefined) return fallback;
-  if (!/^[0-9]+$/.test(v) || Number(v) > max) {
-    throw new UsageError(`--${name} must be an integer from 0 to ${max}, not ${JSON.stringify(v)}`);
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, found ${JSON.stringify(v)}`);
   }
   return Number(v);
 }

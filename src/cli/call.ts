@@ -20,16 +20,9 @@ import {
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { TetherError } from "../errors.ts";
 import { reflect } from "../reflection.ts";
-import { parse, str } from "./args.ts";
+import { int, parse, str } from "./args.ts";
 import { CliError, ExitCode, type Output, UsageError } from "./output.ts";
-import {
-  clientOptionsFrom,
-  type Collected,
-  formatLog,
-  LAUNCH_HELP,
-  LAUNCH_OPTIONS,
-  startPlugin,
-} from "./plugin.ts";
+import { LAUNCH_HELP, LAUNCH_OPTIONS, withPlugin } from "./plugin.ts";
 
 /** `tether call --help`. */
 export const CALL_HELP = `Usage: tether call [options] -- CMD [ARGS...] METHOD JSON
@@ -105,12 +98,9 @@ export async function callCommand(args: string[], out: Output): Promise<number> 
     return ExitCode.ok;
   }
   if (rest.length < 3) throw new UsageError('give "-- CMD [ARGS...] METHOD JSON"');
+  const timeoutMs = int(values, "timeout", 20_000, { min: 1 });
   const methodName = rest.at(-2)!;
   const input = await readInput(rest.at(-1)!);
-  const timeoutMs = Number(str(values, "timeout") ?? 20_000);
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31 - 1) {
-    throw new UsageError("--timeout must be an integer from 1 to 2147483647 (milliseconds)");
-  }
   let fixed: FileRegistry | undefined;
   const setFile = str(values, "descriptor-set");
   if (setFile !== undefined) {
@@ -123,11 +113,7 @@ export async function callCommand(args: string[], out: Output): Promise<number> 
       );
     }
   }
-  const collected: Collected = { logs: [], stdout: "", stderr: "" };
-  const options = await clientOptionsFrom(values, rest.slice(0, -2), collected);
-  out.progress(`starting ${options.cmd}`);
-  const { client } = await startPlugin(options);
-  try {
+  return await withPlugin(values, rest.slice(0, -2), out, async ({ client }) => {
     out.progress("reading services over gRPC reflection");
     const registry = fixed ?? (await reflect(client)).registry;
     const { service, method } = findMethod(registry, methodName);
@@ -186,12 +172,7 @@ export async function callCommand(args: string[], out: Output): Promise<number> 
       out.line(JSON.stringify(responses[0], null, 2));
     }
     return ExitCode.ok;
-  } finally {
-    out.progress("stopping the plugin");
-    await client.kill();
-    out.clearProgress();
-    if (values["show-logs"]) { for (const r of collected.logs) out.error(formatLog(r)); }
-  }
+  }, { showLogs: values["show-logs"] === true });
 }
 
 async function* streamOf<T>(input: JsonValue, toMessage: (value: JsonValue) => T): AsyncIterable<T> {

@@ -8,14 +8,8 @@
  */
 
 import { parse } from "./args.ts";
-import {
-  clientOptionsFrom,
-  type Collected,
-  formatLog,
-  LAUNCH_HELP,
-  LAUNCH_OPTIONS,
-  startPlugin,
-} from "./plugin.ts";
+import type { PluginClient } from "../client.ts";
+import { formatLog, LAUNCH_HELP, LAUNCH_OPTIONS, withPlugin } from "./plugin.ts";
 import { ExitCode, type Output } from "./output.ts";
 import { reflect } from "../reflection.ts";
 
@@ -37,6 +31,47 @@ Example:
 Exit codes: 0 ok, 2 usage, 4 the plugin did not start (bad cookie, crash, timeout,
 checksum), 5 it started but health or reflection failed.`;
 
+/** What `inspect` learns from a running plugin. */
+interface Examined {
+  health: string;
+  services: { name: string; methods: { name: string; kind: string; input: string; output: string }[] }[];
+  reflectionVersion?: string;
+  problem?: string;
+}
+
+/** Health and reflection of a running plugin; failures are recorded as the problem, not thrown. */
+async function examine(client: PluginClient, out: Output): Promise<Examined> {
+  let health: string;
+  let services: Examined["services"] = [];
+  let reflectionVersion: string | undefined;
+  let problem: string | undefined;
+  out.progress("health check");
+  try {
+    await client.ping();
+    health = "SERVING";
+  } catch (error) {
+    health = `not serving: ${error instanceof Error ? error.message : String(error)}`;
+    problem = health;
+  }
+  out.progress("reading services over gRPC reflection");
+  try {
+    const found = await reflect(client);
+    reflectionVersion = found.version;
+    services = found.services.map((name) => ({
+      name,
+      methods: found.registry.getService(name)?.methods.map((m) => ({
+        name: m.name,
+        kind: m.methodKind,
+        input: m.input.typeName,
+        output: m.output.typeName,
+      })) ?? [],
+    }));
+  } catch (error) {
+    problem ??= `reflection failed: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  return { health, services, reflectionVersion, problem };
+}
+
 /** Runs `tether inspect`; returns the exit code. */
 export async function inspectCommand(args: string[], out: Output): Promise<number> {
   const { values, rest } = parse(args, LAUNCH_OPTIONS);
@@ -44,45 +79,13 @@ export async function inspectCommand(args: string[], out: Output): Promise<numbe
     out.line(INSPECT_HELP);
     return ExitCode.ok;
   }
-  const collected: Collected = { logs: [], stdout: "", stderr: "" };
-  const options = await clientOptionsFrom(values, rest, collected);
-  out.progress(`starting ${options.cmd}`);
-  const { client, startMs } = await startPlugin(options);
-  let health: string;
-  let services: { name: string; methods: { name: string; kind: string; input: string; output: string }[] }[] =
-    [];
-  let reflectionVersion: string | undefined;
-  let problem: string | undefined;
-  try {
-    out.progress("health check");
-    try {
-      await client.ping();
-      health = "SERVING";
-    } catch (error) {
-      health = `not serving: ${error instanceof Error ? error.message : String(error)}`;
-      problem = health;
-    }
-    out.progress("reading services over gRPC reflection");
-    try {
-      const found = await reflect(client);
-      reflectionVersion = found.version;
-      services = found.services.map((name) => ({
-        name,
-        methods: found.registry.getService(name)?.methods.map((m) => ({
-          name: m.name,
-          kind: m.methodKind,
-          input: m.input.typeName,
-          output: m.output.typeName,
-        })) ?? [],
-      }));
-    } catch (error) {
-      problem ??= `reflection failed: ${error instanceof Error ? error.message : String(error)}`;
-    }
-  } finally {
-    out.progress("stopping the plugin");
-    await client.kill();
-    out.clearProgress();
-  }
+  const { client, options, collected, startMs, health, services, reflectionVersion, problem } =
+    await withPlugin(
+      values,
+      rest,
+      out,
+      async (session) => ({ ...session, ...await examine(session.client, out) }),
+    );
   const exit = await client.exited;
   const report = {
     cmd: [options.cmd, ...(options.args ?? [])],

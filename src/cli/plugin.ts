@@ -14,7 +14,7 @@ import type { LogRecord } from "../logs.ts";
 import type { DenoPermissions } from "../permissions.ts";
 import { sftpgoHandshakes } from "../sftpgo/handshakes.ts";
 import { int, list, type Options, str } from "./args.ts";
-import { CliError, ExitCode, UsageError } from "./output.ts";
+import { CliError, ExitCode, type Output, UsageError } from "./output.ts";
 
 /** The launch flags `inspect` and `call` share. */
 export const LAUNCH_OPTIONS: Options = {
@@ -169,7 +169,7 @@ export async function clientOptionsFrom(
     ...(denoConfig !== undefined ? { denoConfig } : {}),
     ...(sha256 !== undefined ? { sha256: sha256.toLowerCase() } : {}),
     env,
-    startTimeoutMs: Math.max(1, int(values, "start-timeout", 60_000)),
+    startTimeoutMs: int(values, "start-timeout", 60_000, { min: 1 }),
     logger: { log: (record) => collected.logs.push(record) },
     stdout: (chunk) => collected.stdout += decoder.decode(chunk, { stream: true }),
     stderr: (chunk) => collected.stderr += decoder.decode(chunk, { stream: true }),
@@ -196,6 +196,56 @@ export async function startPlugin(
     );
   }
   return { client, startMs: Math.round(performance.now() - t0) };
+}
+
+/** A running plugin, as {@linkcode withPlugin} hands it to its caller. */
+export interface PluginSession {
+  /** The started client. */
+  client: PluginClient;
+  /** The options it was launched with. */
+  options: PluginClientOptions;
+  /** Its logs and forwarded output so far (still growing until it stops). */
+  collected: Collected;
+  /** Milliseconds from launch to a completed handshake. */
+  startMs: number;
+}
+
+/**
+ * Launches the plugin of the launch flags and `argv` (as {@linkcode clientOptionsFrom} and
+ * {@linkcode startPlugin}), runs `use` with it, and stops it whatever `use` does, with progress lines on the
+ * way; with `showLogs`, prints its log records to stderr once it has stopped.
+ *
+ * @throws {UsageError} For malformed launch flags; {@linkcode CliError} (exit 4) when the plugin does not start;
+ * whatever `use` throws, after the plugin has been stopped.
+ *
+ * @example
+ * ```ts ignore
+ * import { withPlugin } from "./plugin.ts";
+ * import { Output } from "./output.ts";
+ * const values = { "cookie-key": "TETHER_KV_PLUGIN", "cookie-value": "kv-7d3f2a" };
+ * const pid = await withPlugin(values, ["./kvplugin"], new Output(), ({ client }) => Promise.resolve(client.pid));
+ * console.log(pid);
+ * ```
+ */
+export async function withPlugin<T>(
+  values: Record<string, unknown>,
+  argv: string[],
+  out: Output,
+  use: (session: PluginSession) => Promise<T>,
+  { showLogs = false }: { showLogs?: boolean } = {},
+): Promise<T> {
+  const collected: Collected = { logs: [], stdout: "", stderr: "" };
+  const options = await clientOptionsFrom(values, argv, collected);
+  out.progress(`starting ${options.cmd}`);
+  const { client, startMs } = await startPlugin(options);
+  try {
+    return await use({ client, options, collected, startMs });
+  } finally {
+    out.progress("stopping the plugin");
+    await client.kill();
+    out.clearProgress();
+    if (showLogs) { for (const r of collected.logs) out.error(formatLog(r)); }
+  }
 }
 
 /** One log record as a line: `LEVEL message key=value ...`. */

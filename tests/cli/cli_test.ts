@@ -365,6 +365,28 @@ Deno.test({
     }),
 });
 
+Deno.test("call --timeout takes a whole number of milliseconds from 1: 1.5, abc, -1 and 0 are usage errors naming the flag", async () => {
+  // The plugin path does not exist: a value that got past the check would fail to start (exit 4), not exit 2.
+  const missing = `${repoRoot}/tests/fixtures/plugins/no-such-plugin`;
+  for (const value of ["1.5", "abc", "-1", "0", "1e3", "2147483648"]) {
+    const result = await tether(["call", ...KV_COOKIE, "--timeout", value, "--", missing, "a.B/C", "{}"]);
+    assert.equal(result.code, 2, `${value}: ${result.stderr}`);
+    assert.ok(
+      result.stderr.includes(
+        `--timeout must be an integer from 1 to 2147483647, found ${JSON.stringify(value)}`,
+      ),
+      `${value}: ${result.stderr}`,
+    );
+  }
+  // A value that is one of the command's flags is still refused as a missing value.
+  const flag = await tether(["call", ...KV_COOKIE, "--timeout", "--json", "--", missing, "a.B/C", "{}"]);
+  assert.equal(flag.code, 2, flag.stderr);
+  assert.match(flag.stderr, /--timeout' argument is ambiguous/);
+  const ok = await tether(["call", ...KV_COOKIE, "--timeout", "1500", "--", missing, "a.B/C", "{}"]);
+  assert.equal(ok.code, 4, ok.stderr);
+  assert.match(ok.stderr, /plugin did not start/);
+});
+
 Deno.test("call: --protocol-version offers versions (the plugin picks its highest offered); --allow is checked", async () => {
   const plugin = `${repoRoot}/tests/fixtures/plugins/versioned.ts`;
   for (const [offered, picked] of [[["1", "2"], "v2"], [["5", "1"], "v5"], [[], "v1"]] as const) {
