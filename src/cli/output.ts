@@ -113,22 +113,26 @@ export class Output {
 
   /** `text` in bold. */
   bold(text: string): string {
-    return this.color ? `\x1b[1m${text}\x1b[22m` : text;
+    return this.#sgr(1, 22, text);
   }
   /** `text` in red. */
   red(text: string): string {
-    return this.color ? `\x1b[31m${text}\x1b[39m` : text;
+    return this.#sgr(31, 39, text);
   }
   /** `text` in yellow. */
   yellow(text: string): string {
-    return this.color ? `\x1b[33m${text}\x1b[39m` : text;
+    return this.#sgr(33, 39, text);
   }
   /** `text` in green. */
   green(text: string): string {
-    return this.color ? `\x1b[32m${text}\x1b[39m` : text;
+    return this.#sgr(32, 39, text);
   }
   /** `text` dimmed. */
   dim(text: string): string {
-    return this.color ? `\x1b[2m${text}\x1b[22m` : text;
+    return this.#sgr(2, 22, text);
+  }
+  // One SGR attribute on and its reset off, only when colouring.
+  #sgr(on: number, off: number, text: string): string {
+    return this.color ? `\x1b[${on}m${text}\x1b[${off}m` : text;
   }
 }

@@ -17,6 +17,7 @@
 import { runtimeFor } from "../launch.ts";
 import {
   ConfigError,
+  type ConfigWarning,
   loadPluginsConfig,
   type PluginConfig,
   type PluginConfigList,
@@ -52,15 +53,8 @@ Options:
 Exit codes: 0 ok (check: no errors; run: stopped by a signal), 1 the config cannot be
 read, 2 usage, 3 the config has errors, 4 a plugin did not start (run).`;
 
-/** A finding of `check` beyond the loader's. */
-interface Finding {
-  level: "error" | "warning";
-  file: string;
-  line: number;
-  column: number;
-  path: string;
-  message: string;
-}
+/** A finding of `check` beyond the loader's: placed as a loader warning is, at either level. */
+type Finding = Omit<ConfigWarning, "text"> & { level: "error" | "warning" };
 
 const INTERPRETERS = /^(deno|node|nodejs|bun|python[0-9.]*|perl|ruby|php|java|sh|bash|dash|zsh|env)$/;
 
