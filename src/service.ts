@@ -175,7 +175,6 @@ export function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) 
   return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 }
 
-
 /**
  * The gRPC status a handler's failure is sent with: a {@linkcode TetherError}
  * with a `status` keeps it; an object carrying a numeric `code` (0-16) and a
