@@ -13,7 +13,8 @@ import type * as grpc from "@grpc/grpc-js";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
-import type { ServiceClient, ServiceRegistration } from "./service.ts";
+import { deserializer, serializer, type ServiceClient, type ServiceRegistration } from "./service.ts";
+import type { MessageCodec } from "./calls.ts";
 import {
   type Endpoint,
   type ListenOptions,
@@ -326,16 +327,19 @@ export class Broker {
    * first dialled: a plugin that only serves never loads grpc-js.
    */
   async #connect(endpoint: Endpoint, cleanup?: () => void): Promise<BrokerConnection> {
-    const [{ openChannel }, { createServiceClient }] = await Promise.all([
-      import("./transport.ts"),
-      import("./rpc.ts"),
+    // Neither module imports the protobuf runtime: in a bundle, lazily loaded code sharing it with the
+    // eagerly loaded code is initialised out of order (deno bundle with protobuf-es's "sideEffects": false).
+    const [{ openChannel }, { createClient }] = await Promise.all([
+      import("./channel.ts"),
+      import("./calls.ts"),
     ]);
     this.#assertOpen();
     const channel = openChannel(endpoint, this.#tls);
     this.#connections.add(channel);
+    const codec = { serializer, deserializer } as MessageCodec;
     return {
       endpoint,
-      client: (service) => createServiceClient(channel, service),
+      client: (service) => createClient(channel, service, codec),
       close: () => {
         this.#connections.delete(channel);
         channel.close();

@@ -1,14 +1,35 @@
 /**
  * gRPC's framing over HTTP/2, shared by the lean channel (`src/h2channel.ts`)
- * and the lean server (`src/h2server.ts`): the 5-byte message prefix, the
- * `grpc-timeout` header, the percent-encoding of `grpc-message` and the
- * content types that mean gRPC. No gRPC library under it.
+ * and the lean server (`src/h2server.ts`): method paths, the 5-byte message
+ * prefix and go-plugin's size limit, the `grpc-timeout` header, the
+ * percent-encoding of `grpc-message` and the content types that mean gRPC.
+ * No gRPC library and no protobuf runtime under it (types only), so the
+ * client side can be loaded lazily without pulling the protobuf runtime into
+ * a lazily initialised part of a bundle.
  *
  * @module
  */
 
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Buffer } from "node:buffer";
 import { GrpcStatus } from "./errors.ts";
+
+/** go-plugin sets both message size limits to MaxInt32. */
+export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/**
+ * The full gRPC path of a method, e.g. `/plugin.GRPCController/Shutdown`.
+ *
+ * @example
+ * ```ts
+ * import { methodPath } from "./grpc_wire.ts";
+ * import { GRPCController } from "./gen/plugin/grpc_controller_pb.ts";
+ * console.log(methodPath(GRPCController.method.shutdown)); // "/plugin.GRPCController/Shutdown"
+ * ```
+ */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
 
 /** A status to end a call with: code and message. */
 export type WireStatus = [code: number, details: string];

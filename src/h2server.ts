@@ -210,12 +210,12 @@ export class H2Server {
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     // Errors end in "close", which is where a call learns it was cut off.
     stream.on("error", () => {});
-    if (headers[":method"] !== "POST") {
-      stream.respond({ ":status": 405 }, { endStream: true });
-      return;
-    }
-    if (!isGrpcContentType(headers["content-type"])) {
-      stream.respond({ ":status": 415 }, { endStream: true });
+    if (headers[":method"] !== "POST" || !isGrpcContentType(headers["content-type"])) {
+      try {
+        stream.respond({ ":status": headers[":method"] !== "POST" ? 405 : 415 }, { endStream: true });
+      } catch {
+        // Reset by the caller already.
+      }
       return;
     }
     const path = String(headers[":path"]);
@@ -243,7 +243,11 @@ export class H2Server {
 
 function trailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
+  try {
+    stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
+  } catch {
+    // Reset by the caller already.
+  }
 }
 
 function statusTrailers(code: number, details: string): http2.OutgoingHttpHeaders {
@@ -587,11 +591,17 @@ class ServerCall implements HandlerContext {
       );
       return false;
     }
-    if (!this.#headersSent) {
-      this.#headersSent = true;
-      this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    try {
+      if (!this.#headersSent) {
+        this.#headersSent = true;
+        this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      }
+      this.#stream.write(frame(bytes));
+    } catch {
+      // The caller reset the stream and its "close" has not been emitted yet: the call is over.
+      this.#closed();
+      return false;
     }
-    this.#stream.write(frame(bytes));
     return true;
   }
 
@@ -614,12 +624,22 @@ class ServerCall implements HandlerContext {
     this.#wake(undefined);
     stream.resume();
     if (stream.destroyed || stream.closed) return;
-    if (!this.#headersSent) {
-      stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
-      return;
+    try {
+      if (!this.#headersSent) {
+        stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
+        return;
+      }
+      stream.once("wantTrailers", () => {
+        try {
+          stream.sendTrailers(statusTrailers(code, details));
+        } catch {
+          // Reset meanwhile: nobody is left to tell.
+        }
+      });
+      stream.end();
+    } catch {
+      // The caller reset the stream before its "close" was emitted: nobody is left to tell.
     }
-    stream.once("wantTrailers", () => stream.sendTrailers(statusTrailers(code, details)));
-    stream.end();
   }
 }
 

@@ -2,9 +2,9 @@
  * Where and how a gRPC server listens: unix socket paths and TCP ports chosen
  * as go-plugin chooses them, the socket's group, the TLS material of each side,
  * and which server runs there (the lean `node:http2` server of
- * `src/h2server.ts`, or grpc-js's for comparison). No gRPC library is loaded
- * here: a plugin that only serves never loads grpc-js. The client side
- * (channels, credentials) is in `src/transport.ts`.
+ * `src/h2server.ts`, or one handed in: grpc-js's, for comparison). No gRPC
+ * library is loaded here: a plugin that only serves never loads grpc-js. The
+ * client side (channels, credentials) is in `src/channel.ts`.
  *
  * @module
  */
@@ -41,19 +41,6 @@ export interface TlsMaterial {
   readonly serverName?: string;
 }
 
-/**
- * The grpc-js target for an endpoint.
- *
- * @example
- * ```ts
- * import { grpcTarget } from "./listen.ts";
- * console.log(grpcTarget({ network: "unix", address: "/tmp/plugin1" })); // "unix:/tmp/plugin1"
- * ```
- */
-export function grpcTarget(endpoint: Endpoint): string {
-  return endpoint.network === "unix" ? `unix:${endpoint.address}` : endpoint.address;
-}
-
 /** How a plugin (or a broker) picks where to listen. */
 export interface ListenOptions {
   /** `unix` (default except on Windows) or `tcp`. */
@@ -86,25 +73,29 @@ export interface Bindable {
   stop(): void;
 }
 
-/** Which server {@linkcode startServer} runs. */
-export type ServerImplementation = "lean" | "grpc-js";
-let implementation: ServerImplementation = "lean";
+/** Makes the server {@linkcode startServer} binds. */
+export type ServerFactory = (
+  services: readonly ServiceRegistration[],
+  tls: TlsMaterial | undefined,
+) => Bindable;
+
+let serverFactory: ServerFactory | undefined;
 
 /**
- * Chooses the server under every later {@linkcode startServer}: `lean`
- * (default: {@linkcode H2Server} on `node:http2`) or `grpc-js` (grpc-js's
- * `Server`, loaded only then). For measuring one against the other; both
- * speak the same gRPC. A plugin calls it before `serve()`.
+ * Replaces the server under every later {@linkcode startServer} (`undefined`:
+ * back to the lean {@linkcode H2Server}). `setServerImplementation("grpc-js")`
+ * in `src/transport.ts` puts grpc-js's server here, for comparison; it is
+ * handed in rather than imported so that a plugin's module graph (and its
+ * bundle) holds no gRPC library it does not use.
  *
  * @example
  * ```ts
- * import { setServerImplementation } from "./listen.ts";
- * setServerImplementation("grpc-js");
- * setServerImplementation("lean");
+ * import { setServerFactory } from "./listen.ts";
+ * setServerFactory(undefined); // the lean server
  * ```
  */
-export function setServerImplementation(choice: ServerImplementation): void {
-  implementation = choice;
+export function setServerFactory(factory: ServerFactory | undefined): void {
+  serverFactory = factory;
 }
 
 function leanServer(services: readonly ServiceRegistration[], tls: TlsMaterial | undefined): Bindable {
@@ -166,9 +157,7 @@ export async function startServer(
   listen: ListenOptions,
   tls: TlsMaterial | undefined,
 ): Promise<RunningServer> {
-  const server = implementation === "lean"
-    ? leanServer(services, tls)
-    : (await import("./transport.ts")).grpcJsServer(services, tls);
+  const server = (serverFactory ?? leanServer)(services, tls);
   let endpoint: Endpoint;
   try {
     endpoint = await bindAsGoPluginDoes(server, listen);

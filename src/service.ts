@@ -10,13 +10,7 @@
  */
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type {
-  DescMessage,
-  DescMethod,
-  DescService,
-  MessageInitShape,
-  MessageShape,
-} from "@bufbuild/protobuf";
+import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Buffer } from "node:buffer";
 import { GrpcStatus, TetherError } from "./errors.ts";
 
@@ -134,13 +128,8 @@ export function registration<S extends DescService>(
   return { service, implementation };
 }
 
-/** go-plugin sets both message size limits to MaxInt32. */
-export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
-
-/** The full gRPC path of a method, e.g. `/plugin.GRPCController/Shutdown`. */
-export function methodPath(method: DescMethod): string {
-  return `/${method.parent.typeName}/${method.name}`;
-}
+// Defined with the wire rules; part of the service model's API.
+export { MAX_MESSAGE_BYTES, methodPath } from "./grpc_wire.ts";
 
 /**
  * A message's encoder: protobuf-es bytes as a Buffer view (no copy).

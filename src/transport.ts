@@ -1,120 +1,54 @@
 /**
- * The client side of gRPC connections between host and plugin: grpc-js
- * channels (the lean one of `src/h2channel.ts` by default) and credentials
- * for AutoMTLS (each side pins the other's certificate), manual TLS or
- * plaintext, with go-plugin's message size limits; and grpc-js's server, kept
- * for comparison with the lean one. Where servers listen, and the TLS
- * material of each side, are in `src/listen.ts` (re-exported here), which a
- * plugin loads without grpc-js.
+ * Where and how gRPC connections between host and plugin run, in one import
+ * for the host side: where servers listen and the TLS material of each side
+ * (`src/listen.ts`), the client channels and credentials (`src/channel.ts`),
+ * and grpc-js's server, kept for comparison with the lean one of
+ * `src/h2server.ts`. A plugin that only serves loads `src/listen.ts` alone,
+ * without grpc-js.
  *
  * @module
  */
 
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { PeerCertificate } from "node:tls";
-import { sameBytes } from "./mtls.ts";
-import { H2Channel } from "./h2channel.ts";
 import { grpcServiceDefinition, MAX_MESSAGE_BYTES, type ServiceRegistration } from "./rpc.ts";
-import { type Bindable, type Endpoint, grpcTarget, type TlsMaterial } from "./listen.ts";
+import { type Bindable, setServerFactory, type TlsMaterial } from "./listen.ts";
 
 export {
   type Endpoint,
-  grpcTarget,
   type ListenOptions,
   removeSocket,
   type RunningServer,
-  type ServerImplementation,
-  setServerImplementation,
   startServer,
   type TlsMaterial,
 } from "./listen.ts";
+export {
+  channelCredentials,
+  type ChannelImplementation,
+  channelOptions,
+  grpcTarget,
+  openChannel,
+  setChannelImplementation,
+} from "./channel.ts";
 
-/** Which channel `grpc.Client`s made with {@linkcode channelOptions} use. */
-export type ChannelImplementation = "lean" | "grpc-js";
-let implementation: ChannelImplementation = "lean";
+/** Which server `startServer` runs. */
+export type ServerImplementation = "lean" | "grpc-js";
 
 /**
- * Chooses the channel under every later {@linkcode channelOptions}: `lean`
- * (default: {@linkcode H2Channel}, one `node:http2` session) or `grpc-js`
- * (grpc-js's own channel stack). For measuring one against the other; both
- * send the same bytes.
+ * Chooses the server under every later `startServer`: `lean` (default: the
+ * `node:http2` server of `src/h2server.ts`) or `grpc-js` (grpc-js's
+ * `Server`). For measuring one against the other; both speak the same gRPC.
+ * A plugin calls it before `serve()`; importing this module loads grpc-js.
  *
  * @example
  * ```ts
- * import { setChannelImplementation } from "./transport.ts";
- * setChannelImplementation("grpc-js");
- * setChannelImplementation("lean");
+ * import { setServerImplementation } from "./transport.ts";
+ * setServerImplementation("grpc-js");
+ * setServerImplementation("lean");
  * ```
  */
-export function setChannelImplementation(choice: ChannelImplementation): void {
-  implementation = choice;
-}
-
-/**
- * Client options matching go-plugin's client (no message size limits below
- * MaxInt32), with the lean channel plugged in. grpc-js's own channel, when
- * chosen, runs without retries and channelz: a plugin connection uses
- * neither, and both cost on every call.
- */
-export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions {
-  const authority = tls?.serverName ?? "localhost";
-  if (implementation === "lean") {
-    return {
-      channelFactoryOverride: (target: string) =>
-        // grpc-js types its Channel as a class; H2Channel has the interface grpc.Client uses.
-        new H2Channel({
-          target,
-          authority,
-          maxMessageBytes: MAX_MESSAGE_BYTES,
-          tls: tls && {
-            ca: tls.peerCaPem,
-            key: tls.keyPem,
-            cert: tls.certPem,
-            servername: authority,
-            checkServerIdentity: peerCheck(tls),
-          },
-        }) as unknown as grpc.Channel,
-    };
-  }
-  return {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-    ...(tls ? { "grpc.ssl_target_name_override": authority } : {}),
-    "grpc.default_authority": authority,
-    "grpc.enable_retries": 0,
-    "grpc.enable_channelz": 0,
-  };
-}
-
-/** The host's check of the plugin's certificate: the pinned one (AutoMTLS), valid for the server name. */
-function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertificate) => Error | undefined {
-  const pinned = tls.pinnedPeerDer;
-  return (hostname, cert) => {
-    if (pinned && !sameBytes(new Uint8Array(cert.raw), pinned)) {
-      return new Error(
-        "the plugin's TLS certificate is not the one from its handshake line: refusing to talk to it",
-      );
-    }
-    const names = (cert.subjectaltname ?? "").split(", ").map((entry) => entry.replace(/^DNS:/, ""));
-    if (!names.includes(hostname)) {
-      return new Error(
-        `the plugin's TLS certificate is not valid for ${hostname} (it names ${names.join(", ")})`,
-      );
-    }
-    return undefined;
-  };
-}
-
-/** Credentials for a client channel: TLS with a client certificate, or plaintext (h2c). */
-export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCredentials {
-  if (!tls) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    Buffer.from(tls.peerCaPem),
-    Buffer.from(tls.keyPem),
-    Buffer.from(tls.certPem),
-    { checkServerIdentity: peerCheck(tls) },
-  );
+export function setServerImplementation(choice: ServerImplementation): void {
+  setServerFactory(choice === "grpc-js" ? grpcJsServer : undefined);
 }
 
 /** Credentials for a server: TLS requiring and verifying a client certificate, or plaintext. */
@@ -165,20 +99,4 @@ export function grpcJsServer(
       ),
     stop: () => server.forceShutdown(),
   };
-}
-
-/**
- * A grpc-js client (channel) to `endpoint` with this side's TLS settings and
- * the channel chosen by {@linkcode setChannelImplementation}: the one way the
- * host's plugin connection and every brokered connection are opened.
- *
- * @example
- * ```ts ignore
- * import { openChannel } from "./transport.ts";
- * const channel = openChannel({ network: "unix", address: "/tmp/plugin1" }, undefined);
- * channel.close();
- * ```
- */
-export function openChannel(endpoint: Endpoint, tls: TlsMaterial | undefined): grpc.Client {
-  return new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls));
 }
