@@ -10,7 +10,6 @@
 
 import type { DescMessage, DescService, MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { Buffer } from "node:buffer";
 import { TetherError } from "./errors.ts";
 import { createClient, EMPTY_STATUS_MESSAGE, type ErrorMapper, type MessageCodec } from "./calls.ts";
 import {
