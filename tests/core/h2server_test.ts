@@ -12,7 +12,12 @@ import { connect } from "node:net";
 import { Buffer } from "node:buffer";
 import { create, createFileRegistry, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { AddRequestSchema, EntrySchema, file_tether_kv_v1_kv } from "../../src/gen/tether/kv/v1/kv_pb.ts";
+import {
+  AddRequestSchema,
+  AddResponseSchema,
+  EntrySchema,
+  file_tether_kv_v1_kv,
+} from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import { H2Server } from "../../src/h2server.ts";
 import { removeSocket, startServer, type TlsMaterial } from "../../src/listen.ts";
 import { openChannel } from "../../src/transport.ts";
@@ -57,6 +62,12 @@ const registry = createFileRegistry(
           serverStreaming: true,
         },
         {
+          name: "Hold",
+          inputType: ".tether.kv.v1.Entry",
+          outputType: ".tether.kv.v1.AddResponse",
+          clientStreaming: true,
+        },
+        {
           name: "Flood",
           inputType: ".tether.kv.v1.AddRequest",
           outputType: ".tether.kv.v1.Entry",
@@ -77,6 +88,8 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 interface Seen {
   aborts: Map<string, unknown>;
   produced: number;
+  /** Hold reads its requests only once this resolves. */
+  release?: Promise<void>;
 }
 
 function edgeService(seen: Seen): ServiceRegistration {
@@ -105,6 +118,12 @@ function edgeService(seen: Seen): ServiceRegistration {
       },
       chat: async function* (requests: AsyncIterable<Entry>) {
         for await (const entry of requests) yield entry;
+      },
+      hold: async (requests: AsyncIterable<Entry>) => {
+        await seen.release;
+        let sum = 0n;
+        for await (const _ of requests) sum++;
+        return { sum };
       },
       flood: async function* ({ a, b }: Add) {
         for (let i = 0; i < Number(a); i++) {
@@ -504,4 +523,42 @@ Deno.test("h2server: a plugin that only serves loads no grpc-js (static module g
     );
     assert.deepEqual(graph.filter((s) => s.includes("grpc-js")), [], `${entry} loads grpc-js at start`);
   }
+});
+
+Deno.test("h2server: a handler that does not read its requests pauses the caller (flow control), and reads them all later", async () => {
+  const release = Promise.withResolvers<void>();
+  await withServer(async (socket, seen) => {
+    seen.release = release.promise;
+    await withSession(socket, async (session) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/tether.test.Edge/Hold",
+        "content-type": "application/grpc",
+      });
+      stream.on("error", () => {});
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      const closed = new Promise((resolve) => stream.on("close", resolve));
+      // 20,000 requests of about 1 KB (the test server's limit is 1 KiB): 20 MB, over twice the 8 MiB stream
+      // window the server grants. Held, the server reads none, so the caller must stall before the end.
+      const total = 20_000;
+      const message = entry("x", "y".repeat(1000));
+      let written = 0;
+      const writer = (async () => {
+        for (let i = 0; i < total; i++) {
+          if (!stream.write(message)) await new Promise((resolve) => stream.once("drain", resolve));
+          written++;
+        }
+        stream.end();
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const whileHeld = written;
+      release.resolve();
+      await writer;
+      await closed;
+      assert.ok(whileHeld < total, `the caller wrote all ${total} requests while the handler read none`);
+      const answer = Buffer.concat(chunks);
+      assert.equal(deserializer(AddResponseSchema)(answer.subarray(5)).sum, BigInt(total));
+    });
+  });
 });
