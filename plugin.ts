@@ -43,4 +43,4 @@ export {
   type ServiceImplementation,
   type ServiceRegistration,
   type UnaryMethod,
-} from "./src/rpc.ts";
+} from "./src/service.ts";

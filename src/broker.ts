@@ -9,21 +9,19 @@
  */
 
 import type { DescService } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
-import { createServiceClient, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
+import { deserializer, serializer, type ServiceClient, type ServiceRegistration } from "./service.ts";
+import type { MessageCodec } from "./calls.ts";
 import {
-  channelCredentials,
-  channelOptions,
   type Endpoint,
-  grpcTarget,
   type ListenOptions,
   type RunningServer,
   startServer,
   type TlsMaterial,
-} from "./transport.ts";
+} from "./listen.ts";
 import type { Duplex } from "node:stream";
 import { type Bridge, bridge, type MuxLink, spliceToSocket } from "./mux.ts";
 
@@ -305,41 +303,47 @@ export class Broker {
     }
     const endpoint: Endpoint = { network: info.network, address: info.address };
     this.#checkPeer?.(endpoint, id);
-    const channel = new grpc.Client(
-      grpcTarget(endpoint),
-      channelCredentials(this.#tls),
-      channelOptions(this.#tls),
-    );
-    this.#connections.add(channel);
-    return {
-      endpoint,
-      client: (service) => createServiceClient(channel, service),
-      close: () => {
-        this.#connections.delete(channel);
-        channel.close();
-      },
-    };
+    return await this.#connect(endpoint);
   }
 
   async #dialMux(id: number, timeoutMs: number): Promise<BrokerConnection> {
     // grpc-js connects through a local socket; each connection it makes knocks and opens a stream.
     const local = await bridge(this.#mux!.dir, `d${id}`, () => this.#knockThenOpen(id, timeoutMs));
     this.#bridges.add(local);
-    const endpoint: Endpoint = { network: "unix", address: local.path };
-    const channel = new grpc.Client(
-      grpcTarget(endpoint),
-      channelCredentials(this.#tls),
-      channelOptions(this.#tls),
-    );
+    try {
+      return await this.#connect({ network: "unix", address: local.path }, () => {
+        this.#bridges.delete(local);
+        local.close();
+      });
+    } catch (error) {
+      this.#bridges.delete(local);
+      local.close();
+      throw error;
+    }
+  }
+
+  /**
+   * The one place a brokered connection's channel is made. The client side of gRPC is loaded here, when
+   * first dialled: a plugin that only serves never loads grpc-js.
+   */
+  async #connect(endpoint: Endpoint, cleanup?: () => void): Promise<BrokerConnection> {
+    // Neither module imports the protobuf runtime: in a bundle, lazily loaded code sharing it with the
+    // eagerly loaded code is initialised out of order (deno bundle with protobuf-es's "sideEffects": false).
+    const [{ openChannel }, { createClient }] = await Promise.all([
+      import("./channel.ts"),
+      import("./calls.ts"),
+    ]);
+    this.#assertOpen();
+    const channel = openChannel(endpoint, this.#tls);
     this.#connections.add(channel);
+    const codec = { serializer, deserializer } as MessageCodec;
     return {
       endpoint,
-      client: (service) => createServiceClient(channel, service),
+      client: (service) => createClient(channel, service, codec),
       close: () => {
         this.#connections.delete(channel);
         channel.close();
-        this.#bridges.delete(local);
-        local.close();
+        cleanup?.();
       },
     };
   }

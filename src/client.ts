@@ -35,7 +35,7 @@ import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./l
 import { takeCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
-import { channelCredentials, channelOptions, type Endpoint, grpcTarget, removeSocket } from "./transport.ts";
+import { type Endpoint, openChannel, removeSocket } from "./transport.ts";
 import { type ManualTlsOptions, tlsForPlugin, waitConnected } from "./connect.ts";
 import type { ReattachConfig } from "./reattach.ts";
 import { connect as netConnect, type Socket } from "node:net";
@@ -682,7 +682,7 @@ export class PluginClient implements AsyncDisposable {
       this.#mainBridge = await bridge(brokerDir, "main", () => Promise.resolve(opened.open()));
       endpoint = { network: "unix", address: this.#mainBridge.path };
     }
-    const channel = new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls));
+    const channel = openChannel(endpoint, tls);
     this.#channel = channel;
     await waitConnected(channel, {
       plugin: this.#name,

@@ -18,8 +18,9 @@ import * as grpc from "@grpc/grpc-js";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import type { PeerCertificate } from "node:tls";
+import { decodeStatusMessage, formatTimeout, frame, MessageDecoder } from "./grpc_wire.ts";
 
 type Deadline = Date | number;
 type StatusObject = grpc.StatusObject;
@@ -272,16 +273,6 @@ function hostPort(target: string): { host: string; port: number } {
   return { host: target.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(target.slice(colon + 1)) };
 }
 
-/** `grpc-timeout` as grpc-js writes it: at most 8 digits, the finest unit that fits. */
-function timeoutHeader(ms: number): string {
-  const units: [string, number][] = [["m", 1], ["S", 1000], ["M", 60_000], ["H", 3_600_000]];
-  for (const [unit, factor] of units) {
-    const amount = Math.ceil(ms / factor);
-    if (amount < 1e8) return `${amount}${unit}`;
-  }
-  return "99999999H";
-}
-
 function statusFromRst(code: number): [grpc.status, string] {
   switch (code) {
     case http2.constants.NGHTTP2_REFUSED_STREAM:
@@ -315,84 +306,6 @@ function statusFromHttp(code: number): grpc.status {
     default:
       return grpc.status.UNKNOWN;
   }
-}
-
-function decodeMessage(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
-}
-
-/** Splits HTTP/2 DATA into gRPC messages (1 flag byte, 4 length bytes, the message). */
-class MessageDecoder {
-  readonly #max: number;
-  #header = Buffer.alloc(5);
-  #headerFill = 0;
-  /** Bytes of the current message still to come; -1 while reading a prefix. */
-  #need = -1;
-  #length = 0;
-  #parts: Buffer[] = [];
-
-  constructor(maxMessageBytes: number) {
-    this.#max = maxMessageBytes;
-  }
-
-  /**
-   * Feeds a chunk; the messages it completes go to `out`, each in its own
-   * memory (never a view of a chunk). Memory follows the bytes that arrived,
-   * not the length a peer announces. Returns the status to end the call with
-   * for a compressed message or one over the limit.
-   */
-  push(chunk: Buffer, out: Buffer[]): [grpc.status, string] | undefined {
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.#need < 0) {
-        let flag: number;
-        if (this.#headerFill === 0 && chunk.length - offset >= 5) {
-          flag = chunk[offset];
-          this.#length = chunk.readUInt32BE(offset + 1);
-          offset += 5;
-        } else {
-          const take = Math.min(5 - this.#headerFill, chunk.length - offset);
-          chunk.copy(this.#header, this.#headerFill, offset, offset + take);
-          this.#headerFill += take;
-          offset += take;
-          if (this.#headerFill < 5) break;
-          this.#headerFill = 0;
-          flag = this.#header[0];
-          this.#length = this.#header.readUInt32BE(1);
-        }
-        if (flag !== 0) return [grpc.status.INTERNAL, "compressed message received, none was negotiated"];
-        if (this.#length > this.#max) {
-          return [
-            grpc.status.RESOURCE_EXHAUSTED,
-            `Received message larger than max (${this.#length} vs. ${this.#max})`,
-          ];
-        }
-        this.#need = this.#length;
-      }
-      const take = Math.min(this.#need, chunk.length - offset);
-      if (take > 0) this.#parts.push(chunk.subarray(offset, offset + take));
-      offset += take;
-      this.#need -= take;
-      if (this.#need === 0) {
-        out.push(Buffer.concat(this.#parts, this.#length));
-        this.#parts = [];
-        this.#need = -1;
-      }
-    }
-    return undefined;
-  }
-}
-
-function frame(message: Buffer): Buffer {
-  const framed = Buffer.allocUnsafe(message.length + 5);
-  framed[0] = 0;
-  framed.writeUInt32BE(message.length, 1);
-  message.copy(framed, 5);
-  return framed;
 }
 
 /**
@@ -469,7 +382,7 @@ export class H2Call {
         queueMicrotask(() => this.#end(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"));
         return;
       }
-      headers["grpc-timeout"] = timeoutHeader(ms);
+      headers["grpc-timeout"] = formatTimeout(ms);
       this.#timer = setTimeout(
         () => this.cancelWithStatus(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
         ms,
@@ -554,7 +467,7 @@ export class H2Call {
     const raw = trailers["grpc-status"];
     const code = raw === undefined ? NaN : Number(raw);
     const details = typeof trailers["grpc-message"] === "string"
-      ? decodeMessage(trailers["grpc-message"])
+      ? decodeStatusMessage(trailers["grpc-message"])
       : "";
     const metadata = this.#withMetadata ? grpc.Metadata.fromHttp2Headers(trailers) : new grpc.Metadata();
     metadata.remove("grpc-status");

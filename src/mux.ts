@@ -9,7 +9,7 @@
 
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { removeSocket } from "./transport.ts";
+import { removeSocket } from "./listen.ts";
 
 /** What a broker needs from a multiplexed plugin connection. */
 export interface MuxLink {

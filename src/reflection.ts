@@ -28,7 +28,7 @@ import { create } from "@bufbuild/protobuf";
 import { GrpcStatus, TetherError } from "./errors.ts";
 import * as v1 from "./gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.ts";
-import { registration, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
+import { registration, type ServiceClient, type ServiceRegistration } from "./service.ts";
 
 type Request = v1.ServerReflectionRequest;
 type ResponseInit = Omit<v1.ServerReflectionResponse, "$typeName" | "originalRequest"> & {
@@ -176,7 +176,7 @@ function allExtensions(file: DescFile) {
  * @example
  * ```ts
  * import { reflectionServices } from "./reflection.ts";
- * import { registration } from "./rpc.ts";
+ * import { registration } from "./service.ts";
  * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
  * const adder = registration(Adder, { add: (req) => ({ sum: req.a + req.b }) });
  * const services = [adder, ...reflectionServices([adder])];

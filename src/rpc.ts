@@ -1,362 +1,54 @@
 /**
  * The bridge between protobuf-es service descriptors and grpc-js: typed
- * clients for any `DescService`, and grpc-js service definitions for
- * implementations of one. Knows nothing of plugins or processes.
+ * clients for any `DescService` (on the lean channel or grpc-js's own), and
+ * grpc-js service definitions for implementations of one (the grpc-js server,
+ * kept for comparison with the lean server of `src/h2server.ts`). The service
+ * model itself is in `src/service.ts`. Knows nothing of plugins or processes.
  *
  * @module
  */
 
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type {
-  DescMessage,
-  DescMethod,
-  DescService,
-  MessageInitShape,
-  MessageShape,
-} from "@bufbuild/protobuf";
+import type { DescMessage, DescService, MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
-import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
-import { validateTimerMs } from "./timers.ts";
-import { H2Channel } from "./h2channel.ts";
+import { TetherError } from "./errors.ts";
+import { createClient, EMPTY_STATUS_MESSAGE, type ErrorMapper, type MessageCodec } from "./calls.ts";
+import {
+  type Awaitable,
+  type BidiStreamingMethod,
+  type CallOptions,
+  type ClientStreamingMethod,
+  deserializer,
+  type HandlerContext,
+  MAX_MESSAGE_BYTES,
+  methodPath,
+  registration,
+  serializer,
+  type ServerStreamingMethod,
+  type ServiceClient,
+  type ServiceImplementation,
+  type ServiceRegistration,
+  statusOf,
+  type UnaryMethod,
+} from "./service.ts";
 
-/** Per-call options of a {@linkcode ServiceClient} method. */
-export interface CallOptions {
-  /** Cancels the call (the plugin sees CANCELLED); the promise rejects with `rpc`/CANCELLED. */
-  readonly signal?: AbortSignal;
-  /** Deadline for the call, in milliseconds from now; sent to the plugin as `grpc-timeout`. */
-  readonly timeoutMs?: number;
-  /** Extra request metadata (gRPC headers). */
-  readonly metadata?: Readonly<Record<string, string>>;
-}
-
-/** The shape of a unary method descriptor. */
-export type UnaryMethod<I extends DescMessage, O extends DescMessage> = {
-  methodKind: "unary";
-  input: I;
-  output: O;
+// The service model lives in service.ts (no grpc-js under it, for the plugin's server), calls in calls.ts;
+// re-exported here for the host side and for existing importers.
+export { EMPTY_STATUS_MESSAGE, type ErrorMapper };
+export {
+  type Awaitable,
+  type BidiStreamingMethod,
+  type CallOptions,
+  type ClientStreamingMethod,
+  type HandlerContext,
+  MAX_MESSAGE_BYTES,
+  methodPath,
+  registration,
+  type ServerStreamingMethod,
+  type ServiceClient,
+  type ServiceImplementation,
+  type ServiceRegistration,
+  type UnaryMethod,
 };
-/** The shape of a server-streaming method descriptor. */
-export type ServerStreamingMethod<I extends DescMessage, O extends DescMessage> = {
-  methodKind: "server_streaming";
-  input: I;
-  output: O;
-};
-/** The shape of a client-streaming method descriptor. */
-export type ClientStreamingMethod<I extends DescMessage, O extends DescMessage> = {
-  methodKind: "client_streaming";
-  input: I;
-  output: O;
-};
-/** The shape of a bidirectional-streaming method descriptor. */
-export type BidiStreamingMethod<I extends DescMessage, O extends DescMessage> = {
-  methodKind: "bidi_streaming";
-  input: I;
-  output: O;
-};
-
-/**
- * A typed client for a protobuf service: one method per RPC, named by its
- * protobuf-es local name (`Get` becomes `get`). Unary calls return a promise;
- * server streams are async iterables; client and bidi streams take one.
- */
-export type ServiceClient<S extends DescService> = {
-  [K in keyof S["method"]]: S["method"][K] extends UnaryMethod<infer I, infer O>
-    ? (request: MessageInitShape<I>, options?: CallOptions) => Promise<MessageShape<O>>
-    : S["method"][K] extends ServerStreamingMethod<infer I, infer O>
-      ? (request: MessageInitShape<I>, options?: CallOptions) => AsyncIterable<MessageShape<O>>
-    : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
-      ? (requests: AsyncIterable<MessageInitShape<I>>, options?: CallOptions) => Promise<MessageShape<O>>
-    : S["method"][K] extends BidiStreamingMethod<infer I, infer O> ? (
-        requests: AsyncIterable<MessageInitShape<I>>,
-        options?: CallOptions,
-      ) => AsyncIterable<MessageShape<O>>
-    : never;
-};
-
-/** What a service implementation learns about the call it handles. */
-export interface HandlerContext {
-  /** Aborted when the caller cancels or its deadline passes. */
-  readonly signal: AbortSignal;
-  /** The request metadata (gRPC headers), lower-case keys. */
-  readonly metadata: Readonly<Record<string, string>>;
-  /** The full method path, e.g. `/tether.kv.v1.KV/Get`. */
-  readonly method: string;
-}
-
-/** A value, or a promise of it. */
-export type Awaitable<T> = T | Promise<T>;
-
-/**
- * An implementation of a protobuf service: one function per RPC, named by
- * its protobuf-es local name. Throw {@linkcode TetherError} with `code: "rpc"`
- * and a `status` to send that status; any other error is sent as UNKNOWN with
- * its message, as grpc-go does for plain errors.
- */
-export type ServiceImplementation<S extends DescService> = {
-  [K in keyof S["method"]]: S["method"][K] extends UnaryMethod<infer I, infer O>
-    ? (request: MessageShape<I>, context: HandlerContext) => Awaitable<MessageInitShape<O>>
-    : S["method"][K] extends ServerStreamingMethod<infer I, infer O>
-      ? (request: MessageShape<I>, context: HandlerContext) => AsyncIterable<MessageInitShape<O>>
-    : S["method"][K] extends ClientStreamingMethod<infer I, infer O>
-      ? (requests: AsyncIterable<MessageShape<I>>, context: HandlerContext) => Awaitable<MessageInitShape<O>>
-    : S["method"][K] extends BidiStreamingMethod<infer I, infer O> ? (
-        requests: AsyncIterable<MessageShape<I>>,
-        context: HandlerContext,
-      ) => AsyncIterable<MessageInitShape<O>>
-    : never;
-};
-
-/** A service and its implementation, as given to a server. */
-export interface ServiceRegistration<S extends DescService = DescService> {
-  /** The protobuf-es service descriptor. */
-  readonly service: S;
-  /** The functions that answer its RPCs. */
-  readonly implementation: ServiceImplementation<S>;
-}
-
-/**
- * Pairs a service with its implementation, checking the implementation's
- * type against the service.
- *
- * @example
- * ```ts
- * import { registration } from "./rpc.ts";
- * import { Adder } from "./gen/tether/kv/v1/kv_pb.ts";
- * const adder = registration(Adder, { add: (req) => ({ sum: req.a + req.b }) });
- * console.log(adder.service.typeName); // "tether.kv.v1.Adder"
- * ```
- */
-export function registration<S extends DescService>(
-  service: S,
-  implementation: ServiceImplementation<S>,
-): ServiceRegistration<S> {
-  return { service, implementation };
-}
-
-/** go-plugin sets both message size limits to MaxInt32. */
-export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
-
-/** The full gRPC path of a method, e.g. `/plugin.GRPCController/Shutdown`. */
-export function methodPath(method: DescMethod): string {
-  return `/${method.parent.typeName}/${method.name}`;
-}
-
-function serializer<D extends DescMessage>(schema: D): (value: MessageInitShape<D>) => Buffer {
-  return (value) => {
-    const bytes = toBinary(schema, create(schema, value));
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-}
-
-function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
-  // Plain Uint8Array view: bytes fields then come out as Uint8Array, not as slices of a Buffer.
-  return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-}
-
-/**
- * Wraps a gRPC failure as a {@linkcode TetherError} with code `rpc`.
- * `describe` may turn it into a more telling error (e.g. `exited`).
- */
-export type ErrorMapper = (error: TetherError) => TetherError | Promise<TetherError>;
-
-/**
- * Said in place of an empty gRPC status message. A go-plugin (grpc-go) plugin
- * sends its error text as `grpc-message` without escaping spaces, and Deno's
- * HTTP/2 layer drops a header value that begins or ends with a space before
- * grpc-js sees it, so an empty message may be one that was lost on the way.
- */
-export const EMPTY_STATUS_MESSAGE = "(no error message arrived: the plugin sent an empty one, or one that " +
-  "begins or ends with a space, which the HTTP/2 layer under Deno drops; see docs/protocol.md, " +
-  '"Error messages")';
-
-function rpcError(path: string, error: unknown): TetherError {
-  if (error instanceof TetherError) return error;
-  const e = error as Partial<grpc.ServiceError>;
-  const status = (typeof e.code === "number" ? e.code : 2) as GrpcStatusCode;
-  let details = e.details ?? e.message ?? String(error);
-  if (details === "" && status !== 0) details = EMPTY_STATUS_MESSAGE;
-  return new TetherError("rpc", `${path} failed: ${grpcStatusName(status)}: ${details}`, {
-    status,
-    cause: error,
-  });
-}
-
-/** grpc-js throws synchronously once a channel is closed; report that like a failed call. */
-function closedChannel(path: string, error: unknown): TetherError {
-  // Tether's own refusal (e.g. an invalid timeoutMs) keeps its code.
-  if (error instanceof TetherError) return error;
-  return new TetherError(
-    "rpc",
-    `${path} failed: UNAVAILABLE: ${error instanceof Error ? error.message : error}`,
-    {
-      status: 14,
-      cause: error,
-    },
-  );
-}
-
-// deno-lint-ignore require-yield
-async function* failedStream(error: Promise<TetherError>): AsyncGenerator<never> {
-  // A stream that fails on its first next(), as a call on a live channel would.
-  throw await error;
-}
-
-function callMetadata(options: CallOptions | undefined): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  for (const [key, value] of Object.entries(options?.metadata ?? {})) metadata.set(key, value);
-  return metadata;
-}
-
-function callOptions(options: CallOptions | undefined): grpc.CallOptions {
-  const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
-  return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
-}
-
-/** Hooks an AbortSignal to a call's cancel(); returns the unhook function. */
-function linkSignal(signal: AbortSignal | undefined, call: { cancel(): void }): () => void {
-  if (!signal) return () => {};
-  if (signal.aborted) {
-    call.cancel();
-    return () => {};
-  }
-  const onAbort = () => call.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
-  return () => signal.removeEventListener("abort", onAbort);
-}
-
-async function* pump<T>(
-  path: string,
-  stream: AsyncIterable<T> & { cancel(): void },
-  mapError: ErrorMapper,
-  unlink: () => void,
-): AsyncGenerator<T> {
-  let finished = false;
-  try {
-    for await (const message of stream) yield message;
-    finished = true;
-  } catch (error) {
-    finished = true;
-    throw await mapError(rpcError(path, error));
-  } finally {
-    unlink();
-    // The consumer stopped early: tell the server.
-    if (!finished) stream.cancel();
-  }
-}
-
-async function feed<T>(
-  requests: AsyncIterable<T>,
-  call: { write(message: T): boolean; end(): void; once(event: "drain", listener: () => void): unknown },
-): Promise<void> {
-  for await (const request of requests) {
-    if (!call.write(request)) await new Promise<void>((resolve) => call.once("drain", resolve));
-  }
-  call.end();
-}
-
-/**
- * Runs a call that answers once (unary or client-streaming): maps its failure,
- * including grpc-js refusing to start it on a closed channel, and links the
- * caller's AbortSignal. `started` runs once the call exists (to feed a stream).
- */
-function singleAnswer<C extends { cancel(): void }>(
-  path: string,
-  mapError: ErrorMapper,
-  options: CallOptions | undefined,
-  start: (done: (error: grpc.ServiceError | null, response?: unknown) => void) => C,
-  started?: (call: C, fail: (error: unknown) => void) => void,
-): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let unlink = () => {};
-    let call: C;
-    try {
-      call = start((error, response) => {
-        unlink();
-        if (error) Promise.resolve(mapError(rpcError(path, error))).then(reject, reject);
-        else resolve(response);
-      });
-    } catch (error) {
-      Promise.resolve(mapError(closedChannel(path, error))).then(reject, reject);
-      return;
-    }
-    unlink = linkSignal(options?.signal, call);
-    started?.(call, reject);
-  });
-}
-
-/** A failure as grpc-js reports one (`Error` with code, details and metadata), for {@linkcode rpcError}. */
-function statusError(code: number, details: string, metadata = new grpc.Metadata()): grpc.ServiceError {
-  return Object.assign(new Error(`${code} ${grpcStatusName(code as GrpcStatusCode)}: ${details}`), {
-    code,
-    details,
-    metadata,
-  });
-}
-
-/**
- * A unary call straight on the lean channel: no grpc-js call objects, no
- * Metadata unless the caller sends some. Same statuses and errors as the
- * grpc-js client path (which streams still take).
- */
-function leanUnary(
-  h2: H2Channel,
-  path: string,
-  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
-  deserialize: (bytes: Buffer) => unknown,
-  mapError: ErrorMapper,
-): (request: MessageInitShape<DescMessage>, options?: CallOptions) => Promise<unknown> {
-  return (request, options) =>
-    new Promise((resolve, reject) => {
-      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
-      let deadline = Infinity;
-      let headers: Record<string, string | string[]> = {};
-      let bytes: Buffer;
-      try {
-        const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
-        if (timeoutMs !== undefined) deadline = Date.now() + timeoutMs;
-        if (options?.metadata) headers = callMetadata(options).toHttp2Headers() as typeof headers;
-        if (h2.getConnectivityState(false) === grpc.connectivityState.SHUTDOWN) {
-          throw new Error("Channel has been shut down");
-        }
-      } catch (error) {
-        fail(closedChannel(path, error));
-        return;
-      }
-      try {
-        bytes = serialize(request);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        fail(rpcError(path, statusError(13, `Request message serialization failure: ${message}`)));
-        return;
-      }
-      let response: Buffer | undefined;
-      let unlink = () => {};
-      const call = h2.createCall(path, deadline);
-      call.startPlain(headers, {
-        onReceiveMetadata() {},
-        onReceiveMessage(message) {
-          response = message;
-        },
-        onReceiveStatus({ code, details, metadata }) {
-          unlink();
-          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
-          if (response === undefined) return fail(rpcError(path, statusError(12, "No message received")));
-          try {
-            resolve(deserialize(response));
-          } catch (error) {
-            const message = error instanceof Error ? error.message : String(error);
-            fail(rpcError(path, statusError(13, `Response message parsing error: ${message}`)));
-          }
-        },
-      }, false);
-      call.sendMessageWithContext({}, bytes);
-      call.halfClose();
-      call.startRead();
-      unlink = linkSignal(options?.signal, { cancel: () => call.cancelWithStatus(1, "Cancelled on client") });
-    });
-}
-
 /**
  * Makes a typed client for `service` on an open grpc-js client (channel).
  *
@@ -375,112 +67,13 @@ export function createServiceClient<S extends DescService>(
   service: S,
   mapError: ErrorMapper = (error) => error,
 ): ServiceClient<S> {
-  const client: Record<string, unknown> = {};
-  const raw = channel.getChannel() as unknown;
-  const lean = raw instanceof H2Channel ? raw : undefined;
-  for (const method of service.methods) {
-    const path = methodPath(method);
-    const serialize = serializer(method.input);
-    const deserialize = deserializer(method.output);
-    switch (method.methodKind) {
-      case "unary":
-        if (lean) {
-          client[method.localName] = leanUnary(lean, path, serialize, deserialize, mapError);
-          break;
-        }
-        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
-          singleAnswer(path, mapError, options, (done) =>
-            channel.makeUnaryRequest(
-              path,
-              serialize,
-              deserialize,
-              request,
-              callMetadata(options),
-              callOptions(options),
-              done,
-            ));
-        break;
-      case "server_streaming":
-        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
-          let call: grpc.ClientReadableStream<unknown>;
-          try {
-            call = channel.makeServerStreamRequest(
-              path,
-              serialize,
-              deserialize,
-              request,
-              callMetadata(options),
-              callOptions(options),
-            );
-          } catch (error) {
-            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
-          }
-          return pump(path, call, mapError, linkSignal(options?.signal, call));
-        };
-        break;
-      case "client_streaming":
-        client[method.localName] = (
-          requests: AsyncIterable<MessageInitShape<DescMessage>>,
-          options?: CallOptions,
-        ) =>
-          singleAnswer(
-            path,
-            mapError,
-            options,
-            (done) =>
-              channel.makeClientStreamRequest(
-                path,
-                serialize,
-                deserialize,
-                callMetadata(options),
-                callOptions(options),
-                done,
-              ),
-            (call, fail) =>
-              feed(requests, call).catch((error) => {
-                call.cancel();
-                fail(error);
-              }),
-          );
-        break;
-      case "bidi_streaming":
-        client[method.localName] = (
-          requests: AsyncIterable<MessageInitShape<DescMessage>>,
-          options?: CallOptions,
-        ) => {
-          let call: grpc.ClientDuplexStream<MessageInitShape<DescMessage>, unknown>;
-          try {
-            call = channel.makeBidiStreamRequest(
-              path,
-              serialize,
-              deserialize,
-              callMetadata(options),
-              callOptions(options),
-            );
-          } catch (error) {
-            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
-          }
-          feed(requests, call).catch(() => call.cancel());
-          return pump(path, call, mapError, linkSignal(options?.signal, call));
-        };
-        break;
-    }
-  }
-  return client as ServiceClient<S>;
+  return createClient(channel, service, PROTOBUF_ES, mapError);
 }
 
+const PROTOBUF_ES: MessageCodec = { serializer, deserializer } as MessageCodec;
+
 function toServiceError(error: unknown): Partial<grpc.StatusObject> {
-  if (error instanceof TetherError && error.status !== undefined) {
-    return { code: error.status, details: error.message };
-  }
-  const e = error as { code?: unknown; details?: unknown; message?: unknown };
-  if (typeof e?.code === "number" && e.code >= 0 && e.code <= 16 && typeof e.details === "string") {
-    return { code: e.code, details: e.details };
-  }
-  return {
-    code: grpc.status.UNKNOWN,
-    details: typeof e?.message === "string" ? e.message : String(error),
-  };
+  return statusOf(error);
 }
 
 function handlerContext(

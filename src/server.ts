@@ -20,19 +20,13 @@ import {
 } from "./handshake.ts";
 import { formatHclogJson, type Logger } from "./logs.ts";
 import { GrpcStatus } from "./errors.ts";
-import { registration, type ServiceRegistration } from "./rpc.ts";
+import { registration, type ServiceRegistration } from "./service.ts";
 import { withReflection } from "./reflection.ts";
 import { type ReattachConfig, reattachInstructions } from "./reattach.ts";
 import { listenMux, type MuxListener, spliceToSocket } from "./mux.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
-import {
-  type Endpoint,
-  removeSocket,
-  type RunningServer,
-  startServer,
-  type TlsMaterial,
-} from "./transport.ts";
+import { type Endpoint, removeSocket, type RunningServer, startServer, type TlsMaterial } from "./listen.ts";
 
 /** What a plugin's services can use while they run. */
 export interface PluginContext {

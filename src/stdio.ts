@@ -12,7 +12,7 @@ import { GRPCStdio, type StdioData, StdioData_Channel } from "./gen/plugin/grpc_
 import { GrpcStatus, TetherError } from "./errors.ts";
 import type { Logger } from "./logs.ts";
 import { AsyncQueue } from "./queue.ts";
-import { registration, type ServiceClient, type ServiceRegistration } from "./rpc.ts";
+import { registration, type ServiceClient, type ServiceRegistration } from "./service.ts";
 
 /** Where a plugin's forwarded output goes: a stream, or a function called per chunk. */
 export type OutputSink = WritableStream<Uint8Array> | ((chunk: Uint8Array) => void);

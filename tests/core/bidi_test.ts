@@ -25,11 +25,11 @@ import { reflect } from "../../src/reflection.ts";
 import {
   type CallOptions,
   createServiceClient,
-  grpcServiceDefinition,
   type HandlerContext,
   registration,
   type ServiceRegistration,
 } from "../../src/rpc.ts";
+import { type ServerImplementation, setServerImplementation, startServer } from "../../src/transport.ts";
 import { denoPlugin, goFixture, ignoreWithoutGo } from "../helpers.ts";
 import { inSandbox, type Sandbox } from "./support.ts";
 
@@ -230,34 +230,36 @@ function collectService(): DescService {
  * Handlers that answer only after their request loop ended, or that stop reading early: the call still ends
  * with every answer. Served in-process by grpcServiceDefinition, so the handlers can be any shape.
  */
-Deno.test("bidi: a handler answering after its request loop, or breaking out of it, still ends the call", async () => {
+for (const implementation of ["lean", "grpc-js"] as const) {
+  Deno.test(`bidi: a handler answering after its request loop, or breaking out of it, still ends the call (${implementation} server)`, async () => {
+    await loopEndsCase(implementation);
+  });
+}
+
+async function loopEndsCase(implementation: ServerImplementation): Promise<void> {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "tb" });
-  const server = new grpc.Server();
   const answer = (request: v1.ServerReflectionRequest | undefined, host: string) => ({
     validHost: host,
     originalRequest: request,
     messageResponse: { case: "errorResponse" as const, value: { errorCode: 0, errorMessage: "" } },
   });
-  const { definition, handlers } = grpcServiceDefinition(
-    registration(v1.ServerReflection, {
-      serverReflectionInfo: async function* (requests, context) {
-        const seen: v1.ServerReflectionRequest[] = [];
-        if (context.metadata.mode === "after") {
-          for await (const request of requests) seen.push(request);
-        } else {
-          for await (const request of requests) {
-            seen.push(request);
-            if (seen.length === 2) break;
-          }
+  const reflection = registration(v1.ServerReflection, {
+    serverReflectionInfo: async function* (requests, context) {
+      const seen: v1.ServerReflectionRequest[] = [];
+      if (context.metadata.mode === "after") {
+        for await (const request of requests) seen.push(request);
+      } else {
+        for await (const request of requests) {
+          seen.push(request);
+          if (seen.length === 2) break;
         }
-        for (const request of seen) yield answer(request, request.host);
-        yield answer(undefined, "last");
-      },
-    }),
-  );
-  server.addService(definition, handlers);
+      }
+      for (const request of seen) yield answer(request, request.host);
+      yield answer(undefined, "last");
+    },
+  });
   const streams = collectService();
-  const collect = grpcServiceDefinition({
+  const collect = {
     service: streams,
     implementation: {
       collect: async (requests: AsyncIterable<{ text: string }>, context: HandlerContext) => {
@@ -269,13 +271,11 @@ Deno.test("bidi: a handler answering after its request loop, or breaking out of 
         return { text: texts.join(",") };
       },
     },
-  } as unknown as ServiceRegistration);
-  server.addService(collect.definition, collect.handlers);
-  const address = `unix:${dir}/s.sock`;
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (e) => e ? reject(e) : resolve())
-  );
-  const channel = new grpc.Client(address, grpc.credentials.createInsecure());
+  } as unknown as ServiceRegistration;
+  setServerImplementation(implementation);
+  const server = await startServer([reflection, collect], { network: "unix", socketDir: dir }, undefined)
+    .finally(() => setServerImplementation("lean"));
+  const channel = new grpc.Client(`unix:${server.endpoint.address}`, grpc.credentials.createInsecure());
   try {
     const stub = createServiceClient(channel, v1.ServerReflection);
     const call = async (mode: string, n: number) => {
@@ -316,7 +316,7 @@ Deno.test("bidi: a handler answering after its request loop, or breaking out of 
     });
   } finally {
     channel.close();
-    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    server.stop();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}

@@ -1,0 +1,223 @@
+/**
+ * gRPC's framing over HTTP/2, shared by the lean channel (`src/h2channel.ts`)
+ * and the lean server (`src/h2server.ts`): method paths, the 5-byte message
+ * prefix and go-plugin's size limit, the `grpc-timeout` header, the
+ * percent-encoding of `grpc-message` and the content types that mean gRPC.
+ * No gRPC library and no protobuf runtime under it (types only), so the
+ * client side can be loaded lazily without pulling the protobuf runtime into
+ * a lazily initialised part of a bundle.
+ *
+ * @module
+ */
+
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Buffer } from "node:buffer";
+import { GrpcStatus } from "./errors.ts";
+
+/** go-plugin sets both message size limits to MaxInt32. */
+export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/**
+ * The full gRPC path of a method, e.g. `/plugin.GRPCController/Shutdown`.
+ *
+ * @example
+ * ```ts
+ * import { methodPath } from "./grpc_wire.ts";
+ * import { GRPCController } from "./gen/plugin/grpc_controller_pb.ts";
+ * console.log(methodPath(GRPCController.method.shutdown)); // "/plugin.GRPCController/Shutdown"
+ * ```
+ */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+/** A status to end a call with: code and message. */
+export type WireStatus = [code: number, details: string];
+
+/**
+ * Splits HTTP/2 DATA into gRPC messages (1 flag byte, 4 length bytes, the message).
+ *
+ * @example
+ * ```ts
+ * import { Buffer } from "node:buffer";
+ * import { frame, MessageDecoder } from "./grpc_wire.ts";
+ * const out: Buffer[] = [];
+ * new MessageDecoder(1024).push(frame(Buffer.from("hi")), out);
+ * console.log(out[0].toString()); // "hi"
+ * ```
+ */
+export class MessageDecoder {
+  readonly #max: number;
+  #header = Buffer.alloc(5);
+  #headerFill = 0;
+  /** Bytes of the current message still to come; -1 while reading a prefix. */
+  #need = -1;
+  #length = 0;
+  #parts: Buffer[] = [];
+
+  /** @param maxMessageBytes the largest message accepted; a larger announced length is refused. */
+  constructor(maxMessageBytes: number) {
+    this.#max = maxMessageBytes;
+  }
+
+  /** True between messages: no prefix or message begun and not finished. */
+  get idle(): boolean {
+    return this.#need < 0 && this.#headerFill === 0;
+  }
+
+  /**
+   * Feeds a chunk; the messages it completes go to `out`, each in its own
+   * memory (never a view of a chunk). Memory follows the bytes that arrived,
+   * not the length a peer announces. Returns the status to end the call with
+   * for a compressed message or one over the limit.
+   */
+  push(chunk: Buffer, out: Buffer[]): WireStatus | undefined {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#need < 0) {
+        let flag: number;
+        if (this.#headerFill === 0 && chunk.length - offset >= 5) {
+          flag = chunk[offset];
+          this.#length = chunk.readUInt32BE(offset + 1);
+          offset += 5;
+        } else {
+          const take = Math.min(5 - this.#headerFill, chunk.length - offset);
+          chunk.copy(this.#header, this.#headerFill, offset, offset + take);
+          this.#headerFill += take;
+          offset += take;
+          if (this.#headerFill < 5) break;
+          this.#headerFill = 0;
+          flag = this.#header[0];
+          this.#length = this.#header.readUInt32BE(1);
+        }
+        if (flag !== 0) return [GrpcStatus.INTERNAL, "compressed message received, none was negotiated"];
+        if (this.#length > this.#max) {
+          return [
+            GrpcStatus.RESOURCE_EXHAUSTED,
+            `Received message larger than max (${this.#length} vs. ${this.#max})`,
+          ];
+        }
+        this.#need = this.#length;
+      }
+      const take = Math.min(this.#need, chunk.length - offset);
+      if (take > 0) this.#parts.push(chunk.subarray(offset, offset + take));
+      offset += take;
+      this.#need -= take;
+      if (this.#need === 0) {
+        out.push(Buffer.concat(this.#parts, this.#length));
+        this.#parts = [];
+        this.#need = -1;
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * One message with its 5-byte prefix (uncompressed), in one buffer.
+ *
+ * @example
+ * ```ts
+ * import { Buffer } from "node:buffer";
+ * import { frame } from "./grpc_wire.ts";
+ * console.log(frame(Buffer.from("hi")).length); // 7
+ * ```
+ */
+export function frame(message: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(message.length + 5);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
+/**
+ * `grpc-timeout` as grpc-js writes it: at most 8 digits, the finest unit that fits.
+ *
+ * @example
+ * ```ts
+ * import { formatTimeout } from "./grpc_wire.ts";
+ * console.log(formatTimeout(1500)); // "1500m"
+ * ```
+ */
+export function formatTimeout(ms: number): string {
+  const units: [string, number][] = [["m", 1], ["S", 1000], ["M", 60_000], ["H", 3_600_000]];
+  for (const [unit, factor] of units) {
+    const amount = Math.ceil(ms / factor);
+    if (amount < 1e8) return `${amount}${unit}`;
+  }
+  return "99999999H";
+}
+
+const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/**
+ * Milliseconds of a `grpc-timeout` value (1 to 8 digits and a unit of
+ * H, M, S, m, u, n), or `undefined` when it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseTimeout } from "./grpc_wire.ts";
+ * console.log(parseTimeout("2S"), parseTimeout("soon")); // 2000 undefined
+ * ```
+ */
+export function parseTimeout(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return match ? Number(match[1]) * TIMEOUT_UNITS[match[2]] : undefined;
+}
+
+/**
+ * `grpc-message` as the gRPC spec percent-encodes it: bytes outside printable
+ * ASCII, and `%`, as `%XX` of their UTF-8. A space at either end is encoded
+ * too (any decoder accepts `%20`): Deno's HTTP/2 layer drops a header value
+ * that begins or ends with one.
+ *
+ * @example
+ * ```ts
+ * import { encodeStatusMessage } from "./grpc_wire.ts";
+ * console.log(encodeStatusMessage("100% sûr ")); // "100%25 s%C3%BBr%20"
+ * ```
+ */
+export function encodeStatusMessage(details: string): string {
+  if (/^(?! )[\x20-\x24\x26-\x7e]*$/.test(details) && !details.endsWith(" ")) return details;
+  const bytes = new TextEncoder().encode(details);
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    const edgeSpace = byte === 0x20 && (i === 0 || i === bytes.length - 1);
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 || edgeSpace
+      ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+      : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+/**
+ * A received `grpc-message`, percent-decoded (left as it came when it is not valid percent-encoding).
+ *
+ * @example
+ * ```ts
+ * import { decodeStatusMessage } from "./grpc_wire.ts";
+ * console.log(decodeStatusMessage("s%C3%BBr")); // "sûr"
+ * ```
+ */
+export function decodeStatusMessage(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Whether a `content-type` is gRPC's: `application/grpc`, or it followed by `+codec` or `;parameters`.
+ *
+ * @example
+ * ```ts
+ * import { isGrpcContentType } from "./grpc_wire.ts";
+ * console.log(isGrpcContentType("application/grpc+proto"), isGrpcContentType("application/json")); // true false
+ * ```
+ */
+export function isGrpcContentType(value: unknown): boolean {
+  return typeof value === "string" && /^application\/grpc(?:$|[+;])/i.test(value);
+}
