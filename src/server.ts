@@ -20,6 +20,7 @@ import {
 } from "./handshake.ts";
 import { formatHclogJson, type Logger } from "./logs.ts";
 import { GrpcStatus } from "./errors.ts";
+import { parseGoBool } from "./gobool.ts";
 import { registration, type ServiceRegistration } from "./service.ts";
 import { withReflection } from "./reflection.ts";
 import { type ReattachConfig, reattachInstructions } from "./reattach.ts";
@@ -397,7 +398,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   // go-plugin appends "|true" whenever the variable is set, and multiplexes when it parses as true.
   const muxRequested = !debug && Boolean(env(PluginEnv.multiplexGrpc));
   const mux = muxRequested && listen.network === "unix" &&
-    ["1", "t", "T", "TRUE", "true", "True"].includes(env(PluginEnv.multiplexGrpc)!);
+    parseGoBool(env(PluginEnv.multiplexGrpc) ?? "") === true;
   try {
     // Multiplexed, gRPC listens on a socket of its own and the announced one carries the yamux session.
     running = await startServer(
