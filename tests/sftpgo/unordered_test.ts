@@ -1,0 +1,196 @@
+/**
+ * The unordered notifier lane (`tether: { notifier_order: unordered }`)
+ * against a real Go notifier plugin (sftpgo/sdk) that panics on a marked
+ * event: the good events sent alongside the poison, some in flight when it
+ * dies, some sent to the dead process, are all delivered (order free), each
+ * acknowledged once; each poison is dropped and counted. Then SFTPGo's retry
+ * rules while the plugin is down: `retry_queue_max_size` and
+ * `retry_max_time: 0`.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PluginManager } from "../../src/sftpgo/manager.ts";
+import { goFixture, ignoreWithoutGo } from "../helpers.ts";
+import { assertAllGone, collectingLogger, goConfigs, testOptions, waitFor } from "./manager_support.ts";
+
+const ROUNDS = 10;
+const GOOD_PER_ROUND = 20;
+
+async function crashManager(out: string, notifierOptions: string, backoffMs = 20) {
+  const binary = await goFixture("crashnotifier");
+  const { logger, records } = collectingLogger();
+  const manager = new PluginManager(
+    await goConfigs(`
+- type: notifier
+  cmd: ${binary}
+  args: [-out, ${out}]
+  notifier_options: ${notifierOptions}
+  tether:
+    notifier_order: unordered
+    health_check_interval_ms: 0
+    restart: { initial_backoff_ms: ${backoffMs}, max_backoff_ms: ${backoffMs} }
+`),
+    testOptions(logger),
+  );
+  return { manager, records };
+}
+
+async function deliveredLines(out: string): Promise<string[]> {
+  try {
+    return (await Deno.readTextFile(out)).split("\n").filter((line) => line !== "");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+Deno.test({
+  name:
+    "unordered lane, crash race: 10 rounds of a poison event sent together with 20 good ones: every good " +
+    "event delivered and acknowledged once (order free), each poison dropped and counted",
+  ignore: ignoreWithoutGo(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "tether-unordered-" });
+    const out = `${dir}/delivered.txt`;
+    const { manager, records } = await crashManager(out, "{ fs_events: [upload], retry_max_time: 30 }");
+    await manager.start();
+    const pids: (number | undefined)[] = [manager.status()[0].pid];
+    const expected: string[] = [];
+    let report;
+    try {
+      for (let round = 0; round < ROUNDS; round++) {
+        await waitFor("the plugin running", () => manager.status()[0].state === "running");
+        // The poison is older than retry_max_time: admitted (the plugin runs), sent, and dropped after the
+        // crash it causes, so each round ends. The good events are fresh: those the crash cut off are retried.
+        const old = new Date(Date.now() - 60_000);
+        assert.equal(
+          manager.notifier.sendFsEvent({ action: "upload", username: `poison-${round}`, timestamp: old }),
+          1,
+        );
+        for (let i = 0; i < GOOD_PER_ROUND; i++) {
+          const username = `good-${round}-${i}`;
+          expected.push(username);
+          assert.equal(manager.notifier.sendFsEvent({ action: "upload", username }), 1, username);
+        }
+        assert.equal(await manager.notifier.flush({ timeoutMs: 30_000 }), true, `round ${round} flushed`);
+        pids.push(manager.status()[0].pid);
+      }
+      const status = manager.status()[0];
+      assert.deepEqual(
+        [status.delivered, status.queued, status.dropped],
+        [ROUNDS * GOOD_PER_ROUND, 0, ROUNDS],
+        "each good event acknowledged once, each poison dropped",
+      );
+      assert.ok(status.restarts >= ROUNDS, `restarted after each poison (${status.restarts})`);
+      const lines = await deliveredLines(out);
+      assert.deepEqual(
+        [...new Set(lines)].sort(),
+        [...expected].sort(),
+        "every good event arrived, nothing else",
+      );
+      // At least once: a good event the plugin wrote but could not acknowledge before the poison killed it was
+      // sent again. Each such duplicate is a failed send of a good event, so the duplicates are bounded by those.
+      const duplicates = lines.length - expected.length;
+      assert.ok(status.failedSends > ROUNDS, "the crashes cut off good events in flight (the race happened)");
+      assert.ok(
+        duplicates <= status.failedSends - ROUNDS,
+        `${duplicates} duplicate(s), ${status.failedSends - ROUNDS} failed sends of good events`,
+      );
+      const drops = records.filter((r) => r.message === "notifier event dropped");
+      assert.equal(drops.reduce((n, r) => n + Number(r.fields.count), 0), ROUNDS);
+      for (const drop of drops) assert.match(String(drop.fields.reason), /older than retry_max_time/);
+    } finally {
+      report = await manager.stop();
+      await assertAllGone(pids);
+      await Deno.remove(dir, { recursive: true });
+    }
+    assert.deepEqual([report.delivered, report.left, report.dropped], [ROUNDS * GOOD_PER_ROUND, 0, ROUNDS]);
+  },
+});
+
+/** Crashes the plugin with a poison event (dropped: retry_max_time refuses it) and waits until it is down. */
+async function crash(manager: PluginManager): Promise<void> {
+  const old = new Date(Date.now() - 60_000);
+  manager.notifier.sendFsEvent({ action: "upload", username: "poison", timestamp: old });
+  await waitFor("the plugin down", () => manager.status()[0].state !== "running");
+}
+
+Deno.test({
+  name: "unordered lane, plugin down: retry_queue_max_size bounds the retry queue, the rest is dropped and " +
+    "counted; the queued events are delivered once the plugin is back",
+  ignore: ignoreWithoutGo(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "tether-unordered-" });
+    const out = `${dir}/delivered.txt`;
+    // A restart backoff long enough for the events below to be offered while the plugin is down.
+    const { manager, records } = await crashManager(
+      out,
+      "{ fs_events: [upload], retry_max_time: 30, retry_queue_max_size: 5 }",
+      1_500,
+    );
+    await manager.start();
+    const pids: (number | undefined)[] = [manager.status()[0].pid];
+    let report;
+    try {
+      await crash(manager);
+      const taken = Array.from(
+        { length: 8 },
+        (_, i) => manager.notifier.sendFsEvent({ action: "upload", username: `e${i}` }),
+      );
+      assert.equal(
+        manager.status()[0].state,
+        "restarting",
+        "all eight were offered while the plugin was down",
+      );
+      assert.deepEqual(taken, [1, 1, 1, 1, 1, 0, 0, 0]);
+      assert.equal(await manager.notifier.flush({ timeoutMs: 30_000 }), true);
+      pids.push(manager.status()[0].pid);
+      assert.deepEqual((await deliveredLines(out)).sort(), ["e0", "e1", "e2", "e3", "e4"]);
+      const status = manager.status()[0];
+      assert.deepEqual([status.delivered, status.queued, status.dropped], [5, 0, 1 + 3]);
+      const reasons = records.filter((r) => r.message === "notifier event dropped").map((r) =>
+        String(r.fields.reason)
+      );
+      assert.equal(reasons.filter((r) => /retry queue is full \(retry_queue_max_size 5\)/.test(r)).length, 3);
+    } finally {
+      report = await manager.stop();
+      await assertAllGone(pids);
+      await Deno.remove(dir, { recursive: true });
+    }
+    assert.deepEqual([report.delivered, report.left, report.dropped], [5, 0, 4]);
+  },
+});
+
+Deno.test({
+  name: "unordered lane, plugin down with retry_max_time 0: events are dropped at once, as SFTPGo drops them",
+  ignore: ignoreWithoutGo(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "tether-unordered-" });
+    const out = `${dir}/delivered.txt`;
+    const { manager, records } = await crashManager(out, "{ fs_events: [upload] }", 1_500);
+    await manager.start();
+    const pids: (number | undefined)[] = [manager.status()[0].pid];
+    let report;
+    try {
+      await crash(manager);
+      assert.equal(manager.notifier.sendFsEvent({ action: "upload", username: "while-down" }), 0);
+      assert.equal(manager.status()[0].state, "restarting");
+      await waitFor("the plugin back", () => manager.status()[0].state === "running");
+      assert.equal(manager.notifier.sendFsEvent({ action: "upload", username: "after" }), 1);
+      assert.equal(await manager.notifier.flush({ timeoutMs: 30_000 }), true);
+      pids.push(manager.status()[0].pid);
+      assert.deepEqual(await deliveredLines(out), ["after"]);
+      const reasons = records.filter((r) => r.message === "notifier event dropped").map((r) =>
+        String(r.fields.reason)
+      );
+      assert.ok(reasons.some((r) => /is not running and retry_max_time is 0/.test(r)), reasons.join("; "));
+    } finally {
+      report = await manager.stop();
+      await assertAllGone(pids);
+      await Deno.remove(dir, { recursive: true });
+    }
+    assert.deepEqual([report.delivered, report.left, report.dropped], [1, 0, 2]);
+  },
+});
