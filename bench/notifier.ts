@@ -1,21 +1,24 @@
 /**
  * The notifier side of the benchmark: filesystem events into one TypeScript
  * notifier plugin (bench/fixtures/count_notifier.ts, which counts what
- * arrives), two ways, in one process run:
+ * arrives), four ways, in one process run:
  *
  * 1. **ordered**: through {@linkcode PluginManager} (`sendFsEvent`, then
- *    `flush`), whose notifier lane delivers one event at a time in order;
- * 2. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
- *    goroutine per event, unordered, no bound on the sends in flight;
- * 3. **unordered_direct**: what an unordered mode in Tether would carry, NOT
- *    through PluginManager (it has no such mode yet): a PluginClient and a
- *    NotifierClient sending with up to 250 events in flight (the manager's
- *    default send bound), no order kept.
+ *    `flush`), its default lane: one event at a time, in order;
+ * 2. **unordered**: through {@linkcode PluginManager} with
+ *    `tether: { notifier_order: unordered }`: a send per event, at most 250
+ *    in flight (`notifierConcurrency`'s default, SFTPGo's bound);
+ * 3. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
+ *    goroutine per event, unordered;
+ * 4. **unordered_direct**: the same sends outside PluginManager: a
+ *    PluginClient and a NotifierClient with up to 250 events in flight, no
+ *    retry queue, no bookkeeping; what the manager's own overhead is
+ *    measured against.
  *
  * Each run starts a fresh plugin; "lost" is events sent minus events the
  * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
  *
- *   deno run -A bench/notifier.ts [--events 20000]
+ *   deno run -A bench/notifier.ts [--events 20000] [--only ordered|unordered|sftpgo|unordered_direct]
  *
  * @module
  */
@@ -46,6 +49,7 @@ export interface NotifierModeResult {
 /** What bench/notifier.ts prints. */
 export interface NotifierResult {
   ordered: NotifierModeResult;
+  unordered: NotifierModeResult;
   sftpgo: NotifierModeResult;
   unordered_direct: NotifierModeResult;
 }
@@ -73,9 +77,13 @@ function figures(events: number, received: number, seconds: number): NotifierMod
   };
 }
 
-/** PluginManager, ordered lane (the only mode it has today). */
-async function ordered(events: number, dir: string): Promise<NotifierModeResult> {
-  const out = `${dir}/ordered.json`;
+/** PluginManager, in the lane `order` chooses. */
+async function managed(
+  events: number,
+  dir: string,
+  order: "ordered" | "unordered",
+): Promise<NotifierModeResult> {
+  const out = `${dir}/${order}.json`;
   const warnings: string[] = [];
   const logger: Logger = {
     log: (record) => {
@@ -89,6 +97,7 @@ async function ordered(events: number, dir: string): Promise<NotifierModeResult>
   auto_mtls: true
   notifier_options: { fs_events: [upload] }
   tether:
+    notifier_order: ${order}
     permissions: { write: [${out}] }
 `;
   const manager = new PluginManager(parsePluginsConfig(yaml, "bench.yaml"), {
@@ -191,19 +200,30 @@ async function unorderedDirect(events: number, dir: string, inFlight = 250): Pro
   return figures(events, (await counted(out)) - 1, seconds);
 }
 
+const MODES = ["ordered", "unordered", "sftpgo", "unordered_direct"] as const;
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { events: { type: "string", default: "20000" } },
+    options: { events: { type: "string", default: "20000" }, only: { type: "string" } },
   });
   const events = Number(values.events);
+  if (!Number.isInteger(events) || events < 1) {
+    throw new Error(`--events: expected a positive integer, found ${values.events}`);
+  }
+  const only = values.only;
+  if (only !== undefined && !(MODES as readonly string[]).includes(only)) {
+    throw new Error(`--only: expected one of ${MODES.join(", ")}, found ${only}`);
+  }
+  const runs = (mode: string) => only === undefined || only === mode;
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
   try {
-    const result: NotifierResult = {
-      ordered: await ordered(events, dir),
-      sftpgo: await sftpgo(events, dir),
-      unordered_direct: await unorderedDirect(events, dir),
-    };
+    // --only (for profiling one sender) prints just that mode's figures.
+    const result: Partial<NotifierResult> = {};
+    if (runs("ordered")) result.ordered = await managed(events, dir, "ordered");
+    if (runs("unordered")) result.unordered = await managed(events, dir, "unordered");
+    if (runs("sftpgo")) result.sftpgo = await sftpgo(events, dir);
+    if (runs("unordered_direct")) result.unordered_direct = await unorderedDirect(events, dir);
     console.log(JSON.stringify(result));
   } finally {
     await Deno.remove(dir, { recursive: true });
