@@ -18,7 +18,10 @@
  * Each run starts a fresh plugin; "lost" is events sent minus events the
  * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
  *
- *   deno run -A bench/notifier.ts [--events 20000] [--only ordered|unordered|sftpgo|unordered_direct]
+ *   deno run -A bench/notifier.ts [--events 20000] [--rounds 1] [--only ordered|unordered|sftpgo|unordered_direct]
+ *
+ * With `--rounds N` every mode runs N times, interleaved, and its median round
+ * is reported (with each round's rate).
  *
  * @module
  */
@@ -42,8 +45,10 @@ export interface NotifierModeResult {
   lost: number;
   /** Sending the events until the last was delivered, seconds. */
   seconds: number;
-  /** received / seconds. */
+  /** received / seconds (with `--rounds` > 1: of the median round). */
   events_per_s: number;
+  /** With `--rounds` > 1: each round's events_per_s, in run order. */
+  rounds_events_per_s?: number[];
 }
 
 /** What bench/notifier.ts prints. */
@@ -201,31 +206,60 @@ async function unorderedDirect(events: number, dir: string, inFlight = 250): Pro
 }
 
 const MODES = ["ordered", "unordered", "sftpgo", "unordered_direct"] as const;
+type Mode = typeof MODES[number];
+
+/** The median round by rate (lost and received of that round; a loss in any round is kept). */
+function median(runs: NotifierModeResult[]): NotifierModeResult {
+  if (runs.length === 1) return runs[0];
+  const sorted = [...runs].sort((a, b) => a.events_per_s - b.events_per_s);
+  const mid = sorted[Math.floor(sorted.length / 2)];
+  return {
+    ...mid,
+    lost: Math.max(...runs.map((r) => r.lost)),
+    rounds_events_per_s: runs.map((r) => r.events_per_s),
+  };
+}
 
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { events: { type: "string", default: "20000" }, only: { type: "string" } },
+    options: {
+      events: { type: "string", default: "20000" },
+      rounds: { type: "string", default: "1" },
+      only: { type: "string" },
+    },
   });
   const events = Number(values.events);
-  if (!Number.isInteger(events) || events < 1) {
-    throw new Error(`--events: expected a positive integer, found ${values.events}`);
+  const rounds = Number(values.rounds);
+  for (const [flag, n] of [["--events", events], ["--rounds", rounds]] as const) {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, found ${n}`);
   }
   const only = values.only;
   if (only !== undefined && !(MODES as readonly string[]).includes(only)) {
     throw new Error(`--only: expected one of ${MODES.join(", ")}, found ${only}`);
   }
-  const runs = (mode: string) => only === undefined || only === mode;
-  const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
-  try {
-    // --only (for profiling one sender) prints just that mode's figures.
-    const result: Partial<NotifierResult> = {};
-    if (runs("ordered")) result.ordered = await managed(events, dir, "ordered");
-    if (runs("unordered")) result.unordered = await managed(events, dir, "unordered");
-    if (runs("sftpgo")) result.sftpgo = await sftpgo(events, dir);
-    if (runs("unordered_direct")) result.unordered_direct = await unorderedDirect(events, dir);
-    console.log(JSON.stringify(result));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  const modes = MODES.filter((mode) => only === undefined || only === mode);
+  const run = (mode: Mode, dir: string): Promise<NotifierModeResult> =>
+    mode === "ordered" || mode === "unordered"
+      ? managed(events, dir, mode)
+      : mode === "sftpgo"
+      ? sftpgo(events, dir)
+      : unorderedDirect(events, dir);
+  const runs = new Map<Mode, NotifierModeResult[]>(modes.map((mode) => [mode, []]));
+  // Rounds interleave the modes, so a change in the machine's load falls on all of them alike.
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of modes) {
+      const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
+      try {
+        runs.get(mode)!.push(await run(mode, dir));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
   }
+  // --only (for profiling one sender) prints just that mode's figures.
+  const result: Partial<NotifierResult> = Object.fromEntries(
+    modes.map((mode) => [mode, median(runs.get(mode)!)]),
+  );
+  console.log(JSON.stringify(result));
 }
