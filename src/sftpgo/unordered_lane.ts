@@ -73,6 +73,8 @@ export class UnorderedLane implements DeliveryLane {
   /** A send the plugin answered failed: the next resend waits `#delay` first. */
   #backoff = false;
   #delay: number;
+  /** Events whose send reached the plugin and failed; the backoff starts over once one of them is delivered. */
+  readonly #refused = new WeakSet<LaneEvent>();
   readonly #abort = new AbortController();
   #sleep: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
   readonly #idleWaiters = new Set<() => void>();
@@ -222,15 +224,16 @@ export class UnorderedLane implements DeliveryLane {
     this.#inFlight++;
     const startedAt = Date.now();
     this.#o.send(client, item, this.#o.callTimeoutMs).then(
-      () => this.#sent(),
+      () => this.#sent(item),
       (error) => this.#failed(client, item, startedAt, error),
     );
   }
 
-  #sent(): void {
+  #sent(item: LaneEvent): void {
     this.#delivered++;
-    this.#backoff = false;
-    this.#delay = this.#o.retryDelayMs ?? 100;
+    // Only a refused event's success ends the backoff: other events succeeding meanwhile say nothing about it,
+    // and would otherwise have an event the plugin keeps refusing resent at once, round trip after round trip.
+    if (this.#refused.has(item)) this.#delay = this.#o.retryDelayMs ?? 100;
     this.#finish();
   }
 
@@ -257,6 +260,7 @@ export class UnorderedLane implements DeliveryLane {
           fields: { plugin: this.#o.name, error: reason, queued: this.#retry.length + 1 },
         });
         this.#retry.push(item);
+        this.#refused.add(item);
         this.#backoff = true;
       }
     }

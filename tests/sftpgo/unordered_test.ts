@@ -342,3 +342,51 @@ Deno.test("unordered lane: at most the semaphore's size in flight (shared with o
   );
   assert.equal(semaphore.available, 5);
 });
+
+Deno.test("unordered lane: an event the plugin keeps refusing is resent with a growing backoff while others flow, then dropped at retry_max_time", async () => {
+  const { logger, records } = collectingLogger();
+  const client = {} as PluginClient;
+  const supervisor = { state: "running" as const, client, acquire: () => Promise.resolve(client) };
+  let refusals = 0;
+  const lane = new UnorderedLane({
+    name: "notifier#0",
+    supervisor,
+    options: { retryMaxTime: 2, retryQueueMaxSize: 0 },
+    semaphore: new Semaphore(250),
+    callTimeoutMs: 1_000,
+    logger,
+    retryDelayMs: 50,
+    send: async (_client, item) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      if (item.event.username === "bad") {
+        refusals++;
+        throw new Error("refused by the plugin");
+      }
+    },
+  });
+  const now = () => BigInt(Date.now()) * 1_000_000n;
+  lane.offer({ kind: "log", event: { event: 5, username: "bad" }, timestampNs: now() });
+  // Good events keep succeeding the whole time the bad one is retried.
+  let good = 0;
+  const flow = (async () => {
+    while (lane.counters.dropped === 0) {
+      lane.offer({ kind: "log", event: { event: 5, username: `good${good++}` }, timestampNs: now() });
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  })();
+  assert.equal(await lane.idle(10_000), true);
+  await flow;
+  assert.equal(await lane.idle(10_000), true);
+  const counters = lane.counters;
+  assert.deepEqual([counters.dropped, counters.delivered, counters.queued], [1, good, 0]);
+  assert.equal(counters.failedSends, refusals);
+  // Waits of 50, 100, 200, 400, 800 ms fit in 2 s: a handful of resends (fewer on a slow machine, never more),
+  // not one per round trip of the good events.
+  assert.ok(refusals >= 2 && refusals <= 8, `${refusals} sends of the refused event`);
+  const drop = records.find((r) => r.message === "notifier event dropped");
+  assert.match(
+    String(drop?.fields.reason),
+    /the send failed \(refused by the plugin\) and the event is older than retry_max_time \(2 s\)/,
+  );
+  await lane.stop();
+});
