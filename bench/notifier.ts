@@ -1,21 +1,27 @@
 /**
  * The notifier side of the benchmark: filesystem events into one TypeScript
  * notifier plugin (bench/fixtures/count_notifier.ts, which counts what
- * arrives), two ways, in one process run:
+ * arrives), four ways, in one process run:
  *
  * 1. **ordered**: through {@linkcode PluginManager} (`sendFsEvent`, then
- *    `flush`), whose notifier lane delivers one event at a time in order;
- * 2. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
- *    goroutine per event, unordered, no bound on the sends in flight;
- * 3. **unordered_direct**: what an unordered mode in Tether would carry, NOT
- *    through PluginManager (it has no such mode yet): a PluginClient and a
- *    NotifierClient sending with up to 250 events in flight (the manager's
- *    default send bound), no order kept.
+ *    `flush`), its default lane: one event at a time, in order;
+ * 2. **unordered**: through {@linkcode PluginManager} with
+ *    `tether: { notifier_order: unordered }`: a send per event, at most 250
+ *    in flight (`notifierConcurrency`'s default, SFTPGo's bound);
+ * 3. **sftpgo**: SFTPGo's own way (tests/interop/go/cmd/benchnotifier): a
+ *    goroutine per event, unordered;
+ * 4. **unordered_direct**: the same sends outside PluginManager: a
+ *    PluginClient and a NotifierClient with up to 250 events in flight, no
+ *    retry queue, no bookkeeping; what the manager's own overhead is
+ *    measured against.
  *
  * Each run starts a fresh plugin; "lost" is events sent minus events the
  * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
  *
- *   deno run -A bench/notifier.ts [--events 20000]
+ *   deno run -A bench/notifier.ts [--events 20000] [--rounds 1] [--only ordered|unordered|sftpgo|unordered_direct]
+ *
+ * With `--rounds N` every mode runs N times, interleaved, and its median round
+ * is reported (with each round's rate).
  *
  * @module
  */
@@ -39,13 +45,16 @@ export interface NotifierModeResult {
   lost: number;
   /** Sending the events until the last was delivered, seconds. */
   seconds: number;
-  /** received / seconds. */
+  /** received / seconds (with `--rounds` > 1: of the median round). */
   events_per_s: number;
+  /** With `--rounds` > 1: each round's events_per_s, in run order. */
+  rounds_events_per_s?: number[];
 }
 
 /** What bench/notifier.ts prints. */
 export interface NotifierResult {
   ordered: NotifierModeResult;
+  unordered: NotifierModeResult;
   sftpgo: NotifierModeResult;
   unordered_direct: NotifierModeResult;
 }
@@ -73,9 +82,13 @@ function figures(events: number, received: number, seconds: number): NotifierMod
   };
 }
 
-/** PluginManager, ordered lane (the only mode it has today). */
-async function ordered(events: number, dir: string): Promise<NotifierModeResult> {
-  const out = `${dir}/ordered.json`;
+/** PluginManager, in the lane `order` chooses. */
+async function managed(
+  events: number,
+  dir: string,
+  order: "ordered" | "unordered",
+): Promise<NotifierModeResult> {
+  const out = `${dir}/${order}.json`;
   const warnings: string[] = [];
   const logger: Logger = {
     log: (record) => {
@@ -89,6 +102,7 @@ async function ordered(events: number, dir: string): Promise<NotifierModeResult>
   auto_mtls: true
   notifier_options: { fs_events: [upload] }
   tether:
+    notifier_order: ${order}
     permissions: { write: [${out}] }
 `;
   const manager = new PluginManager(parsePluginsConfig(yaml, "bench.yaml"), {
@@ -191,21 +205,61 @@ async function unorderedDirect(events: number, dir: string, inFlight = 250): Pro
   return figures(events, (await counted(out)) - 1, seconds);
 }
 
+const MODES = ["ordered", "unordered", "sftpgo", "unordered_direct"] as const;
+type Mode = typeof MODES[number];
+
+/** The median round by rate (lost and received of that round; a loss in any round is kept). */
+function median(runs: NotifierModeResult[]): NotifierModeResult {
+  if (runs.length === 1) return runs[0];
+  const sorted = [...runs].sort((a, b) => a.events_per_s - b.events_per_s);
+  const mid = sorted[Math.floor(sorted.length / 2)];
+  return {
+    ...mid,
+    lost: Math.max(...runs.map((r) => r.lost)),
+    rounds_events_per_s: runs.map((r) => r.events_per_s),
+  };
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { events: { type: "string", default: "20000" } },
+    options: {
+      events: { type: "string", default: "20000" },
+      rounds: { type: "string", default: "1" },
+      only: { type: "string" },
+    },
   });
   const events = Number(values.events);
-  const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
-  try {
-    const result: NotifierResult = {
-      ordered: await ordered(events, dir),
-      sftpgo: await sftpgo(events, dir),
-      unordered_direct: await unorderedDirect(events, dir),
-    };
-    console.log(JSON.stringify(result));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  const rounds = Number(values.rounds);
+  for (const [flag, n] of [["--events", events], ["--rounds", rounds]] as const) {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, found ${n}`);
   }
+  const only = values.only;
+  if (only !== undefined && !(MODES as readonly string[]).includes(only)) {
+    throw new Error(`--only: expected one of ${MODES.join(", ")}, found ${only}`);
+  }
+  const modes = MODES.filter((mode) => only === undefined || only === mode);
+  const run = (mode: Mode, dir: string): Promise<NotifierModeResult> =>
+    mode === "ordered" || mode === "unordered"
+      ? managed(events, dir, mode)
+      : mode === "sftpgo"
+      ? sftpgo(events, dir)
+      : unorderedDirect(events, dir);
+  const runs = new Map<Mode, NotifierModeResult[]>(modes.map((mode) => [mode, []]));
+  // Rounds interleave the modes, so a change in the machine's load falls on all of them alike.
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of modes) {
+      const dir = await Deno.makeTempDir({ prefix: "tether-bench-notifier-" });
+      try {
+        runs.get(mode)!.push(await run(mode, dir));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  }
+  // --only (for profiling one sender) prints just that mode's figures.
+  const result: Partial<NotifierResult> = Object.fromEntries(
+    modes.map((mode) => [mode, median(runs.get(mode)!)]),
+  );
+  console.log(JSON.stringify(result));
 }

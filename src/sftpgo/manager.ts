@@ -14,9 +14,10 @@
  * - **Supervision**: an exit is noticed at once and the plugin is restarted
  *   with exponential backoff; a hung plugin is found by health checks and
  *   restarted; calls made meanwhile wait up to their deadline.
- * - **Notifier delivery**: an ordered lane per plugin with SFTPGo's
- *   `retry_max_time` / `retry_queue_max_size` rules; drops are counted and
- *   logged, never silent.
+ * - **Notifier delivery**: per plugin, an ordered lane (the default) or, with
+ *   `tether: { notifier_order: unordered }`, a send per event as SFTPGo's;
+ *   both with SFTPGo's `retry_max_time` / `retry_queue_max_size` rules;
+ *   drops are counted and logged, never silent.
  * - **Graceful stop**: refuse new work, flush notifier queues within a
  *   deadline, kill the plugins, report what was delivered, left and dropped.
  *
@@ -66,7 +67,14 @@ import {
   NotifierClient,
   type ProviderEventInput,
 } from "./notifier.ts";
-import { type LaneEvent, NotifierLane, Semaphore } from "./retry_queue.ts";
+import {
+  type DeliveryLane,
+  type LaneEvent,
+  NotifierLane,
+  type NotifierLaneOptions,
+  Semaphore,
+} from "./retry_queue.ts";
+import { UnorderedLane } from "./unordered_lane.ts";
 import {
   activeIpFilter,
   AUTH_METHODS,
@@ -230,7 +238,7 @@ interface Managed {
   readonly name: string;
   readonly supervisor: PluginSupervisor;
   readonly dispenser: PluginDispenser;
-  lane?: NotifierLane;
+  lane?: DeliveryLane;
 }
 
 function closedError(what: string): TetherError {
@@ -403,7 +411,7 @@ export class PluginManager implements AsyncDisposable {
     }
     for (const p of this.#plugins) {
       if (p.config.type !== "notifier") continue;
-      p.lane = new NotifierLane({
+      const lane: NotifierLaneOptions = {
         name: p.name,
         supervisor: p.supervisor,
         options: p.config.notifierOptions!,
@@ -411,8 +419,11 @@ export class PluginManager implements AsyncDisposable {
         callTimeoutMs: p.config.tether.callTimeoutMs,
         logger: this.#logger,
         retryDelayMs: this.#options.notifierRetryDelayMs,
-        send: (client, item, timeoutMs) => sendEvent(client, item, timeoutMs),
-      });
+        send: sendEvent,
+      };
+      p.lane = p.config.tether.notifierOrder === "unordered"
+        ? new UnorderedLane(lane)
+        : new NotifierLane(lane);
     }
     this.#phase = "running";
     this.#untrack = track({
@@ -433,7 +444,7 @@ export class PluginManager implements AsyncDisposable {
     return this.#auth;
   }
 
-  /** Notifier fan-out: returns at once, delivers in order per plugin, with retries. */
+  /** Notifier fan-out: returns at once, delivers per plugin in order (or unordered, per `notifier_order`), with retries. */
   get notifier(): NotifierRouter {
     return this.#notifier;
   }
@@ -675,15 +686,23 @@ function missing(type: PluginType): PluginDispenser {
   };
 }
 
-async function sendEvent(client: PluginClient, item: LaneEvent, timeoutMs: number): Promise<void> {
-  const notifier = new NotifierClient(client, { timeoutMs });
+// One NotifierClient per process and deadline, not one per event: this is every event's path.
+const notifierClients = new WeakMap<PluginClient, { timeoutMs: number; notifier: NotifierClient }>();
+
+function sendEvent(client: PluginClient, item: LaneEvent, timeoutMs: number): Promise<void> {
+  let cached = notifierClients.get(client);
+  if (cached?.timeoutMs !== timeoutMs) {
+    cached = { timeoutMs, notifier: new NotifierClient(client, { timeoutMs }) };
+    notifierClients.set(client, cached);
+  }
+  const notifier = cached.notifier;
   switch (item.kind) {
     case "fs":
-      return await notifier.sendFsEvent(item.event);
+      return notifier.sendFsEvent(item.event);
     case "provider":
-      return await notifier.sendProviderEvent(item.event);
+      return notifier.sendProviderEvent(item.event);
     case "log":
-      return await notifier.sendLogEvent(item.event);
+      return notifier.sendLogEvent(item.event);
   }
 }
 
@@ -798,8 +817,9 @@ export class AuthRouter {
 /**
  * Notifier fan-out: every notifier plugin whose `notifier_options` subscribe
  * to the event gets it. The send methods return at once (as SFTPGo's); each
- * plugin receives its events in order, one at a time, with at most
- * `notifierConcurrency` sends in flight over all plugins. Failed sends and
+ * plugin receives its events in order, one at a time, or, with
+ * `notifier_order: unordered`, each as its own send in any order; at most
+ * `notifierConcurrency` sends are in flight over all plugins. Failed sends and
  * events arriving while a plugin restarts follow SFTPGo's retry rules.
  *
  * @example

@@ -36,6 +36,8 @@ export interface LaneSupervisor {
   readonly state: PluginState;
   /** The running client, waiting through restarts. */
   acquire(options?: AcquireOptions): Promise<PluginClient>;
+  /** The running client right now, if any (no waiting). */
+  readonly client?: PluginClient;
 }
 
 /**
@@ -65,6 +67,13 @@ export class Semaphore {
   /** Free slots right now. */
   get available(): number {
     return this.#available;
+  }
+
+  /** Takes a slot if one is free now; never waits (and never passes a waiter: a slot is only free when none waits). */
+  tryAcquire(): boolean {
+    if (this.#available === 0) return false;
+    this.#available--;
+    return true;
   }
 
   /** Takes a slot, waiting for one if none is free. */
@@ -144,7 +153,136 @@ export interface LaneCounters {
   readonly failedSends: number;
 }
 
+/**
+ * What {@linkcode PluginManager} needs of a notifier plugin's delivery lane,
+ * ordered ({@linkcode NotifierLane}) or unordered (`UnorderedLane`).
+ *
+ * @example
+ * ```ts ignore
+ * const lane: DeliveryLane = new NotifierLane(options);
+ * lane.offer(item);
+ * await lane.idle(5_000);
+ * console.log(lane.counters.delivered, await lane.stop());
+ * ```
+ */
+export interface DeliveryLane {
+  /** The counters right now. */
+  readonly counters: LaneCounters;
+  /** Offers an event; returns whether it was admitted (a refused one is counted as dropped and logged). */
+  offer(item: LaneEvent): boolean;
+  /** Resolves `true` once nothing is queued or in flight, `false` if `timeoutMs` passes first. */
+  idle(timeoutMs?: number): Promise<boolean>;
+  /** Stops after the sends in flight; resolves how many events were left undelivered. */
+  stop(): Promise<number>;
+}
+
 const DROP_LOG_INTERVAL_MS = 1000;
+
+/**
+ * Whether `item` is older than `retryMaxTime` seconds (SFTPGo's `canQueueEvent` age test).
+ *
+ * @example
+ * ```ts
+ * import { expired } from "./retry_queue.ts";
+ * const old = { kind: "log" as const, event: { event: 5 }, timestampNs: 0n };
+ * console.log(expired(old, 60)); // true
+ * ```
+ */
+export function expired(item: LaneEvent, retryMaxTime: number): boolean {
+  const ageMs = Date.now() - Number(item.timestampNs / 1_000_000n);
+  return ageMs > retryMaxTime * 1000;
+}
+
+/**
+ * SFTPGo's retry rule (its `canQueueEvent`), the one home of it for both
+ * lanes: an event that cannot be sent now may wait in a retry queue holding
+ * `queued` events only if `retry_max_time > 0`, the event is not older than
+ * `retry_max_time`, and the queue is under `retry_queue_max_size` (0 =
+ * unlimited). Returns why it may not (prefixed with `why`, the reason it
+ * could not be sent), or `undefined` when it may.
+ *
+ * @example
+ * ```ts
+ * import { retryRefusal } from "./retry_queue.ts";
+ * const item = { kind: "log" as const, event: { event: 5 }, timestampNs: BigInt(Date.now()) * 1_000_000n };
+ * console.log(retryRefusal({ retryMaxTime: 0, retryQueueMaxSize: 0 }, item, 0, "down"));
+ * // "down and retry_max_time is 0"
+ * ```
+ */
+export function retryRefusal(
+  options: Pick<NotifierOptions, "retryMaxTime" | "retryQueueMaxSize">,
+  item: LaneEvent,
+  queued: number,
+  why: string,
+): string | undefined {
+  const { retryMaxTime, retryQueueMaxSize } = options;
+  if (retryMaxTime <= 0) return `${why} and retry_max_time is 0`;
+  if (expired(item, retryMaxTime)) {
+    return `${why} and the event is older than retry_max_time (${retryMaxTime} s)`;
+  }
+  if (retryQueueMaxSize > 0 && queued >= retryQueueMaxSize) {
+    return `${why} and the retry queue is full (retry_queue_max_size ${retryQueueMaxSize})`;
+  }
+  return undefined;
+}
+
+/**
+ * Counts dropped events and logs them: each drop at debug level, and a
+ * warning with the running total at most once a second (so a flood of drops
+ * does not flood the log, and none goes unreported).
+ *
+ * @example
+ * ```ts
+ * import { DropLog } from "./retry_queue.ts";
+ * const drops = new DropLog("notifier#0", { log: (r) => console.log(r.message) });
+ * drops.drop(2, "the manager is stopping");
+ * console.log(drops.total); // 2
+ * ```
+ */
+export class DropLog {
+  readonly #name: string;
+  readonly #logger: Logger;
+  #total = 0;
+  #sinceLog = 0;
+  #lastLog = 0;
+  #lastReason = "";
+
+  /** Drops of plugin `name`, logged to `logger`. */
+  constructor(name: string, logger: Logger) {
+    this.#name = name;
+    this.#logger = logger;
+  }
+
+  /** Events dropped so far. */
+  get total(): number {
+    return this.#total;
+  }
+
+  /** Counts and logs `count` events dropped for `reason`. */
+  drop(count: number, reason: string): void {
+    this.#total += count;
+    this.#sinceLog += count;
+    this.#lastReason = reason;
+    this.#logger.log({
+      level: "debug",
+      message: "notifier event dropped",
+      fields: { plugin: this.#name, count, reason },
+    });
+    if (Date.now() - this.#lastLog >= DROP_LOG_INTERVAL_MS) this.flush();
+  }
+
+  /** Logs the warning for drops not yet reported in one. */
+  flush(): void {
+    if (this.#sinceLog === 0) return;
+    this.#logger.log({
+      level: "warn",
+      message: `dropped ${this.#sinceLog} notifier event(s): ${this.#lastReason}`,
+      fields: { plugin: this.#name, dropped_total: this.#total },
+    });
+    this.#sinceLog = 0;
+    this.#lastLog = Date.now();
+  }
+}
 
 /**
  * The ordered delivery lane of one notifier plugin.
@@ -158,12 +296,12 @@ const DROP_LOG_INTERVAL_MS = 1000;
  * await lane.idle(5_000);
  * ```
  */
-export class NotifierLane {
+export class NotifierLane implements DeliveryLane {
   readonly #o: NotifierLaneOptions;
   readonly #items: LaneEvent[] = [];
   #head = 0;
   #delivered = 0;
-  #dropped = 0;
+  readonly #drops: DropLog;
   #failedSends = 0;
   /** The head failed and waits for a retry. */
   #retrying = false;
@@ -174,13 +312,11 @@ export class NotifierLane {
   #sleep: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
   readonly #idleWaiters = new Set<() => void>();
   readonly #loop: Promise<void>;
-  #dropsSinceLog = 0;
-  #lastDropLog = 0;
-  #lastDropReason = "";
 
   /** Starts the lane's delivery loop; it waits for events and for the plugin. */
   constructor(options: NotifierLaneOptions) {
     this.#o = options;
+    this.#drops = new DropLog(options.name, options.logger);
     this.#loop = this.#run();
   }
 
@@ -189,7 +325,7 @@ export class NotifierLane {
     return {
       delivered: this.#delivered,
       queued: this.#size,
-      dropped: this.#dropped,
+      dropped: this.#drops.total,
       failedSends: this.#failedSends,
     };
   }
@@ -231,19 +367,12 @@ export class NotifierLane {
 
   /** Why SFTPGo's retry rules refuse this event into a queue of `queued` events, or `undefined` if they accept it. */
   #refusal(item: LaneEvent, queued: number): string | undefined {
-    const { retryMaxTime, retryQueueMaxSize } = this.#o.options;
     const why = this.#retrying ? "an earlier event is waiting for a retry" : `${this.#o.name} is not running`;
-    if (retryMaxTime <= 0) return `${why} and retry_max_time is 0`;
-    if (this.#expired(item)) return `${why} and the event is older than retry_max_time (${retryMaxTime} s)`;
-    if (retryQueueMaxSize > 0 && queued >= retryQueueMaxSize) {
-      return `${why} and the retry queue is full (retry_queue_max_size ${retryQueueMaxSize})`;
-    }
-    return undefined;
+    return retryRefusal(this.#o.options, item, queued, why);
   }
 
   #expired(item: LaneEvent): boolean {
-    const ageMs = Date.now() - Number(item.timestampNs / 1_000_000n);
-    return ageMs > this.#o.options.retryMaxTime * 1000;
+    return expired(item, this.#o.options.retryMaxTime);
   }
 
   /**
@@ -282,7 +411,7 @@ export class NotifierLane {
       this.#sleep.resolve();
     }
     await this.#loop;
-    this.#flushDropLog();
+    this.#drops.flush();
     for (const done of [...this.#idleWaiters]) done();
     return this.#size;
   }
@@ -319,26 +448,7 @@ export class NotifierLane {
   }
 
   #drop(count: number, reason: string): void {
-    this.#dropped += count;
-    this.#dropsSinceLog += count;
-    this.#lastDropReason = reason;
-    this.#o.logger.log({
-      level: "debug",
-      message: "notifier event dropped",
-      fields: { plugin: this.#o.name, count, reason },
-    });
-    if (Date.now() - this.#lastDropLog >= DROP_LOG_INTERVAL_MS) this.#flushDropLog();
-  }
-
-  #flushDropLog(): void {
-    if (this.#dropsSinceLog === 0) return;
-    this.#o.logger.log({
-      level: "warn",
-      message: `dropped ${this.#dropsSinceLog} notifier event(s): ${this.#lastDropReason}`,
-      fields: { plugin: this.#o.name, dropped_total: this.#dropped },
-    });
-    this.#dropsSinceLog = 0;
-    this.#lastDropLog = Date.now();
+    this.#drops.drop(count, reason);
   }
 
   async #pause(ms: number): Promise<void> {

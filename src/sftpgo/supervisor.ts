@@ -69,6 +69,11 @@ export interface PluginSupervisorOptions {
 export interface AcquireOptions {
   /** Give up at this time (ms since the epoch); default: wait as long as it takes. */
   readonly deadline?: number;
+  /**
+   * The call's whole deadline in ms, named in the error at the deadline. Without it the error names the time
+   * left when the wait began, which a millisecond spent before it makes one less than what the caller set.
+   */
+  readonly timeoutMs?: number;
   /** Give up when this is aborted. */
   readonly signal?: AbortSignal;
 }
@@ -232,7 +237,8 @@ export class PluginSupervisor {
       options.signal?.addEventListener("abort", onAbort, { once: true });
       if (options.deadline !== undefined && Number.isFinite(options.deadline)) {
         const waitMs = Math.max(0, options.deadline - Date.now());
-        timer = setTimeout(() => settle(() => reject(this.#stillDown(waitMs))), waitMs);
+        const named = options.timeoutMs ?? waitMs;
+        timer = setTimeout(() => settle(() => reject(this.#stillDown(named))), waitMs);
       }
     });
   }
@@ -298,7 +304,7 @@ export class PluginSupervisor {
             const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
             const deadline = Date.now() + timeoutMs;
             while (true) {
-              const client = await this.acquire({ deadline, signal: options.signal });
+              const client = await this.acquire({ deadline, timeoutMs, signal: options.signal });
               const startedAt = Date.now();
               try {
                 const call = direct(client, service)[method.localName] as (

@@ -192,6 +192,7 @@ Deno.test("tether additions", async () => {
       all: false,
     },
     allowBroadPermissions: false,
+    notifierOrder: "ordered",
   });
   assert.equal(auth.tether.runtime, "native");
   assert.equal(auth.tether.uid, 1000);
@@ -1256,4 +1257,63 @@ Deno.test("formats: TOML errors and warnings carry line and column", () => {
     parsePluginsConfig(Deno.readTextFileSync(fixture("sftpgo.toml")), "sftpgo.toml")[0].type,
     "ipfilter",
   );
+});
+
+Deno.test("tether.notifier_order: ordered by default, unordered when asked, notifiers only", () => {
+  const [plain, unordered, ordered, filter] = parsePluginsConfig(
+    lines(
+      "- {type: notifier, cmd: /n, notifier_options: {fs_events: [upload]}}",
+      "- {type: notifier, cmd: /n, notifier_options: {fs_events: [upload]}, tether: {notifier_order: unordered}}",
+      "- {type: notifier, cmd: /n, notifier_options: {fs_events: [upload]}, tether: {notifier_order: ordered}}",
+      "- {type: ipfilter, cmd: /f}",
+    ),
+    FILE,
+  );
+  assert.equal(plain.tether.notifierOrder, "ordered");
+  assert.equal(unordered.tether.notifierOrder, "unordered");
+  assert.equal(ordered.tether.notifierOrder, "ordered");
+  assert.equal(filter.tether.notifierOrder, undefined);
+});
+
+const NOTIFIER_ENTRY = [
+  "- type: notifier",
+  "  cmd: /n",
+  "  notifier_options: {fs_events: [upload]}",
+  "  tether:",
+];
+
+Deno.test("rule: tether.notifier_order is ordered or unordered, strictly", () => {
+  rejects(lines(...NOTIFIER_ENTRY, "    notifier_order: random"), {
+    line: 5,
+    column: 21,
+    path: "plugins[0].tether.notifier_order",
+    expected: 'one of "ordered", "unordered"',
+    found: '"random"',
+  });
+  // Tether's keys are not decoded weakly: no case folding, no other types.
+  rejects(lines(...NOTIFIER_ENTRY, "    notifier_order: Unordered"), {
+    line: 5,
+    column: 21,
+    path: "plugins[0].tether.notifier_order",
+    expected: 'one of "ordered", "unordered"',
+    found: '"Unordered"',
+  });
+  rejects(lines(...NOTIFIER_ENTRY, "    notifier_order: true"), {
+    line: 5,
+    column: 21,
+    path: "plugins[0].tether.notifier_order",
+    expected: 'one of "ordered", "unordered"',
+    found: "true",
+  });
+});
+
+Deno.test("rule: tether.notifier_order only for a notifier plugin", () => {
+  rejects(lines("- type: ipfilter", "  cmd: /f", "  tether:", "    notifier_order: unordered"), {
+    line: 4,
+    column: 21,
+    path: "plugins[0].tether.notifier_order",
+    expected: "notifier_order only for a notifier plugin",
+    found: '"unordered"',
+    hint: "this plugin's type is ipfilter; remove notifier_order from its tether mapping",
+  });
 });

@@ -62,6 +62,7 @@ export const X = {
   notifierEvents: "at least one event class: a non-empty fs_events or log_events, " +
     "or both provider_events and provider_objects non-empty",
   runtime: ONE_OF(["auto", "deno", "native"]),
+  notifierOrder: ONE_OF(["ordered", "unordered"]),
   positiveMs: `an integer from 1 to ${MAX_TIMER_MS} (milliseconds; a longer time overflows the timer, ` +
     "which would then fire at once)",
   healthMs: `0 (no health checks) or an integer from 1 to ${MAX_TIMER_MS} (milliseconds; a longer time ` +
@@ -176,6 +177,8 @@ const tetherShape = {
   allow_broad_permissions: z.boolean(E(X.bool)).default(false),
   uid: z.int(E(X.id)).min(0, E(X.id)).optional(),
   gid: z.int(E(X.id)).min(0, E(X.id)).optional(),
+  // Absent rather than defaulted, so a non-notifier entry that sets it can be told it has no effect.
+  notifier_order: z.enum(["ordered", "unordered"], E(X.notifierOrder)).optional(),
 };
 
 const pluginShape = {
@@ -337,6 +340,11 @@ function checkTether(p: DecodedPlugin, ctx: z.RefinementCtx): void {
         const why = error instanceof Error ? error.message.replace(/^[^:]*: /, "") : String(error);
         custom(ctx, ["tether", "permissions", kind, index], X.grantEntry, { detail: why });
       }
+    });
+  }
+  if (t.notifier_order !== undefined && p.type !== "notifier") {
+    custom(ctx, ["tether", "notifier_order"], "notifier_order only for a notifier plugin", {
+      hint: `this plugin's type is ${p.type}; remove notifier_order from its tether mapping`,
     });
   }
   if (t.restart.max_backoff_ms < t.restart.initial_backoff_ms) {

@@ -313,6 +313,12 @@ export interface TetherOptions {
   uid?: number;
   /** `gid`: group id to run a native plugin as. */
   gid?: number;
+  /**
+   * `notifier_order` (notifier plugins only): `ordered` (the default) delivers one event at a time, in the order
+   * the host produced them, across crashes; `unordered` sends each event as its own task, as SFTPGo does, under
+   * the manager's `notifierConcurrency` bound, so events may arrive in any order. Absent means `ordered`.
+   */
+  notifierOrder?: "ordered" | "unordered";
 }
 
 /**

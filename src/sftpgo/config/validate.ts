@@ -231,6 +231,7 @@ function toPluginConfig(p: DecodedPlugin, index: number, ctx: Context): PluginCo
     allowBroadPermissions: t.allow_broad_permissions,
     ...(t.uid !== undefined ? { uid: t.uid } : {}),
     ...(t.gid !== undefined ? { gid: t.gid } : {}),
+    ...(p.type === "notifier" ? { notifierOrder: t.notifier_order ?? "ordered" } : {}),
   };
   const pos = ctx.locator.value([index]);
   const config: PluginConfig = {
