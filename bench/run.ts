@@ -304,6 +304,8 @@ const kvplugin = await goFixture("kvplugin");
 await goFixture("benchhost");
 const goPlugin: Plugin = { cmd: kvplugin, args: [] };
 const tsPlugin = denoPlugin("examples/kv/plugin.ts");
+/** The same plugin on grpc-js's server: the plugin side's "before", in the same run. */
+const tsGrpcJsServerPlugin = denoPlugin("bench/fixtures/kv_grpcjs_server.ts");
 const scratch = await Deno.makeTempDir({ prefix: "tether-bench-" });
 const bundle = `${scratch}/kv.bundle.js`;
 await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/deno.json`);
@@ -325,6 +327,11 @@ try {
       () => tetherHost(goPlugin, "go", "grpc-js"),
     ],
     ["go_host_ts_plugin", "Go host -> TypeScript plugin", () => goHost(tsPlugin, "typescript")],
+    [
+      "go_host_ts_grpcjs_server_plugin",
+      "  same, grpc-js server (before)",
+      () => goHost(tsGrpcJsServerPlugin, "typescript"),
+    ],
     [
       "tether_host_ts_plugin",
       "Tether host -> TypeScript plugin",
@@ -484,6 +491,8 @@ try {
     ts_plugin_idle_rss_mib: memoryFigures.ts_plugin_mib,
     host_first_plugin_added_mib: memoryFigures.host_first_plugin_added_mib,
     notifier_ordered_events_per_s: notifier.ordered.events_per_s,
+    notifier_unordered_events_per_s: notifier.unordered.events_per_s,
+    notifier_unordered_vs_sftpgo: round(notifier.unordered.events_per_s / notifier.sftpgo.events_per_s),
     notifier_sftpgo_events_per_s: notifier.sftpgo.events_per_s,
     notifier_unordered_direct_events_per_s: notifier.unordered_direct.events_per_s,
   };
@@ -565,7 +574,11 @@ try {
       `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
   );
   lines.push(
-    `Notifier (${config.events} fs events into one TypeScript plugin): PluginManager ordered ${
+    `Notifier (${config.events} fs events into one TypeScript plugin): PluginManager unordered ${
+      Math.round(notifier.unordered.events_per_s).toLocaleString("en-US")
+    }/s (${notifier.unordered.lost} lost, ${
+      x(targets.notifier_unordered_vs_sftpgo)
+    } SFTPGo's sender); PluginManager ordered ${
       Math.round(notifier.ordered.events_per_s).toLocaleString("en-US")
     }/s (${notifier.ordered.lost} lost); SFTPGo's sender (a goroutine per event) ${
       Math.round(notifier.sftpgo.events_per_s).toLocaleString("en-US")
