@@ -1,0 +1,115 @@
+/**
+ * Fail-closed regressions found in review: a path the host may not resolve is
+ * refused rather than judged by its name (module graph and grant checks).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { SETPRIV } from "../../src/lifeline.ts";
+import { repoRoot } from "../helpers.ts";
+import { namespacesAvailable } from "./hostile_suite/world.ts";
+import { shortTempDir, tetherDirs } from "./support.ts";
+
+const deno = Deno.execPath();
+const narrowHost = `${repoRoot}/tests/fixtures/sandbox/narrow_host.ts`;
+const bwrapMissing = await namespacesAvailable();
+
+interface HostOutcome {
+  ok: boolean;
+  code?: string;
+  message?: string;
+  messages: string[];
+}
+
+/** Runs the narrow host with `--allow-read` on exactly `readable` (plus the usual run/net/write flags). */
+async function narrowRun(
+  readable: string[],
+  base: string,
+  config: Record<string, unknown>,
+): Promise<HostOutcome> {
+  const out = await new Deno.Command(deno, {
+    args: [
+      "run",
+      "--no-prompt",
+      "--config",
+      `${repoRoot}/deno.json`,
+      "--cached-only",
+      `--allow-read=${readable.join(",")}`,
+      `--allow-write=${base}`,
+      "--allow-net",
+      `--allow-run=${deno},${SETPRIV},/usr/bin/prlimit,/usr/bin/bwrap`,
+      "--ignore-env=GRPC_*",
+      narrowHost,
+      JSON.stringify({ ...config, base }),
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout).trim();
+  const last = stdout.split("\n").pop() ?? "";
+  assert.ok(
+    last.startsWith("{"),
+    `the host printed no result:\n${stdout}\n${new TextDecoder().decode(out.stderr)}`,
+  );
+  return JSON.parse(last);
+}
+
+for (const isolation of ["namespaces", "deno-only"] as const) {
+  Deno.test({
+    name: `fail closed (${isolation}): a grant or module path the host cannot resolve refuses the launch`,
+    ignore: isolation === "namespaces" && bwrapMissing !== undefined,
+    fn: async () => {
+      const dir = await shortTempDir("tfc");
+      try {
+        const base = `${dir}/s`;
+        const tree = `${dir}/tree`;
+        const outside = `${dir}/outside`;
+        const granted = `${dir}/granted`;
+        for (const d of [base, tree, outside, granted]) await Deno.mkdir(d);
+        await Deno.writeTextFile(`${outside}/secret.txt`, "secret");
+        // A grant that is itself a symlink, and a grant holding one: both lead to `outside`, which the host
+        // may not read, so it cannot see where they lead.
+        await Deno.symlink(outside, `${dir}/glink`);
+        await Deno.symlink(outside, `${granted}/link`);
+        const cases = [
+          { grant: `${dir}/glink`, module: `${dir}/glink/secret.txt` },
+          { grant: granted, module: `${granted}/link/secret.txt` },
+        ];
+        for (const { grant, module } of cases) {
+          const entry = `${tree}/plugin_${cases.findIndex((c) => c.grant === grant)}.ts`;
+          await Deno.writeTextFile(
+            entry,
+            `import secret from ${JSON.stringify(module)} with { type: "text" };\nconsole.log(secret);\n`,
+          );
+          const result = await narrowRun([base, tree], base, { entry, read: [grant], isolation });
+          assert.equal(result.ok, false, `launched: ${JSON.stringify(result)}`);
+          assert.equal(result.code, "permission", JSON.stringify(result));
+          assert.ok(
+            result.message!.includes(
+              `the host needs --allow-read on ${grant} to check the plugin's module graph`,
+            ),
+            result.message!,
+          );
+          assert.ok(result.message!.includes(`run the host with --allow-read=${grant}`), result.message!);
+          // Refused before anything was spawned.
+          assert.ok(!result.messages.includes("starting plugin"), JSON.stringify(result.messages));
+          assert.deepEqual(tetherDirs(base), []);
+        }
+        // The control: with read access to the grant the host sees where it leads and refuses the module as
+        // outside the tree and grants (a config error, not a permission one).
+        const control = await narrowRun([base, tree, `${dir}/glink`, granted, outside], base, {
+          entry: `${tree}/plugin_1.ts`,
+          read: [granted],
+          isolation,
+        });
+        assert.equal(control.ok, false);
+        assert.equal(control.code, "config", JSON.stringify(control));
+        assert.match(control.message!, /really .*outside\/secret\.txt.* is outside the plugin's own tree/);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
