@@ -1,12 +1,19 @@
 /**
  * Fail-closed regressions found in review: a path the host may not resolve is
- * refused rather than judged by its name (module graph and grant checks).
+ * refused rather than judged by its name (module graph and grant checks);
+ * `true` for a list-only permission kind is refused by the one rule
+ * (`validatePermissionEntries`) in every layer that takes grants.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { SETPRIV } from "../../src/lifeline.ts";
+import { PluginClient, TetherError } from "../../mod.ts";
+import { packPlugin } from "../../src/pack/pack.ts";
+import { PermissionPolicy, validatePermissionEntries } from "../../src/permissions.ts";
+import { parsePluginsConfig } from "../../src/sftpgo/config.ts";
+import { kvHandshake } from "../../examples/kv/handshake.ts";
 import { repoRoot } from "../helpers.ts";
 import { namespacesAvailable } from "./hostile_suite/world.ts";
 import { shortTempDir, tetherDirs } from "./support.ts";
@@ -113,3 +120,80 @@ for (const isolation of ["namespaces", "deno-only"] as const) {
     },
   });
 }
+
+const LIST_KINDS = ["read", "write", "net", "env", "import"] as const;
+
+Deno.test("true grants: refused for read/write/net/env/import by the one rule, naming the field and the fix", () => {
+  for (const kind of LIST_KINDS) {
+    for (const set of ["permissions", "permissions (deny)"]) {
+      assert.throws(
+        () => validatePermissionEntries({ [kind]: true } as never, `plugin kv ${set}`),
+        (error: unknown) => {
+          assert.ok(error instanceof TetherError);
+          assert.equal(error.code, "config");
+          assert.ok(error.message.startsWith(`plugin kv ${set}.${kind}: true is not supported for ${kind}`));
+          assert.match(error.message, /list the entries instead, e\.g\. \w+: \[/);
+          return true;
+        },
+      );
+    }
+    // A string where a list belongs would be split by nothing and granted as a whole: refused too.
+    assert.throws(
+      () => validatePermissionEntries({ [kind]: "/srv" } as never, "plugin kv permissions"),
+      new RegExp(`plugin kv permissions\\.${kind}: expected a list of strings`),
+    );
+    // false means none.
+    validatePermissionEntries({ [kind]: false } as never, "plugin kv permissions");
+  }
+  // sys, run and ffi take true, and a deny set's true reaches Deno as the unscoped --deny flag.
+  validatePermissionEntries({ sys: true, run: false }, "plugin kv permissions");
+  const policy = new PermissionPolicy({
+    grants: { sys: ["hostname"] },
+    deny: { sys: true },
+    protocol: { env: [], sockets: [] },
+  });
+  assert.ok(policy.flags().includes("--deny-sys"), policy.flags().join(" "));
+  assert.equal(policy.decide("sys", "hostname"), false);
+});
+
+Deno.test("true grants: PluginClient, the SFTPGo config and tether pack all refuse net: true", async () => {
+  const dir = await shortTempDir("tft");
+  try {
+    const client = new PluginClient({
+      cmd: `${repoRoot}/examples/kv/plugin.ts`,
+      name: "kv-true",
+      handshake: kvHandshake,
+      unixSocketDir: dir,
+      permissions: { net: true } as never,
+    });
+    await assert.rejects(client.start(), (error: unknown) => {
+      assert.ok(error instanceof TetherError);
+      assert.equal(error.code, "config");
+      assert.match(error.message, /plugin kv-true permissions\.net: true is not supported for net/);
+      return true;
+    });
+    await client.kill();
+    assert.deepEqual(tetherDirs(dir), []);
+
+    assert.throws(
+      () => parsePluginsConfig("- {type: ipfilter, cmd: /opt/p.ts, tether: {permissions: {net: true}}}"),
+      /permissions\.net/,
+    );
+    assert.throws(
+      () => parsePluginsConfig("- {type: ipfilter, cmd: /opt/p.ts, tether: {permissions: {read: true}}}"),
+      /permissions\.read/,
+    );
+
+    await assert.rejects(
+      packPlugin({
+        entry: `${repoRoot}/examples/kv/plugin.ts`,
+        output: `${dir}/kv.packed`,
+        cookieKey: "KV_PLUGIN",
+        permissions: { read: true } as never,
+      }),
+      /plugin kv\.packed permissions\.read: true is not supported for read/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
