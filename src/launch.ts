@@ -26,6 +26,7 @@ import {
   resolveIsolation,
   resolveLimits,
   type ResourceLimits,
+  v8Flags,
 } from "./isolation.ts";
 import type { Logger } from "./logs.ts";
 import { type DenoPermissions, PermissionPolicy } from "./permissions.ts";
@@ -561,7 +562,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       // A fresh origin per launch: localStorage, CacheStorage and KV are never shared with the host,
       // other plugins or earlier launches.
       `--location=${origin}/`,
-      ...(limits!.heapMiB > 0 ? [`--v8-flags=--max-old-space-size=${limits!.heapMiB}`] : []),
+      v8Flags(limits!),
       entry,
       ...options.args,
     ];

@@ -197,3 +197,43 @@ Deno.test("true grants: PluginClient, the SFTPGo config and tether pack all refu
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** The deno process at or below `pid` (prlimit execs it; bwrap runs it as a child). */
+function denoBelow(pid: number): number {
+  const queue = [pid];
+  while (queue.length > 0) {
+    const next = queue.shift()!;
+    if (Deno.readTextFileSync(`/proc/${next}/comm`).trim() === "deno") return next;
+    for (const task of Deno.readDirSync(`/proc/${next}/task`)) {
+      const children = Deno.readTextFileSync(`/proc/${next}/task/${task.name}/children`).trim();
+      if (children) queue.push(...children.split(" ").map(Number));
+    }
+  }
+  throw new Error(`no deno process below ${pid}`);
+}
+
+Deno.test("V8 flags: a deno plugin's process gets one --v8-flags with the small young generation and the heap cap", async () => {
+  for (
+    const [heapMiB, expected] of [
+      [undefined, "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512"],
+      [0, "--v8-flags=--max-semi-space-size=1"],
+    ] as const
+  ) {
+    const client = new PluginClient({
+      cmd: `${repoRoot}/examples/kv/plugin.ts`,
+      denoConfig: `${repoRoot}/deno.json`,
+      name: "kv-v8",
+      handshake: kvHandshake,
+      limits: heapMiB === undefined ? undefined : { heapMiB },
+      logger: { log: () => {} },
+    });
+    try {
+      await client.start();
+      const argv = Deno.readTextFileSync(`/proc/${denoBelow(client.pid!)}/cmdline`).split("\0");
+      assert.deepEqual(argv.filter((arg) => arg.startsWith("--v8-flags")), [expected], argv.join(" "));
+      await client.ping();
+    } finally {
+      await client.kill();
+    }
+  }
+});
