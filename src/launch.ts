@@ -18,6 +18,7 @@ import { track } from "./lifeline.ts";
 import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
+import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import {
   bwrapArgs,
   findPrlimit,
@@ -130,8 +131,10 @@ export interface PreparedLaunch {
   watch(kill: () => void): void;
   /** A `resource_limit` error when the plugin's death points to one of its memory limits, else `undefined`. */
   exitReason(stderrTail: readonly string[]): TetherError | undefined;
-  /** Stops watching, removes the private directory and the launch's storage origin. */
+  /** Stops watching, removes the private directory, its owner marker and the launch's storage origin. */
   cleanup(): Promise<void>;
+  /** Removes the private directory and its owner marker at once, synchronously (the host is going away). */
+  removeNow(): void;
   /**
    * The caller now tracks the launch (its files and its process) for the host's end: the launch stops doing
    * it itself, so a signal does not remove the files while the caller is still stopping the plugin gracefully.
@@ -291,6 +294,42 @@ function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: nu
 }
 
 /**
+ * Creates a launch's private directory (0700) in `base` (default: the system
+ * temp dir) and at once, in the same synchronous step, its owner marker (see
+ * `stale.ts`): from then on, whatever ends the host (SIGKILL while verifying
+ * or checking the module graph), the next host's sweep removes the directory.
+ */
+function makePrivateDir(base: string | undefined, plugin: string): string {
+  let privateDir: string;
+  try {
+    privateDir = Deno.makeTempDirSync({ dir: base, prefix: "tether-" });
+  } catch (cause) {
+    throw permissionOr(cause, `plugin ${plugin}: cannot create its private directory`, deniedFlag(cause));
+  }
+  try {
+    writeOwnerMarker(privateDir);
+  } catch (cause) {
+    Deno.removeSync(privateDir, { recursive: true });
+    throw permissionOr(
+      cause,
+      `plugin ${plugin}: cannot write ${markerPath(privateDir)}`,
+      deniedFlag(cause, privateDir.replace(/\/[^/]+$/, "")),
+    );
+  }
+  return privateDir;
+}
+
+/** Removes a private directory and then its owner marker, synchronously. */
+function removePrivateDirNow(privateDir: string): void {
+  try {
+    Deno.removeSync(privateDir, { recursive: true });
+  } catch {
+    // Already gone.
+  }
+  removeOwnerMarker(privateDir);
+}
+
+/**
  * Prepares a launch: private directory, verified copy, module graph check,
  * permission flags, audit file and the OS layer. Call `cleanup()` once the
  * process has exited.
@@ -310,17 +349,9 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)
     : undefined;
-  let privateDir: string;
-  try {
-    // Synchronous, so the directory exists only once this code holds its path and can track it (below).
-    privateDir = Deno.makeTempDirSync({ dir: options.privateDirBase, prefix: "tether-" });
-  } catch (cause) {
-    throw permissionOr(
-      cause,
-      `plugin ${options.name}: cannot create its private directory`,
-      deniedFlag(cause),
-    );
-  }
+  // Synchronous, so the directory exists only once this code holds its path and can track it (below), and
+  // has its owner marker before anything else happens: a host killed at any later point leaves it to the sweep.
+  const privateDir = makePrivateDir(options.privateDirBase, options.name);
   const base = privateDir.replace(/\/[^/]+$/, "");
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
@@ -332,13 +363,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   // tracks the process, the launch may still be checking the module graph or verifying the plugin).
   const release = track({
     kill: () => cleanup(),
-    killNow: () => {
-      try {
-        Deno.removeSync(privateDir, { recursive: true });
-      } catch {
-        // Already gone.
-      }
-    },
+    killNow: () => removePrivateDirNow(privateDir),
     onSignals: options.handleSignals ?? true,
   });
   const cleanup = async () => {
@@ -346,9 +371,19 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+    removeOwnerMarker(privateDir);
     for (const path of sharedStorage) await Deno.remove(path, { recursive: true }).catch(() => {});
   };
   try {
+    // Directories of hosts that died without running code (SIGKILL), once per base directory per host.
+    const removed = await sweepStaleDirs(base);
+    if (removed.length > 0) {
+      options.logger.log({
+        level: "info",
+        message: "removed private directories of hosts that died",
+        fields: { plugin: options.name, removed },
+      });
+    }
     if (options.uid !== undefined || options.gid !== undefined) {
       // The plugin creates its sockets here.
       await Deno.chown(privateDir, options.uid ?? null, options.gid ?? null);
@@ -392,6 +427,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         watch: () => {},
         exitReason: () => undefined,
         cleanup,
+        removeNow: () => removePrivateDirNow(privateDir),
         handOff: release,
       };
     }
@@ -657,6 +693,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         );
       },
       cleanup,
+      removeNow: () => removePrivateDirNow(privateDir),
       handOff: release,
     };
   } catch (error) {
