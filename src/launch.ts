@@ -11,7 +11,7 @@
  * @module
  */
 
-import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
+import { AUDIT_MAX_BACKLOG_BYTES, AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
@@ -497,6 +497,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       await Deno.chown(auditPath, options.uid ?? null, options.gid ?? null);
     }
     let killPlugin: (() => void) | undefined;
+    let auditFlood: number | undefined;
     const onTamper = (tamper: AuditTamper) => {
       options.logger.log({
         level: "error",
@@ -518,6 +519,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       policy,
       plugin: options.name,
       onTamper,
+      // More unread audit than the host can follow: end the plugin rather than run blind (or fill the disk).
+      onFlood: (unread) => {
+        auditFlood = unread;
+        options.logger.log({
+          level: "error",
+          message: "plugin floods its permission audit faster than the host can read it; killing it",
+          fields: { plugin: options.name, unread, limit: AUDIT_MAX_BACKLOG_BYTES },
+        });
+        killPlugin?.();
+      },
       onEvent: (event) => {
         options.logger.log({
           level: "warn",
@@ -680,6 +691,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         watchSockets();
       },
       exitReason: (tail) => {
+        if (auditFlood !== undefined) {
+          return new TetherError(
+            "resource_limit",
+            `plugin ${options.name} was stopped: it made permission checks faster than the host could read ` +
+              `their audit (${auditFlood} bytes unread, limit ${AUDIT_MAX_BACKLOG_BYTES}), and the host does not ` +
+              "run a plugin it cannot follow; find the loop that checks permissions (each file, env or net " +
+              "access is one check)",
+            { plugin: options.name },
+          );
+        }
         const limit = limitFromExit(tail, limits!);
         if (!limit) return undefined;
         const what = limit === "heap"

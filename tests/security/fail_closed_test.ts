@@ -8,6 +8,8 @@
  */
 
 import assert from "node:assert/strict";
+import { AUDIT_MAX_BACKLOG_BYTES, AuditReader, type AuditTamper } from "../../src/audit.ts";
+import { prepareLaunch } from "../../src/launch.ts";
 import { SETPRIV } from "../../src/lifeline.ts";
 import { PluginClient, TetherError } from "../../mod.ts";
 import { packPlugin } from "../../src/pack/pack.ts";
@@ -16,7 +18,7 @@ import { parsePluginsConfig } from "../../src/sftpgo/config.ts";
 import { kvHandshake } from "../../examples/kv/handshake.ts";
 import { repoRoot } from "../helpers.ts";
 import { namespacesAvailable } from "./hostile_suite/world.ts";
-import { shortTempDir, tetherDirs } from "./support.ts";
+import { eventually, Recorder, shortTempDir, tetherDirs } from "./support.ts";
 
 const deno = Deno.execPath();
 const narrowHost = `${repoRoot}/tests/fixtures/sandbox/narrow_host.ts`;
@@ -235,5 +237,151 @@ Deno.test("V8 flags: a deno plugin's process gets one --v8-flags with the small 
     } finally {
       await client.kill();
     }
+  }
+});
+
+const FLOOD_PLUGIN = `
+const n = Number(Deno.args[0]);
+for (let i = 0; i < n; i++) { try { Deno.statSync("/nonexistent-flood"); } catch { /* denied */ } }
+try { Deno.statSync("/nonexistent-floox"); } catch { /* denied: the last check, same length */ }
+`;
+
+/** Runs `n` denied checks (then one more, the marker) in a real Deno process writing its audit to `path`. */
+async function flood(dir: string, path: string, n: number): Promise<void> {
+  const script = `${dir}/flood.ts`;
+  await Deno.writeTextFile(script, FLOOD_PLUGIN);
+  const out = await new Deno.Command(deno, {
+    args: ["run", "--no-prompt", "--no-config", script, String(n)],
+    env: { DENO_AUDIT_PERMISSIONS: path, NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("audit flood: the host keeps reading a flood of checks with bounded disk use; every lost line is counted", async () => {
+  const dir = await shortTempDir("tfa");
+  try {
+    const path = `${dir}/audit.jsonl`;
+    await Deno.writeFile(path, new Uint8Array());
+    const policy = new PermissionPolicy({ protocol: { env: [], sockets: [] } });
+    const targets = new Map<string, number>();
+    const tampers: AuditTamper[] = [];
+    const reader = new AuditReader({
+      path,
+      policy,
+      plugin: "flood",
+      pollMs: 1,
+      rotateBytes: 64 * 1024,
+      onEvent: (event) => targets.set(event.target!, (targets.get(event.target!) ?? 0) + 1),
+      onTamper: (tamper) => tampers.push(tamper),
+    });
+    const n = 100_000;
+    reader.start();
+    await flood(dir, path, n);
+    await reader.stop();
+    // Every audit line of this flood has the same length (same permission, same-length value, datetime to the
+    // second), so the count is exact: what the host read plus what it counted as lost is every check made.
+    const lineBytes = JSON.stringify({
+      v: 1,
+      datetime: "2026-11-27T16:20:45Z",
+      permission: "read",
+      value: "/nonexistent-flood",
+    }).length + 1;
+    const seen = (targets.get("/nonexistent-flood") ?? 0) + (targets.get("/nonexistent-floox") ?? 0);
+    assert.equal(reader.lostBytes % lineBytes, 0, `lost ${reader.lostBytes} bytes`);
+    assert.equal(seen + reader.lostBytes / lineBytes, n + 1);
+    // A lost line is never silent: each loss is reported (as tampering) with its size.
+    const reported = tampers.map((t) => /^(\d+) bytes of audit lost/.exec(t.reason)).filter((m) => m !== null)
+      .reduce((sum, m) => sum + Number(m![1]), 0);
+    assert.equal(reported, reader.lostBytes);
+    assert.equal(tampers.length, reader.malformed);
+    assert.ok(
+      targets.has("/nonexistent-floox") || reader.lostBytes > 0,
+      "the last check neither seen nor counted",
+    );
+    // It read on past any cap and freed what it read: the file is sparse, most of it holes.
+    assert.ok(reader.rotations > 0, "never rotated");
+    const info = await Deno.stat(path);
+    const written = (n + 1) * lineBytes;
+    // Sparse (Deno writes at its own offset) or empty (the last read ended in a rotation).
+    assert.ok(info.size === written || info.size === 0, `size ${info.size}`);
+    const allocated = info.blocks! * 512;
+    assert.ok(allocated < written / 2, `${allocated} bytes allocated of ${written} written`);
+    const lost = reader.lostBytes / lineBytes;
+    console.log(
+      `  ${n + 1} checks: ${seen} read, ${lost} lost and reported, ${reader.rotations} rotations, ` +
+        `${allocated} of ${written} bytes still allocated`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("audit flood: more unread audit than the backlog limit stops reading and calls onFlood once", async () => {
+  const dir = await shortTempDir("tfb");
+  try {
+    const path = `${dir}/audit.jsonl`;
+    // The plugin wrote ~1.8 MB before the host looked: more than the (test-sized) backlog limit.
+    await flood(dir, path, 20_000);
+    const floods: number[] = [];
+    const tampers: AuditTamper[] = [];
+    let events = 0;
+    const reader = new AuditReader({
+      path,
+      policy: new PermissionPolicy({ protocol: { env: [], sockets: [] } }),
+      plugin: "flood",
+      maxBacklogBytes: 256 * 1024,
+      onEvent: () => events++,
+      onTamper: (tamper) => tampers.push(tamper),
+      onFlood: (unread) => floods.push(unread),
+    });
+    reader.start();
+    assert.ok(await eventually(() => floods.length > 0), "onFlood not called");
+    await reader.stop();
+    assert.deepEqual(floods, [(await Deno.stat(path)).size]);
+    assert.equal(reader.flooded, true);
+    assert.equal(events, 0);
+    assert.equal(tampers.length, 1);
+    assert.match(tampers[0].reason, /faster than the host can read them; reading stopped/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("audit flood: a launch whose audit backlog passes the limit kills the plugin and names resource_limit", async () => {
+  const dir = await shortTempDir("tfl");
+  const logger = new Recorder();
+  const launch = await prepareLaunch({
+    name: "flooder",
+    cmd: `${repoRoot}/tests/fixtures/sandbox/forge.ts`,
+    args: [],
+    privateDirBase: dir,
+    cookieKey: kvHandshake.magicCookieKey,
+    logger,
+    isolation: "deno-only",
+  });
+  try {
+    // What the file looks like once the plugin wrote more than the limit the host has not read (sparse: Deno
+    // writes at its own offset, so the size is how far it got).
+    await Deno.truncate(launch.env.DENO_AUDIT_PERMISSIONS, AUDIT_MAX_BACKLOG_BYTES + 1);
+    let kills = 0;
+    launch.watch(() => kills++);
+    assert.ok(await eventually(() => kills > 0), "the plugin was not killed");
+    assert.ok(
+      logger.records.some((r) =>
+        r.message === "plugin floods its permission audit faster than the host can read it; killing it" &&
+        r.fields.unread === AUDIT_MAX_BACKLOG_BYTES + 1
+      ),
+    );
+    const reason = launch.exitReason([]);
+    assert.equal(reason?.code, "resource_limit");
+    assert.match(
+      reason!.message,
+      /plugin flooder was stopped: it made permission checks faster than the host/,
+    );
+  } finally {
+    await launch.cleanup();
+    await Deno.remove(dir, { recursive: true });
   }
 });
