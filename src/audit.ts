@@ -214,10 +214,17 @@ export class AuditReader {
   async #readMore(): Promise<void> {
     if (this.#flooded) return;
     let file: Deno.FsFile;
+    let writable = true;
     try {
       file = await Deno.open(this.#options.path, { read: true, write: true });
     } catch {
-      return; // Not there (yet, or the private directory is gone).
+      try {
+        // Owned by the plugin's uid (0600): read only, no rotation; the backlog limit still bounds it.
+        file = await Deno.open(this.#options.path, { read: true });
+        writable = false;
+      } catch {
+        return; // Not there (yet, or the private directory is gone).
+      }
     }
     const rotateBytes = this.#options.rotateBytes ?? AUDIT_ROTATE_BYTES;
     const maxBacklog = this.#options.maxBacklogBytes ?? AUDIT_MAX_BACKLOG_BYTES;
@@ -237,7 +244,8 @@ export class AuditReader {
         }
         let n = await file.read(chunk);
         if (
-          !n && this.#offset - this.#rotatedAt >= rotateBytes && this.#pendingBytes === 0 && !this.#skipping
+          !n && writable && this.#offset - this.#rotatedAt >= rotateBytes && this.#pendingBytes === 0 &&
+          !this.#skipping
         ) {
           // At the end of what Deno wrote, on a line boundary: free what was read. The last look and the
           // truncation are back-to-back synchronous calls, so the window in which Deno can write a line that
