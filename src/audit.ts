@@ -62,12 +62,12 @@ export const AUDIT_MAX_LINE_BYTES = 16 * 1024;
 export const AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
 
 /**
- * Most audit bytes a plugin may have written that the host has not read yet.
- * Beyond it the plugin is checking permissions faster than the host can read
- * them; reading stops and {@linkcode AuditReaderOptions.onFlood} is called
- * (the launch ends the plugin with `resource_limit`), so the file's disk use
- * stays bounded (about this plus {@linkcode AUDIT_ROTATE_BYTES}) and the host
- * never runs blind while the plugin goes on.
+ * Most audit bytes the file may hold since the host last freed it (rotation
+ * needs the host at the end of what Deno wrote). Beyond it the plugin checks
+ * permissions faster than the host can follow; reading stops and
+ * {@linkcode AuditReaderOptions.onFlood} is called (the launch ends the plugin
+ * with `resource_limit`), so the file's disk use stays bounded (about this
+ * much) and the host never runs blind while the plugin goes on.
  */
 export const AUDIT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
 
@@ -98,10 +98,11 @@ export interface AuditReaderOptions {
   /** Receives each malformed line. */
   readonly onTamper: (tamper: AuditTamper) => void;
   /**
-   * Called once when more than {@linkcode AUDIT_MAX_BACKLOG_BYTES} are unread (the host stops reading): end
+   * Called once when the file holds more than {@linkcode AUDIT_MAX_BACKLOG_BYTES} since the host last freed
+   * it (it never caught up with the end of what the plugin wrote; the host stops reading): end
    * the plugin. Without it the flood is reported through `onTamper` only.
    */
-  readonly onFlood?: (unread: number) => void;
+  readonly onFlood?: (held: number) => void;
   /** Rotation threshold (default {@linkcode AUDIT_ROTATE_BYTES}; smaller in tests). */
   readonly rotateBytes?: number;
   /** Backlog limit (default {@linkcode AUDIT_MAX_BACKLOG_BYTES}; smaller in tests). */
@@ -206,7 +207,7 @@ export class AuditReader {
   rotations = 0;
   /** Audit bytes lost (cut by a rotation before the host read them); each loss is reported as tampering. */
   lostBytes = 0;
-  /** Whether the plugin wrote more than the backlog limit unread (reading stopped). */
+  /** Whether the plugin wrote more than the backlog limit before the host caught up (reading stopped). */
   get flooded(): boolean {
     return this.#flooded;
   }
@@ -233,12 +234,13 @@ export class AuditReader {
       const chunk = new Uint8Array(64 * 1024);
       let sinceCheck = 0;
       while (true) {
-        // The file's size is how far Deno has written: what is beyond the reader is the backlog.
+        // The file's size is how far Deno has written; since the last truncation all of it is still on disk
+        // (read or not: a host that never catches up to the end never frees what it read).
         if (sinceCheck === 0 || sinceCheck >= 1024 * 1024) {
           sinceCheck = 0;
-          const unread = (await file.stat()).size - this.#offset;
-          if (unread > maxBacklog) {
-            this.#flood(unread, maxBacklog);
+          const held = (await file.stat()).size - this.#rotatedAt;
+          if (held > maxBacklog) {
+            this.#flood(held, maxBacklog);
             return;
           }
         }
@@ -272,14 +274,14 @@ export class AuditReader {
   #rotatedAt = 0;
   #lostReported = 0;
 
-  #flood(unread: number, limit: number): void {
+  #flood(held: number, limit: number): void {
     this.#flooded = true;
     this.#tamper(
-      `${unread} bytes of audit unread (more than ${limit}): the plugin checks permissions faster than the host ` +
+      `${held} bytes of audit not caught up with (more than ${limit}): the plugin checks permissions faster than the host ` +
         "can read them; reading stopped",
       "",
     );
-    this.#options.onFlood?.(unread);
+    this.#options.onFlood?.(held);
   }
 
   #reportLost(): void {

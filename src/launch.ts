@@ -520,12 +520,12 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       plugin: options.name,
       onTamper,
       // More unread audit than the host can follow: end the plugin rather than run blind (or fill the disk).
-      onFlood: (unread) => {
-        auditFlood = unread;
+      onFlood: (held) => {
+        auditFlood = held;
         options.logger.log({
           level: "error",
           message: "plugin floods its permission audit faster than the host can read it; killing it",
-          fields: { plugin: options.name, unread, limit: AUDIT_MAX_BACKLOG_BYTES },
+          fields: { plugin: options.name, held, limit: AUDIT_MAX_BACKLOG_BYTES },
         });
         killPlugin?.();
       },
@@ -695,7 +695,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
           return new TetherError(
             "resource_limit",
             `plugin ${options.name} was stopped: it made permission checks faster than the host could read ` +
-              `their audit (${auditFlood} bytes unread, limit ${AUDIT_MAX_BACKLOG_BYTES}), and the host does not ` +
+              `their audit (${auditFlood} bytes not caught up with, limit ${AUDIT_MAX_BACKLOG_BYTES}), and the host does not ` +
               "run a plugin it cannot follow; find the loop that checks permissions (each file, env or net " +
               "access is one check)",
             { plugin: options.name },

@@ -371,7 +371,7 @@ Deno.test("audit flood: a launch whose audit backlog passes the limit kills the 
     assert.ok(
       logger.records.some((r) =>
         r.message === "plugin floods its permission audit faster than the host can read it; killing it" &&
-        r.fields.unread === AUDIT_MAX_BACKLOG_BYTES + 1
+        r.fields.held === AUDIT_MAX_BACKLOG_BYTES + 1
       ),
     );
     const reason = launch.exitReason([]);
