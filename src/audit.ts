@@ -47,8 +47,29 @@ export const PERMISSION_REQUEST_FIELD = "tether_permission_request";
 /** Longest audit line accepted; a longer one is tampering (Deno's lines are a path plus ~100 bytes). */
 export const AUDIT_MAX_LINE_BYTES = 16 * 1024;
 
-/** Most audit bytes read per launch; beyond it reading stops and it counts as tampering (a flood). */
-export const AUDIT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
+/**
+ * Audit bytes the host reads before it frees them. Deno opens the audit file
+ * `O_WRONLY|O_CREAT|O_TRUNC` (no `O_APPEND`; measured with strace, Deno 2.9.6)
+ * and writes each line with one `write()` at its own offset. So once the host
+ * has read this much and is at the end of the file on a line boundary, it
+ * truncates the file to 0: the blocks it read are freed, Deno's next line
+ * lands at its old offset (the file becomes sparse: a hole, then the line), and
+ * the reader goes on from where it was. A line Deno wrote between the host's
+ * last read and the truncation is cut to zeros: the reader sees those bytes as
+ * NULs (Deno writes none itself) and reports them as lost (tampering), never
+ * silently.
+ */
+export const AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Most audit bytes the file may hold since the host last freed it (rotation
+ * needs the host at the end of what Deno wrote). Beyond it the plugin checks
+ * permissions faster than the host can follow; reading stops and
+ * {@linkcode AuditReaderOptions.onFlood} is called (the launch ends the plugin
+ * with `resource_limit`), so the file's disk use stays bounded (about this
+ * much) and the host never runs blind while the plugin goes on.
+ */
+export const AUDIT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
 
 const KINDS = new Set(["read", "write", "net", "env", "sys", "run", "ffi", "import"]);
 
@@ -76,6 +97,16 @@ export interface AuditReaderOptions {
   readonly onEvent: (event: PermissionEvent) => void;
   /** Receives each malformed line. */
   readonly onTamper: (tamper: AuditTamper) => void;
+  /**
+   * Called once when the file holds more than {@linkcode AUDIT_MAX_BACKLOG_BYTES} since the host last freed
+   * it (it never caught up with the end of what the plugin wrote; the host stops reading): end
+   * the plugin. Without it the flood is reported through `onTamper` only.
+   */
+  readonly onFlood?: (held: number) => void;
+  /** Rotation threshold (default {@linkcode AUDIT_ROTATE_BYTES}; smaller in tests). */
+  readonly rotateBytes?: number;
+  /** Backlog limit (default {@linkcode AUDIT_MAX_BACKLOG_BYTES}; smaller in tests). */
+  readonly maxBacklogBytes?: number;
   /** Report allowed checks too (default false). */
   readonly reportAllowed?: boolean;
   /** How often to look for new lines while the plugin runs (default 100 ms). */
@@ -172,36 +203,105 @@ export class AuditReader {
     await this.#readMore();
   }
 
+  /** Times the file was truncated after reading (each freed what had been read). */
+  rotations = 0;
+  /** Audit bytes lost (cut by a rotation before the host read them); each loss is reported as tampering. */
+  lostBytes = 0;
+  /** Whether the plugin wrote more than the backlog limit before the host caught up (reading stopped). */
+  get flooded(): boolean {
+    return this.#flooded;
+  }
+
   async #readMore(): Promise<void> {
+    if (this.#flooded) return;
     let file: Deno.FsFile;
+    let writable = true;
     try {
-      file = await Deno.open(this.#options.path, { read: true });
+      file = await Deno.open(this.#options.path, { read: true, write: true });
     } catch {
-      return; // Not there (yet, or the private directory is gone).
+      try {
+        // Owned by the plugin's uid (0600): read only, no rotation; the backlog limit still bounds it.
+        file = await Deno.open(this.#options.path, { read: true });
+        writable = false;
+      } catch {
+        return; // Not there (yet, or the private directory is gone).
+      }
     }
+    const rotateBytes = this.#options.rotateBytes ?? AUDIT_ROTATE_BYTES;
+    const maxBacklog = this.#options.maxBacklogBytes ?? AUDIT_MAX_BACKLOG_BYTES;
     try {
       await file.seek(this.#offset, Deno.SeekMode.Start);
       const chunk = new Uint8Array(64 * 1024);
-      while (this.#offset < AUDIT_MAX_TOTAL_BYTES) {
-        const n = await file.read(chunk);
+      let sinceCheck = 0;
+      while (true) {
+        // The file's size is how far Deno has written; since the last truncation all of it is still on disk
+        // (read or not: a host that never catches up to the end never frees what it read).
+        if (sinceCheck === 0 || sinceCheck >= 1024 * 1024) {
+          sinceCheck = 0;
+          const held = (await file.stat()).size - this.#rotatedAt;
+          if (held > maxBacklog) {
+            this.#flood(held, maxBacklog);
+            return;
+          }
+        }
+        let n = await file.read(chunk);
+        if (
+          !n && writable && this.#offset - this.#rotatedAt >= rotateBytes && this.#pendingBytes === 0 &&
+          !this.#skipping
+        ) {
+          // At the end of what Deno wrote, on a line boundary: free what was read. The last look and the
+          // truncation are back-to-back synchronous calls, so the window in which Deno can write a line that
+          // is then cut is as short as this host can make it; such a line is counted (NULs), not missed.
+          n = file.readSync(chunk);
+          if (!n) {
+            file.truncateSync(0);
+            this.#rotatedAt = this.#offset;
+            this.rotations++;
+          }
+        }
         if (n === null || n === 0) break;
         this.#offset += n;
+        sinceCheck += n;
         this.#consume(chunk.subarray(0, n));
       }
-      if (this.#offset >= AUDIT_MAX_TOTAL_BYTES && !this.#flooded) {
-        this.#flooded = true;
-        this.#tamper(`more than ${AUDIT_MAX_TOTAL_BYTES} bytes of audit; the rest is not read`, "");
-      }
+      this.#reportLost();
     } finally {
       file.close();
     }
   }
 
   #flooded = false;
+  #rotatedAt = 0;
+  #lostReported = 0;
+
+  #flood(held: number, limit: number): void {
+    this.#flooded = true;
+    this.#tamper(
+      `${held} bytes of audit not caught up with (more than ${limit}): the plugin checks permissions faster than the host ` +
+        "can read them; reading stopped",
+      "",
+    );
+    this.#options.onFlood?.(held);
+  }
+
+  #reportLost(): void {
+    if (this.lostBytes === this.#lostReported) return;
+    const lost = this.lostBytes - this.#lostReported;
+    this.#lostReported = this.lostBytes;
+    this.#tamper(`${lost} bytes of audit lost: written while the host truncated the file it had read`, "");
+  }
 
   #consume(bytes: Uint8Array): void {
     let start = 0;
     while (start < bytes.length) {
+      if (bytes[start] === 0 && this.#pendingBytes === 0 && !this.#skipping) {
+        // A hole left by a rotation where a line was cut (Deno never writes NUL): count it, then go on.
+        let end = start;
+        while (end < bytes.length && bytes[end] === 0) end++;
+        this.lostBytes += end - start;
+        start = end;
+        continue;
+      }
       const newline = bytes.indexOf(10, start);
       const end = newline < 0 ? bytes.length : newline;
       const piece = bytes.subarray(start, end);

@@ -93,11 +93,39 @@ function under(path: string, root: string): boolean {
   return root === "/" || path === root || path.startsWith(`${root}/`);
 }
 
-function real(path: string): string {
-  try {
-    return Deno.realPathSync(path);
-  } catch {
-    return path;
+/**
+ * Where `path` really leads: the longest existing prefix resolved, the rest
+ * appended (a grant that does not exist yet still resolves its parents).
+ * Fail closed: a path the host may not resolve is refused, never judged by its
+ * name, since a symlink on it could lead anywhere.
+ */
+function real(path: string, plugin: string, purpose: string): string {
+  let head = path;
+  const tail: string[] = [];
+  while (true) {
+    try {
+      const resolved = Deno.realPathSync(head);
+      return tail.length === 0 ? resolved : `${resolved.replace(/\/$/, "")}/${tail.reverse().join("/")}`;
+    } catch (cause) {
+      if (cause instanceof Deno.errors.NotFound && head !== "/" && head.includes("/")) {
+        tail.push(head.slice(head.lastIndexOf("/") + 1));
+        head = head.slice(0, head.lastIndexOf("/")) || "/";
+        continue;
+      }
+      if (cause instanceof Deno.errors.NotCapable) {
+        throw new TetherError(
+          "permission",
+          `plugin ${plugin}: cannot resolve ${path} (symlinks on it could lead anywhere): the host needs ` +
+            `--allow-read on ${path} to ${purpose}: ${String(cause)}; run the host with --allow-read=${path}`,
+          { plugin, cause },
+        );
+      }
+      throw new TetherError(
+        "config",
+        `plugin ${plugin}: cannot resolve ${path} to ${purpose}: ${String(cause)}`,
+        { plugin, cause },
+      );
+    }
   }
 }
 
@@ -146,7 +174,8 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
       if (dep.code?.specifier) importer.set(dep.code.specifier, module.specifier);
     }
   }
-  const allowed = options.allowed.map((path) => [path, real(path)]);
+  const graph = "check the plugin's module graph";
+  const allowed = options.allowed.map((path) => [path, real(path, plugin, graph)]);
   const local: string[] = [];
   for (const module of modules) {
     if (options.singleFile && module.specifier.startsWith("npm:")) {
@@ -159,10 +188,10 @@ export async function checkModuleGraph(options: GraphCheckOptions): Promise<stri
     }
     if (!module.specifier.startsWith("file:")) continue;
     const path = module.local ?? decodeURIComponent(new URL(module.specifier).pathname);
-    const where = real(path);
+    const where = real(path, plugin, graph);
     const by = importer.get(module.specifier);
     const from = by ? ` (imported by ${by})` : "";
-    if (options.singleFile && where !== real(entry)) {
+    if (options.singleFile && where !== real(entry, plugin, graph)) {
       throw new TetherError(
         "config",
         `plugin ${plugin}: with sha256, a deno plugin must be ONE bundled file so the digest covers all code ` +
@@ -234,7 +263,8 @@ export interface GrantLinkOptions {
 export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> {
   const { plugin } = options;
   const budget = { left: options.maxEntries ?? MAX_GRANT_ENTRIES };
-  const roots = (paths: readonly string[]) => paths.flatMap((p) => [p, real(p)]);
+  const roots = (paths: readonly string[]) =>
+    paths.flatMap((p) => [p, real(p, plugin, "check the plugin's grants for symlinks leading out")]);
   const writeRoots = roots(options.write);
   const readRoots = [...roots(options.read), ...writeRoots, ...roots(options.also ?? [])];
   const walks: [string, string[], string][] = [

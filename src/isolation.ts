@@ -330,6 +330,31 @@ export function resolveLimits(limits: ResourceLimits | undefined, plugin: string
 }
 
 /**
+ * V8's young generation for a `deno` plugin: `--max-semi-space-size=1` (MiB). A plugin is a small server that
+ * mostly waits; V8's default semi-spaces (grown under allocation) are resident memory it rarely needs.
+ * Measured (docs/security.md): RSS after 2,000 KV calls 113-117 -> 93-96 MiB, no throughput cost.
+ */
+export const PLUGIN_SEMI_SPACE_MIB = 1;
+
+/**
+ * The one `--v8-flags=` argument a `deno` plugin's `deno run` gets: the
+ * small young generation and, unless switched off, the heap limit, in one
+ * comma-separated list (one `--v8-flags`, one place that decides them).
+ *
+ * @example
+ * ```ts
+ * import { v8Flags } from "./isolation.ts";
+ * console.log(v8Flags({ heapMiB: 512, dataMiB: 2048 }));
+ * // "--v8-flags=--max-semi-space-size=1,--max-old-space-size=512"
+ * ```
+ */
+export function v8Flags(limits: Required<ResourceLimits>): string {
+  const flags = [`--max-semi-space-size=${PLUGIN_SEMI_SPACE_MIB}`];
+  if (limits.heapMiB > 0) flags.push(`--max-old-space-size=${limits.heapMiB}`);
+  return `--v8-flags=${flags.join(",")}`;
+}
+
+/**
  * Which memory limit a plugin's death points to, from its exit and the last
  * lines of its stderr, or `undefined`.
  *

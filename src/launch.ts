@@ -11,13 +11,14 @@
  * @module
  */
 
-import { AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
+import { AUDIT_MAX_BACKLOG_BYTES, AuditReader, type AuditTamper, type PermissionEvent } from "./audit.ts";
 import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
 import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
 import { PluginEnv } from "./handshake.ts";
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
+import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import {
   bwrapArgs,
   findPrlimit,
@@ -26,6 +27,7 @@ import {
   resolveIsolation,
   resolveLimits,
   type ResourceLimits,
+  v8Flags,
 } from "./isolation.ts";
 import type { Logger } from "./logs.ts";
 import { type DenoPermissions, PermissionPolicy } from "./permissions.ts";
@@ -129,8 +131,10 @@ export interface PreparedLaunch {
   watch(kill: () => void): void;
   /** A `resource_limit` error when the plugin's death points to one of its memory limits, else `undefined`. */
   exitReason(stderrTail: readonly string[]): TetherError | undefined;
-  /** Stops watching, removes the private directory and the launch's storage origin. */
+  /** Stops watching, removes the private directory, its owner marker and the launch's storage origin. */
   cleanup(): Promise<void>;
+  /** Removes the private directory and its owner marker at once, synchronously (the host is going away). */
+  removeNow(): void;
   /**
    * The caller now tracks the launch (its files and its process) for the host's end: the launch stops doing
    * it itself, so a signal does not remove the files while the caller is still stopping the plugin gracefully.
@@ -290,6 +294,42 @@ function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: nu
 }
 
 /**
+ * Creates a launch's private directory (0700) in `base` (default: the system
+ * temp dir) and at once, in the same synchronous step, its owner marker (see
+ * `stale.ts`): from then on, whatever ends the host (SIGKILL while verifying
+ * or checking the module graph), the next host's sweep removes the directory.
+ */
+function makePrivateDir(base: string | undefined, plugin: string): string {
+  let privateDir: string;
+  try {
+    privateDir = Deno.makeTempDirSync({ dir: base, prefix: "tether-" });
+  } catch (cause) {
+    throw permissionOr(cause, `plugin ${plugin}: cannot create its private directory`, deniedFlag(cause));
+  }
+  try {
+    writeOwnerMarker(privateDir);
+  } catch (cause) {
+    Deno.removeSync(privateDir, { recursive: true });
+    throw permissionOr(
+      cause,
+      `plugin ${plugin}: cannot write ${markerPath(privateDir)}`,
+      deniedFlag(cause, privateDir.replace(/\/[^/]+$/, "")),
+    );
+  }
+  return privateDir;
+}
+
+/** Removes a private directory and then its owner marker, synchronously. */
+function removePrivateDirNow(privateDir: string): void {
+  try {
+    Deno.removeSync(privateDir, { recursive: true });
+  } catch {
+    // Already gone.
+  }
+  removeOwnerMarker(privateDir);
+}
+
+/**
  * Prepares a launch: private directory, verified copy, module graph check,
  * permission flags, audit file and the OS layer. Call `cleanup()` once the
  * process has exited.
@@ -309,17 +349,9 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)
     : undefined;
-  let privateDir: string;
-  try {
-    // Synchronous, so the directory exists only once this code holds its path and can track it (below).
-    privateDir = Deno.makeTempDirSync({ dir: options.privateDirBase, prefix: "tether-" });
-  } catch (cause) {
-    throw permissionOr(
-      cause,
-      `plugin ${options.name}: cannot create its private directory`,
-      deniedFlag(cause),
-    );
-  }
+  // Synchronous, so the directory exists only once this code holds its path and can track it (below), and
+  // has its owner marker before anything else happens: a host killed at any later point leaves it to the sweep.
+  const privateDir = makePrivateDir(options.privateDirBase, options.name);
   const base = privateDir.replace(/\/[^/]+$/, "");
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
@@ -331,13 +363,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   // tracks the process, the launch may still be checking the module graph or verifying the plugin).
   const release = track({
     kill: () => cleanup(),
-    killNow: () => {
-      try {
-        Deno.removeSync(privateDir, { recursive: true });
-      } catch {
-        // Already gone.
-      }
-    },
+    killNow: () => removePrivateDirNow(privateDir),
     onSignals: options.handleSignals ?? true,
   });
   const cleanup = async () => {
@@ -345,9 +371,19 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     stopWatching();
     await audit?.stop();
     await Deno.remove(privateDir, { recursive: true }).catch(() => {});
+    removeOwnerMarker(privateDir);
     for (const path of sharedStorage) await Deno.remove(path, { recursive: true }).catch(() => {});
   };
   try {
+    // Directories of hosts that died without running code (SIGKILL), once per base directory per host.
+    const removed = await sweepStaleDirs(base);
+    if (removed.length > 0) {
+      options.logger.log({
+        level: "info",
+        message: "removed private directories of hosts that died",
+        fields: { plugin: options.name, removed },
+      });
+    }
     if (options.uid !== undefined || options.gid !== undefined) {
       // The plugin creates its sockets here.
       await Deno.chown(privateDir, options.uid ?? null, options.gid ?? null);
@@ -391,6 +427,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         watch: () => {},
         exitReason: () => undefined,
         cleanup,
+        removeNow: () => removePrivateDirNow(privateDir),
         handOff: release,
       };
     }
@@ -460,6 +497,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       await Deno.chown(auditPath, options.uid ?? null, options.gid ?? null);
     }
     let killPlugin: (() => void) | undefined;
+    let auditFlood: number | undefined;
     const onTamper = (tamper: AuditTamper) => {
       options.logger.log({
         level: "error",
@@ -481,6 +519,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       policy,
       plugin: options.name,
       onTamper,
+      // More unread audit than the host can follow: end the plugin rather than run blind (or fill the disk).
+      onFlood: (held) => {
+        auditFlood = held;
+        options.logger.log({
+          level: "error",
+          message: "plugin floods its permission audit faster than the host can read it; killing it",
+          fields: { plugin: options.name, held, limit: AUDIT_MAX_BACKLOG_BYTES },
+        });
+        killPlugin?.();
+      },
       onEvent: (event) => {
         options.logger.log({
           level: "warn",
@@ -561,7 +609,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       // A fresh origin per launch: localStorage, CacheStorage and KV are never shared with the host,
       // other plugins or earlier launches.
       `--location=${origin}/`,
-      ...(limits!.heapMiB > 0 ? [`--v8-flags=--max-old-space-size=${limits!.heapMiB}`] : []),
+      v8Flags(limits!),
       entry,
       ...options.args,
     ];
@@ -643,6 +691,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         watchSockets();
       },
       exitReason: (tail) => {
+        if (auditFlood !== undefined) {
+          return new TetherError(
+            "resource_limit",
+            `plugin ${options.name} was stopped: it made permission checks faster than the host could read ` +
+              `their audit (${auditFlood} bytes not caught up with, limit ${AUDIT_MAX_BACKLOG_BYTES}), and the host does not ` +
+              "run a plugin it cannot follow; find the loop that checks permissions (each file, env or net " +
+              "access is one check)",
+            { plugin: options.name },
+          );
+        }
         const limit = limitFromExit(tail, limits!);
         if (!limit) return undefined;
         const what = limit === "heap"
@@ -656,6 +714,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
         );
       },
       cleanup,
+      removeNow: () => removePrivateDirNow(privateDir),
       handOff: release,
     };
   } catch (error) {

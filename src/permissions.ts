@@ -125,12 +125,46 @@ function listOf(value: readonly string[] | boolean | undefined): readonly string
 
 const LIST_SEPARATORS = /[,\n\r\0]/;
 
+/** The kinds where `true` means "all of it": Deno has no narrower grant for some of them, and they are explicit. */
+const WHOLE_KINDS: ReadonlySet<string> = new Set(["sys", "run", "ffi"]);
+
+/**
+ * Why a non-list value of a list-only kind is refused. `read: true`, `write: true`, `net: true`, `env: true`
+ * and `import: true` would be the whole file system, network or environment: in a grant that is no sandbox
+ * (and the namespace layer would have to bind `/` or share the host's network); in a deny set it would deny
+ * the protocol's own sockets and variables. Neither is what a plugin's grants are for, so the one rule is:
+ * list what it needs, or say `all: true` (with allowBroadPermissions) and own that.
+ */
+function wholeKindHint(kind: string, value: unknown): string {
+  const example = kind === "read" || kind === "write"
+    ? `${kind}: ["/srv/data"]`
+    : kind === "net"
+    ? 'net: ["api.example.com:443"]'
+    : kind === "env"
+    ? 'env: ["API_TOKEN", "MYPLUGIN_*"]'
+    : 'import: ["deno.land"]';
+  if (value === true) {
+    return `true is not supported for ${kind} (it would grant or deny every ${
+      kind === "net" || kind === "import" ? "host" : kind === "env" ? "variable" : "path"
+    }, which Tether's sandbox layers do not express); list the entries instead, e.g. ${example}` +
+      (kind === "read" || kind === "write" || kind === "net"
+        ? ", or grant everything with all: true and " +
+          "allowBroadPermissions: true (no sandbox)"
+        : "");
+  }
+  return `expected a list of strings, e.g. ${example}, found ${JSON.stringify(value) ?? String(value)}`;
+}
+
 /**
  * Checks every grant or deny entry on its own, before any of them is turned
  * into a flag: an entry must be a non-empty string with no list separator
  * (`,`, newline, NUL) and must not start with `-`, because Deno's flags join
  * entries with `,` and an entry that splits or reads as a flag would grant
- * something nobody wrote. This is the one check every layer (`PluginClient`,
+ * something nobody wrote. `read`, `write`, `net`, `env` and `import` take
+ * lists only: `true` there is refused with what to write instead (the whole
+ * file system, network or environment is no sandbox, and the namespace layer
+ * does not express it); `sys`, `run` and `ffi` also take `true`, and `false`
+ * means none. This is the one check every layer (`PluginClient`,
  * the SFTPGo config loader, `tether pack`) calls.
  *
  * @param permissions The grants or denials to check.
@@ -150,8 +184,12 @@ const LIST_SEPARATORS = /[,\n\r\0]/;
  */
 export function validatePermissionEntries(permissions: DenoPermissions, source: string): void {
   for (const kind of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
-    const value = permissions[kind];
-    if (value === undefined || typeof value === "boolean") continue;
+    const value: unknown = permissions[kind];
+    if (value === undefined || value === false) continue;
+    if (value === true && WHOLE_KINDS.has(kind)) continue;
+    if (!Array.isArray(value)) {
+      throw new TetherError("config", `${source}.${kind}: ${wholeKindHint(kind, value)}`);
+    }
     value.forEach((entry, index) => {
       const field = `${source}.${kind}[${index}]`;
       if (typeof entry !== "string" || entry.length === 0) {
@@ -291,6 +329,8 @@ export class PermissionPolicy {
     list("import", listOf(g.import));
     const d = this.#deny;
     for (const kind of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
+      // `true` (validated: only sys, run, ffi) denies the whole kind, as `decide` says.
+      if (d[kind] === true) flags.push(`--deny-${kind}`);
       const values = listOf(d[kind]);
       if (values.length > 0) flags.push(`--deny-${kind}=${values.join(",")}`);
     }

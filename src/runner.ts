@@ -13,7 +13,6 @@
 import { TetherError } from "./errors.ts";
 import { PluginEnv } from "./handshake.ts";
 import { dieWithHost, SETPRIV } from "./lifeline.ts";
-import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import type { PermissionEvent } from "./audit.ts";
 import {
   deniedFlag,
@@ -252,16 +251,6 @@ export function pluginEnv(
   return env;
 }
 
-/** Removes a launch's private directory, then its owner marker, synchronously. */
-function removeDirNow(dir: string): void {
-  try {
-    Deno.removeSync(dir, { recursive: true });
-  } catch {
-    // Already gone.
-  }
-  removeOwnerMarker(dir);
-}
-
 /**
  * Tether's runner: a local process, with the private directory, integrity
  * check, Deno sandbox and lifeline described in docs/security.md.
@@ -345,44 +334,26 @@ export class ProcessRunner implements PluginRunner {
       } catch {
         // Already gone.
       }
-      removeDirNow(launch.privateDir);
+      launch.removeNow();
     });
     launch.handOff();
     try {
-      return await this.#spawn(request, launch, { ...env, ...launch.env }, spawned);
+      return this.#spawn(request, launch, { ...env, ...launch.env }, spawned);
     } catch (error) {
       await launch.cleanup();
-      removeOwnerMarker(launch.privateDir);
       throw error;
     }
   }
 
-  async #spawn(
+  #spawn(
     request: RunRequest,
     launch: PreparedLaunch,
     env: Record<string, string>,
     spawned: { child?: Deno.ChildProcess },
-  ): Promise<RunningPlugin> {
+  ): RunningPlugin {
     const { command } = this.#options;
     const name = request.name;
     const base = launch.privateDir.replace(/\/[^/]+$/, "");
-    // The host's own record of this directory, outside it, for the sweep after a host that could not clean up.
-    await writeOwnerMarker(launch.privateDir).catch((cause) => {
-      throw permissionOr(
-        cause,
-        `plugin ${name}: cannot write ${markerPath(launch.privateDir)}`,
-        deniedFlag(cause, base),
-      );
-    });
-    await sweepStaleDirs(base).then((removed) => {
-      if (removed.length > 0) {
-        request.logger.log({
-          level: "info",
-          message: "removed private directories of hosts that died",
-          fields: { plugin: name, removed },
-        });
-      }
-    });
     request.logger.log({
       level: "debug",
       message: "starting plugin",
@@ -450,7 +421,7 @@ export class ProcessRunner implements PluginRunner {
       killNow: () => {
         kill("SIGKILL");
         removeSocket(launch.socketPath);
-        removeDirNow(socketDir);
+        launch.removeNow();
       },
       onPermissionEvent: this.#options.sandbox?.onPermissionEvent,
       execFailure: (exit, tail) => this.#execFailure(name, launch, wrapped, exit, tail),
@@ -459,10 +430,7 @@ export class ProcessRunner implements PluginRunner {
         cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied
           ? permissionOr(cause, what, deniedFlag(cause, base))
           : undefined,
-      cleanup: async () => {
-        await launch.cleanup();
-        removeOwnerMarker(socketDir);
-      },
+      cleanup: () => launch.cleanup(),
     };
   }
 

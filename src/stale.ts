@@ -73,16 +73,19 @@ function selfMarker(): OwnerMarker {
 }
 
 /**
- * Writes the owner marker of `privateDir` (mode 0600, next to the directory).
+ * Writes the owner marker of `privateDir` (mode 0600, next to the directory),
+ * synchronously: `prepareLaunch` writes it before it creates the directory.
+ *
+ * @throws {Deno.errors.AlreadyExists} when the marker is there already.
  *
  * @example
  * ```ts ignore
  * import { writeOwnerMarker } from "./stale.ts";
- * await writeOwnerMarker("/tmp/tether-abc123");
+ * writeOwnerMarker("/tmp/tether-abc123");
  * ```
  */
-export async function writeOwnerMarker(privateDir: string): Promise<void> {
-  await Deno.writeTextFile(markerPath(privateDir), JSON.stringify(selfMarker()), {
+export function writeOwnerMarker(privateDir: string): void {
+  Deno.writeTextFileSync(markerPath(privateDir), JSON.stringify(selfMarker()), {
     mode: 0o600,
     createNew: true,
   });

@@ -17,10 +17,10 @@
 
 import { TetherError } from "../errors.ts";
 import { PluginEnv } from "../handshake.ts";
+import { removeOwnerMarker, writeOwnerMarker } from "../stale.ts";
 import { type PreparedLaunch, prepareLaunch, protocolEnv, refusedDenoEnv } from "../launch.ts";
 import { dieWithHost } from "../lifeline.ts";
 import { formatHclogJson, type Logger } from "../logs.ts";
-import { removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "../stale.ts";
 import { PACK_FORMAT, PACK_GLOBAL, type PackPayload } from "./manifest.ts";
 
 const encoder = new TextEncoder();
@@ -80,9 +80,15 @@ async function run(payload: PackPayload): Promise<number> {
     ? assigned.slice(0, assigned.lastIndexOf("/"))
     : hostEnv[PluginEnv.unixSocketDir] || hostEnv.TMPDIR || "/tmp";
   // The bundled code goes to a private staging file; prepareLaunch checks its SHA-256 and runs its own copy.
-  const staging = await Deno.makeTempDir({ dir: base, prefix: "tether-stage-" });
+  // Named and marked like a private directory, so a launcher killed while it prepares leaves it to the sweep.
+  const staging = Deno.makeTempDirSync({ dir: base, prefix: "tether-stage_" });
+  const dropStaging = async () => {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    removeOwnerMarker(staging);
+  };
   let launch: PreparedLaunch;
   try {
+    writeOwnerMarker(staging);
     await Deno.writeTextFile(`${staging}/plugin.js`, payload.plugin, { mode: 0o400, createNew: true });
     launch = await prepareLaunch({
       name: manifest.name,
@@ -102,12 +108,10 @@ async function run(payload: PackPayload): Promise<number> {
       killOnAuditTamper: false,
     });
   } catch (error) {
-    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    await dropStaging();
     fail(error instanceof TetherError || error instanceof Error ? error.message : String(error));
   }
-  await Deno.remove(staging, { recursive: true }).catch(() => {});
-  await writeOwnerMarker(launch.privateDir).catch(() => {});
-  await sweepStaleDirs(base).catch(() => []);
+  await dropStaging();
 
   const grants = manifest.permissions.all ? ["*"] : [...(manifest.permissions.env ?? [])];
   const env = { ...passedEnv(hostEnv, manifest.cookieKey, grants), ...launch.env };
@@ -161,7 +165,6 @@ async function run(payload: PackPayload): Promise<number> {
   clearInterval(orphanCheck);
   for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
   await launch.cleanup();
-  removeOwnerMarker(launch.privateDir);
   if (status.signal) return 128 + (Deno.build.os === "linux" ? signalNumber(status.signal) : 0);
   return status.code;
 }

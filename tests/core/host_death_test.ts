@@ -10,6 +10,8 @@
  */
 
 import assert from "node:assert/strict";
+import { PluginClient } from "../../mod.ts";
+import { kvHandshake } from "../../examples/kv/handshake.ts";
 import { goFixture, ignoreWithoutGo, isAlive, repoRoot } from "../helpers.ts";
 
 const HOST = `${repoRoot}/tests/fixtures/hosts/two_plugins.ts`;
@@ -189,6 +191,53 @@ Deno.test({
         "tether-otherns",
         "tether-otherns.owner",
       ]);
+    }),
+});
+
+Deno.test({
+  name:
+    "host death: a host SIGKILLed inside prepareLaunch (verifying its plugin) leaves a marked directory that " +
+    "the next start sweeps",
+  ignore: ignoreWithoutGo(),
+  fn: () =>
+    inBase(async (base) => {
+      const fifo = `${base}/plugin.fifo`;
+      const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+      assert.ok(made.success, "mkfifo failed");
+      const host = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--no-prompt", `${repoRoot}/tests/fixtures/sandbox/stuck_host.ts`, base, fifo],
+        stdout: "null",
+        stderr: "inherit",
+        stdin: "null",
+      }).spawn();
+      // Opening the FIFO for writing returns only once the host opened it for reading: it is now inside
+      // prepareLaunch's integrity check, its private directory made. No timing involved.
+      const writer = await Deno.open(fifo, { write: true });
+      const dirs = leftovers(base);
+      assert.equal(dirs.length, 2, `expected a private directory and its marker: ${dirs}`);
+      assert.ok(dirs[1] === `${dirs[0]}.owner`, `no owner marker next to ${dirs[0]}: ${dirs}`);
+      host.kill("SIGKILL");
+      assert.equal((await host.status).signal, "SIGKILL");
+      writer.close();
+      assert.deepEqual(leftovers(base), dirs, "nothing ran to remove it");
+
+      // The next start in the same base (this process, a Go plugin) sweeps the dead host's directory.
+      const client = new PluginClient({
+        cmd: await goFixture("kvplugin"),
+        handshake: kvHandshake,
+        unixSocketDir: base,
+        name: "next",
+        logger: { log: () => {} },
+      });
+      try {
+        await client.start();
+        const now = leftovers(base);
+        assert.ok(!now.includes(dirs[0]) && !now.includes(dirs[1]), `not swept: ${now}`);
+        assert.equal(now.length, 2, `only the new launch's directory and marker: ${now}`);
+      } finally {
+        await client.kill();
+      }
+      assert.deepEqual(leftovers(base), []);
     }),
 });
 

@@ -6,7 +6,8 @@
  *
  * The narrowest flags (see docs/security.md):
  *
- *   --allow-read=<socket base> --allow-write=<socket base>
+ *   --allow-read=<socket base>,<the TypeScript plugin's tree> --allow-write=<socket base>
+ *                                            (the tree: the graph check resolves where its modules lead)
  *   --allow-net                              (unix sockets cannot be granted by directory: denoland/deno#36762)
  *   --allow-run=<native plugin paths>,<Deno.execPath()>,/usr/bin/setpriv,/usr/bin/prlimit,/usr/bin/bwrap
  *                                            (setpriv: plugins die with the host; prlimit applies a TS
@@ -118,7 +119,9 @@ Deno.test({
       const kvplugin = await goFixture("kvplugin");
       const config: HostConfig = { go: kvplugin, ts: tsPlugin, denoConfig, base };
       const narrow = {
-        read: `--allow-read=${base}`,
+        // The TypeScript plugin's tree (the directory of its denoConfig): the module graph check resolves
+        // where each module and grant really leads, and refuses what the host may not resolve.
+        read: `--allow-read=${base},${repoRoot}`,
         write: `--allow-write=${base}`,
         net: "--allow-net",
         run: `--allow-run=${kvplugin},${deno},${SETPRIV},${prlimit},${bwrap}`,
@@ -140,6 +143,7 @@ Deno.test({
         noEnv,
         tsNoNet,
         tsNoRead,
+        tsNoReadTree,
         tsNoWrite,
         tsNoPrlimit,
       ] = await pooled([
@@ -170,7 +174,16 @@ Deno.test({
         () => runHost(all.filter((flag) => flag !== narrow.env), config),
         // The TypeScript plugin alone.
         () => runHost(all.filter((flag) => flag !== narrow.net), { ...config, go: undefined }),
-        () => runHost(all.filter((flag) => flag !== narrow.read), { ...config, go: undefined }),
+        () =>
+          runHost(all.map((flag) => flag === narrow.read ? `--allow-read=${repoRoot}` : flag), {
+            ...config,
+            go: undefined,
+          }),
+        () =>
+          runHost(all.map((flag) => flag === narrow.read ? `--allow-read=${base}` : flag), {
+            ...config,
+            go: undefined,
+          }),
         () => runHost(all.filter((flag) => flag !== narrow.write), { ...config, go: undefined }),
         () =>
           runHost([
@@ -194,6 +207,11 @@ Deno.test({
       );
       assertNamesFlag(tsNoNet, "--allow-net (", "--allow-net (ts)");
       assertNamesFlag(tsNoRead, `--allow-read=${base}`, "--allow-read (ts)");
+      assertNamesFlag(tsNoReadTree, `--allow-read=${repoRoot}`, "the plugin's tree in --allow-read (ts)");
+      assert.match(
+        tsNoReadTree.error!.message,
+        new RegExp(`the host needs --allow-read on ${repoRoot} to check the plugin's module graph`),
+      );
       assertNamesFlag(tsNoWrite, `--allow-write=${base}`, "--allow-write (ts)");
       assertNamesFlag(tsNoPrlimit, `--allow-run=${prlimit}`, "prlimit in --allow-run (ts)");
 

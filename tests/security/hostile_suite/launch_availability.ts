@@ -14,12 +14,34 @@ import { GIB, type LaunchAttempt } from "./probe.ts";
 import { DEFAULT_DATA_MIB } from "../../../src/isolation.ts";
 
 // ------------------------------------------------------------------ availability
-async function withHostile(
+function withHostile(
   world: World,
   id: string,
   fn: (client: PluginClient) => Promise<string[]>,
 ): Promise<string[]> {
-  const logger = new Records([world.token]);
+  return withHostileLogged(world, id, new Records([world.token]), fn);
+}
+
+/** The DENO_AUDIT_PERMISSIONS file of the deno process at or below `pid` (its environment, same uid). */
+function auditFileOf(pid: number): string | undefined {
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const env = Deno.readTextFileSync(`/proc/${p}/environ`).split("\0");
+      const found = env.find((entry) => entry.startsWith("DENO_AUDIT_PERMISSIONS="));
+      if (found) return found.slice("DENO_AUDIT_PERMISSIONS=".length);
+    } catch {
+      // Gone, or not ours.
+    }
+  }
+  return undefined;
+}
+
+async function withHostileLogged(
+  world: World,
+  id: string,
+  logger: Records,
+  fn: (client: PluginClient) => Promise<string[]>,
+): Promise<string[]> {
   const client = await startHostile(world, id, logger);
   const pid = client.pid!;
   let evidence: string[] = [];
@@ -221,6 +243,54 @@ export const availabilityAttempts: LaunchAttempt[] = [
     "timers",
     "timer overflow only affects the plugin's own event loop; host-verified: it still answers",
   ),
+  {
+    id: "avail11",
+    cls: "availability",
+    description: "flood its permission audit past 64 MiB (600,000 granted checks), then one denied check",
+    expect: "denied",
+    serial: true,
+    run: async (world) => {
+      const nonce = crypto.randomUUID();
+      const end = `/tether-audit-flood-end-${nonce}`;
+      let outcome = "";
+      let allocated = 0;
+      let audit = "";
+      const logger = new Records([world.token]);
+      const evidence = await withHostileLogged(world, "avail11", logger, async (client) => {
+        audit = auditFileOf(client.pid!) ?? "";
+        outcome = await client.dispense(KV).get({ key: `avail:auditflood:600000:${nonce}` }, {
+          timeoutMs: 120_000,
+        })
+          .then((r) => text(r.value), (e) => `failed: ${String(e).slice(0, 200)}`);
+        try {
+          allocated = (Deno.statSync(audit).blocks ?? 0) * 512;
+        } catch {
+          // Gone with the plugin (killed for the flood).
+        }
+        // The host follows the audit every 100 ms: give it a moment to reach the last line.
+        for (let i = 0; i < 50 && !world.events.some((e) => e.target === end); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return [];
+      });
+      const seen = world.events.some((e) => e.plugin === "avail11" && e.target === end);
+      const lost = logger.records.some((r) => /bytes of audit lost/.test(String(r.fields.reason)));
+      const ended = /resource_limit|faster than the host could read/.test(outcome);
+      if (!seen && !lost && !ended) {
+        evidence.push(
+          `the host never saw the denied check after the flood, counted no loss, and the plugin lived on`,
+        );
+      }
+      if (allocated > 72 * 2 ** 20) evidence.push(`the audit file held ${allocated} bytes on disk`);
+      if (audit === "") evidence.push("could not find the plugin's audit file (test harness)");
+      return {
+        evidence,
+        note: `${outcome}; end denial ${seen ? "seen" : "not seen"}${lost ? ", lost lines reported" : ""}${
+          ended ? ", plugin ended" : ""
+        }; audit file ${(allocated / 2 ** 20).toFixed(1)} MiB on disk`,
+      };
+    },
+  },
   {
     id: "avail09",
     cls: "availability",
