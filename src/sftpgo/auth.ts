@@ -1,7 +1,8 @@
 /**
- * SFTPGo `auth` plugins, both sides: {@linkcode AuthClient} calls a plugin
- * the way SFTPGo does (including the keyboard-interactive loop), and
- * {@linkcode serveAuth} turns an {@linkcode Authenticator} into a plugin.
+ * SFTPGo `auth` plugins: the vocabulary both sides share, and the plugin
+ * side ({@linkcode serveAuth} turns an {@linkcode Authenticator} into a
+ * plugin). The host side, `AuthClient`, is in auth_client.ts, which plugins
+ * never load.
  *
  * The contract (sdk `plugin/auth`): each check gets the credentials and the
  * user SFTPGo has (JSON: the stored user, or its zero user `{"id":0,"username":...}`
@@ -171,7 +172,7 @@ export interface KeyboardAuthReply {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Host side
+// What the host side speaks of (the host side itself is in auth_client.ts)
 
 /**
  * The prompt of a keyboard-interactive step, as the SSH client would show it.

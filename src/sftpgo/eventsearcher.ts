@@ -1,7 +1,9 @@
 /**
- * SFTPGo `eventsearcher` plugins, both sides: {@linkcode EventSearcherClient}
- * searches the events a notifier stored; {@linkcode serveEventSearcher}
- * turns an {@linkcode EventSearcher} into a plugin.
+ * SFTPGo `eventsearcher` plugins: the queries both sides share, and the
+ * plugin side ({@linkcode serveEventSearcher} turns an
+ * {@linkcode EventSearcher} into a plugin). The host side,
+ * `EventSearcherClient`, is in eventsearcher_client.ts, which plugins never
+ * load.
  *
  * Every search returns JSON (SFTPGo passes it unchanged to its REST API and
  * web UI): an array of events in the official eventsearch plugin. Filter
@@ -57,7 +59,7 @@ export const SearchOrder = {
 export type SearchOrderValue = typeof SearchOrder[keyof typeof SearchOrder];
 
 // ---------------------------------------------------------------------------------------------------------------
-// Host side
+// What the host side speaks of (the host side itself is in eventsearcher_client.ts)
 
 /**
  * Filters every search has. All optional; unset means no constraint.

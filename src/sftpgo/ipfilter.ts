@@ -1,7 +1,8 @@
 /**
- * SFTPGo `ipfilter` plugins, both sides: {@linkcode IpFilterClient} asks a
- * plugin whether an address may connect; {@linkcode serveIpFilter} turns an
- * {@linkcode IpFilter} into one.
+ * SFTPGo `ipfilter` plugins: the verdicts both sides share, and the plugin
+ * side ({@linkcode serveIpFilter} turns an {@linkcode IpFilter} into a
+ * plugin). The host side, `IpFilterClient`, is in ipfilter_client.ts, which
+ * plugins never load.
  *
  * The wire has no "allowed" flag: `CheckIP` succeeds to allow and fails to
  * deny, so the error's text is the reason. The host wrapper keeps the two

@@ -1,7 +1,7 @@
 /**
- * SFTPGo `kms` plugins, both sides: {@linkcode KmsClient} encrypts and
- * decrypts SFTPGo secrets through a plugin; {@linkcode serveKms} turns a
- * {@linkcode KmsService} into one.
+ * SFTPGo `kms` plugins: the requests both sides share, and the plugin side
+ * ({@linkcode serveKms} turns a {@linkcode KmsService} into a plugin). The
+ * host side, `KmsClient`, is in kms_client.ts, which plugins never load.
  *
  * SFTPGo stores what `encrypt` returns (payload, key, mode) with the secret
  * and hands all of it back, with the same additional data, url and master

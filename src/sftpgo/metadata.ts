@@ -1,7 +1,7 @@
 /**
  * SFTPGo's legacy `metadata` plugins (removed in SFTPGo 2.6, sdk v0.1.6 was
- * the last with them), both sides: {@linkcode MetadataClient} and
- * {@linkcode serveMetadata}. Such a plugin stored modification times for
+ * the last with them): the plugin side, {@linkcode serveMetadata}; the host
+ * side, `MetadataClient`, is in metadata_client.ts, which plugins never load. Such a plugin stored modification times for
  * object storage backends, which cannot set them.
  *
  * Times are milliseconds since the Unix epoch on the wire (SFTPGo sent

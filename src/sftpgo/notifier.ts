@@ -1,8 +1,9 @@
 /**
- * SFTPGo `notifier` plugins, both sides: {@linkcode NotifierClient} sends
- * filesystem, provider and log events; {@linkcode serveNotifier} turns a
- * {@linkcode Notifier} into a plugin. A rejected send means the event was not
- * delivered (SFTPGo may queue it and try again).
+ * SFTPGo `notifier` plugins: the events both sides speak of, and the plugin
+ * side ({@linkcode serveNotifier} turns a {@linkcode Notifier} into a
+ * plugin). The host side, `NotifierClient`, is in notifier_client.ts, which
+ * plugins never load. A failed event means it was not delivered (SFTPGo may
+ * queue it and try again).
  *
  * Times: `timestamp` is a `Date` or a `bigint` of Unix nanoseconds when you
  * send (default: now); a plugin receives both `timestamp: Date` and the exact
@@ -99,7 +100,7 @@ export const LogEventType = {
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Host side
+// What the host side speaks of (the host side itself is in notifier_client.ts)
 
 /**
  * A filesystem event to send. Only `action` and `username` are required;
