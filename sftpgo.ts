@@ -13,7 +13,9 @@
  *   or {@linkcode Metadater} and serve it with {@linkcode serveAuth},
  *   {@linkcode serveNotifier}, ... A thrown error reaches the host as a gRPC
  *   error, which SFTPGo reads as "login refused", "address denied", "event
- *   not delivered" and so on.
+ *   not delivered" and so on. A plugin imports these from
+ *   `@tether/tether/sftpgo/plugin`, which has the same names without the host
+ *   side (no grpc-js, yaml, zod or TOML parser to load).
  *
  * Conventions: points in time are a `Date` or a `bigint` of Unix nanoseconds
  * when you send them; received ones come as both (`timestamp: Date`,
@@ -34,7 +36,7 @@
  *
  * @example Plugin side
  * ```ts ignore
- * import { serveIpFilter } from "@tether/tether/sftpgo";
+ * import { serveIpFilter } from "@tether/tether/sftpgo/plugin";
  *
  * await serveIpFilter({
  *   checkIP: (ip) => ip.startsWith("10.") ? { allowed: false, reason: "ip banned" } : true,

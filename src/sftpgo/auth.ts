@@ -442,7 +442,7 @@ export function authService(impl: Authenticator): ServiceRegistration<typeof Aut
  *
  * @example
  * ```ts ignore
- * import { serveAuth } from "@tether/tether/sftpgo";
+ * import { serveAuth } from "@tether/tether/sftpgo/plugin";
  *
  * await serveAuth({
  *   checkUserAndPass: ({ username, password }) => {

@@ -385,7 +385,7 @@ export function eventSearcherService(impl: EventSearcher): ServiceRegistration<t
  *
  * @example
  * ```ts ignore
- * import { serveEventSearcher } from "@tether/tether/sftpgo";
+ * import { serveEventSearcher } from "@tether/tether/sftpgo/plugin";
  *
  * await serveEventSearcher({
  *   searchFsEvents: (filter) => [],

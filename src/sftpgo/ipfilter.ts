@@ -111,7 +111,7 @@ function denied(reason: string): TetherError {
  *
  * @example
  * ```ts ignore
- * import { serveIpFilter } from "@tether/tether/sftpgo";
+ * import { serveIpFilter } from "@tether/tether/sftpgo/plugin";
  *
  * await serveIpFilter({ checkIP: (ip) => ip !== "203.0.113.66" });
  * ```

@@ -139,7 +139,7 @@ export function kmsService(impl: KmsService): ServiceRegistration<typeof KMS> {
  *
  * @example
  * ```ts ignore
- * import { serveKms } from "@tether/tether/sftpgo";
+ * import { serveKms } from "@tether/tether/sftpgo/plugin";
  * import { seal, open } from "./my-crypto.ts";
  *
  * await serveKms({

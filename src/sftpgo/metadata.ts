@@ -149,7 +149,7 @@ export function metadataService(impl: Metadater): ServiceRegistration<typeof Met
  *
  * @example
  * ```ts ignore
- * import { serveMetadata } from "@tether/tether/sftpgo";
+ * import { serveMetadata } from "@tether/tether/sftpgo/plugin";
  * import { metadater } from "./my-store.ts";
  *
  * await serveMetadata(metadater);

@@ -485,7 +485,7 @@ export function notifierService(impl: Notifier): ServiceRegistration<typeof Noti
  *
  * @example
  * ```ts ignore
- * import { serveNotifier } from "@tether/tether/sftpgo";
+ * import { serveNotifier } from "@tether/tether/sftpgo/plugin";
  *
  * await serveNotifier({
  *   notifyFsEvent: (event) => console.error(event.timestamp.toISOString(), event.username, event.action),
