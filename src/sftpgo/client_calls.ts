@@ -37,8 +37,9 @@ export class PluginCalls<S extends DescService> {
   }
 
   /**
-   * The typed client of the service, asked of the plugin at each call rather than kept: the dispenser
-   * (a `PluginClient`) caches it, and hands out the new one once a restarted plugin has a new connection.
+   * The typed client of the service, asked of the dispenser at each call rather than kept, as the wrappers
+   * always did: a dispenser may stand for a plugin that restarts, and `PluginClient` builds it once per
+   * connection anyway.
    */
   get stub(): ServiceClient<S> {
     return (this.#plugin as { dispense(service: S): ServiceClient<S> }).dispense(this.#service);
