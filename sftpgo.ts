@@ -13,7 +13,9 @@
  *   or {@linkcode Metadater} and serve it with {@linkcode serveAuth},
  *   {@linkcode serveNotifier}, ... A thrown error reaches the host as a gRPC
  *   error, which SFTPGo reads as "login refused", "address denied", "event
- *   not delivered" and so on.
+ *   not delivered" and so on. A plugin imports these from
+ *   `@tether/tether/sftpgo/plugin`, which has the same names without the host
+ *   side (no grpc-js, yaml, zod or TOML parser to load).
  *
  * Conventions: points in time are a `Date` or a `bigint` of Unix nanoseconds
  * when you send them; received ones come as both (`timestamp: Date`,
@@ -34,7 +36,7 @@
  *
  * @example Plugin side
  * ```ts ignore
- * import { serveIpFilter } from "@tether/tether/sftpgo";
+ * import { serveIpFilter } from "@tether/tether/sftpgo/plugin";
  *
  * await serveIpFilter({
  *   checkIP: (ip) => ip.startsWith("10.") ? { allowed: false, reason: "ip banned" } : true,
@@ -44,90 +46,34 @@
  * @module
  */
 
-export { sftpgoHandshakes, type SftpgoPluginType } from "./src/sftpgo/handshakes.ts";
+// The plugin side: every name of the `./sftpgo/plugin` entry point (src/sftpgo/plugin.ts), which plugins
+// import so as not to load the host side below.
+export * from "./src/sftpgo/plugin.ts";
+export { isTransportFailure, type PluginDispenser, type SftpgoClientDefaults } from "./src/sftpgo/types.ts";
 export {
-  fromUnixNanos,
-  type ImplementationFactory,
-  isTransportFailure,
-  type PluginDispenser,
-  pluginErrorMessage,
-  type SftpgoClientDefaults,
-  type SftpgoPluginContext,
-  type SftpgoServeOptions,
-  type SftpgoUser,
-  toUnixNanos,
-} from "./src/sftpgo/types.ts";
-export {
-  type AuthAnswer,
-  type AuthCheckBase,
-  AuthClient,
-  type Authenticator,
-  type AuthRequest,
   type AuthResult,
-  type KeyboardAuthAnswer,
   type KeyboardAuthReply,
-  KeyboardAuthResult,
-  type KeyboardAuthStep,
   type KeyboardChallenge,
-  KeyboardCheck,
   type KeyboardInteractiveOptions,
   type KeyboardInteractiveOutcome,
-  serveAuth,
 } from "./src/sftpgo/auth.ts";
+export { AuthClient } from "./src/sftpgo/auth_client.ts";
+export { type FsEventInput, type LogEventInput, type ProviderEventInput } from "./src/sftpgo/notifier.ts";
+export { NotifierClient } from "./src/sftpgo/notifier_client.ts";
+export { KmsClient } from "./src/sftpgo/kms_client.ts";
+export { IpFilterClient } from "./src/sftpgo/ipfilter_client.ts";
 export {
-  type FsEvent,
-  type FsEventInput,
-  FsEventStatus,
-  FsProvider,
-  type LogEvent,
-  type LogEventInput,
-  LogEventType,
-  type Notifier,
-  NotifierClient,
-  type ProviderEvent,
-  type ProviderEventInput,
-  serveNotifier,
-} from "./src/sftpgo/notifier.ts";
-export {
-  KmsClient,
-  type KmsDecryptRequest,
-  type KmsEncryptRequest,
-  type KmsEncryptResult,
-  type KmsService,
-  serveKms,
-} from "./src/sftpgo/kms.ts";
-export {
-  type IpCheckResult,
-  type IpFilter,
-  IpFilterClient,
-  type IpVerdict,
-  serveIpFilter,
-} from "./src/sftpgo/ipfilter.ts";
-export {
-  type EventSearcher,
-  EventSearcherClient,
   type FsEventsQuery,
-  type FsEventsSearch,
   type LogEventsQuery,
-  type LogEventsSearch,
   type ProviderEventsQuery,
-  type ProviderEventsSearch,
-  type SearchAnswer,
-  type SearchFilterBase,
-  SearchOrder,
-  type SearchOrderValue,
   type SearchQueryBase,
   type SearchResult,
-  serveEventSearcher,
 } from "./src/sftpgo/eventsearcher.ts";
-export { MetadataClient, type Metadater, serveMetadata } from "./src/sftpgo/metadata.ts";
+export { EventSearcherClient } from "./src/sftpgo/eventsearcher_client.ts";
+export { MetadataClient } from "./src/sftpgo/metadata_client.ts";
 
-// Core types that the signatures above use, so that this entry point documents itself.
-export type { CallOptions, HandlerContext } from "./src/rpc.ts";
-export type { HandshakeConfig } from "./src/handshake.ts";
-export type { PluginServer, ServeTlsOptions } from "./src/server.ts";
-export type { Endpoint } from "./src/transport.ts";
-export type { Logger, LogLevel, LogRecord } from "./src/logs.ts";
+// Host-side core types that the signatures above use, so that this entry point documents itself.
+export type { CallOptions } from "./src/rpc.ts";
 export {
   type AuthMethod,
   AuthRouter,

@@ -28,7 +28,7 @@
 
 import { parseArgs } from "node:util";
 import { PluginManager } from "../src/sftpgo/manager.ts";
-import { NotifierClient } from "../src/sftpgo/notifier.ts";
+import { NotifierClient } from "../src/sftpgo/notifier_client.ts";
 import { sftpgoHandshakes } from "../src/sftpgo/handshakes.ts";
 import { PluginClient } from "../src/client.ts";
 import { parsePluginsConfig } from "../src/sftpgo/config.ts";

@@ -1,7 +1,9 @@
 /**
- * SFTPGo `eventsearcher` plugins, both sides: {@linkcode EventSearcherClient}
- * searches the events a notifier stored; {@linkcode serveEventSearcher}
- * turns an {@linkcode EventSearcher} into a plugin.
+ * SFTPGo `eventsearcher` plugins: the queries both sides share, and the
+ * plugin side ({@linkcode serveEventSearcher} turns an
+ * {@linkcode EventSearcher} into a plugin). The host side,
+ * `EventSearcherClient`, is in eventsearcher_client.ts, which plugins never
+ * load.
  *
  * Every search returns JSON (SFTPGo passes it unchanged to its REST API and
  * web UI): an array of events in the official eventsearch plugin. Filter
@@ -17,23 +19,16 @@ import {
   type ProviderEventsFilter,
   Searcher,
 } from "../gen/sftpgo/eventsearcher/search_pb.ts";
-import type { CallOptions, HandlerContext, ServiceRegistration } from "../rpc.ts";
-import { registration } from "../rpc.ts";
+import type { HandlerContext, ServiceRegistration } from "../service.ts";
+import { registration } from "../service.ts";
 import { type PluginServer, serve } from "../server.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
 import {
-  badAnswer,
-  callOptions,
   fromUnixNanos,
-  fromUtf8,
   type ImplementationFactory,
   jsonBytes,
-  type PluginDispenser,
   resolveImplementation,
-  serviceClient,
-  type SftpgoClientDefaults,
   type SftpgoServeOptions,
-  toUnixNanos,
 } from "./types.ts";
 
 /**
@@ -64,7 +59,7 @@ export const SearchOrder = {
 export type SearchOrderValue = typeof SearchOrder[keyof typeof SearchOrder];
 
 // ---------------------------------------------------------------------------------------------------------------
-// Host side
+// What the host side speaks of (the host side itself is in eventsearcher_client.ts)
 
 /**
  * Filters every search has. All optional; unset means no constraint.
@@ -175,97 +170,6 @@ export interface SearchResult {
 }
 
 /** SFTPGo's default `limit` for event searches (internal/httpd: 100 unless the request says otherwise). */
-const SFTPGO_SEARCH_LIMIT = 100;
-
-function commonFilter(query: SearchQueryBase) {
-  return {
-    startTimestamp: query.startTimestamp === undefined ? 0n : toUnixNanos(query.startTimestamp),
-    endTimestamp: query.endTimestamp === undefined ? 0n : toUnixNanos(query.endTimestamp),
-    username: query.username ?? "",
-    ip: query.ip ?? "",
-    instanceIds: [...(query.instanceIds ?? [])],
-    limit: query.limit ?? SFTPGO_SEARCH_LIMIT,
-    fromId: query.fromId ?? "",
-    order: query.order ?? SearchOrder.Desc,
-    role: query.role ?? "",
-  };
-}
-
-function searchResult(bytes: Uint8Array): SearchResult {
-  if (bytes.length === 0) return { data: undefined, bytes };
-  try {
-    return { data: JSON.parse(fromUtf8(bytes)), bytes };
-  } catch (error) {
-    throw badAnswer("with search results that are not JSON", error, bytes);
-  }
-}
-
-/**
- * The host side of an `eventsearcher` plugin.
- *
- * @example
- * ```ts ignore
- * import { PluginClient } from "@tether/tether";
- * import { EventSearcherClient, SearchOrder, sftpgoHandshakes } from "@tether/tether/sftpgo";
- *
- * await using plugin = new PluginClient({ cmd: "./eventsearch-plugin", handshake: sftpgoHandshakes.eventsearcher });
- * await plugin.start();
- * const search = new EventSearcherClient(plugin);
- * const { data } = await search.searchFsEvents({ username: "alice", actions: ["upload"], order: SearchOrder.Asc, limit: 10 });
- * console.log(data);
- * ```
- */
-export class EventSearcherClient {
-  readonly #plugin: PluginDispenser;
-  readonly #defaults: SftpgoClientDefaults;
-
-  /** Wraps a started plugin client; `defaults.timeoutMs` is the deadline of each call (default 20 s, as the sdk). */
-  constructor(plugin: PluginDispenser, defaults: SftpgoClientDefaults = {}) {
-    this.#plugin = plugin;
-    this.#defaults = defaults;
-  }
-
-  /**
-   * Searches filesystem events (`SearchFsEvents`).
-   *
-   * @throws {TetherError} when the call fails, or `rpc`/INTERNAL when the answer is not JSON.
-   */
-  async searchFsEvents(query: FsEventsQuery = {}, options?: CallOptions): Promise<SearchResult> {
-    const response = await serviceClient(this.#plugin, Searcher).searchFsEvents({
-      ...commonFilter(query),
-      actions: [...(query.actions ?? [])],
-      sshCmd: query.sshCmd ?? "",
-      protocols: [...(query.protocols ?? [])],
-      statuses: [...(query.statuses ?? [])],
-      fsProvider: query.fsProvider ?? 0,
-      bucket: query.bucket ?? "",
-      endpoint: query.endpoint ?? "",
-    }, callOptions(this.#defaults, options));
-    return searchResult(response.data);
-  }
-
-  /** Searches provider events (`SearchProviderEvents`). */
-  async searchProviderEvents(query: ProviderEventsQuery = {}, options?: CallOptions): Promise<SearchResult> {
-    const response = await serviceClient(this.#plugin, Searcher).searchProviderEvents({
-      ...commonFilter(query),
-      actions: [...(query.actions ?? [])],
-      objectTypes: [...(query.objectTypes ?? [])],
-      objectName: query.objectName ?? "",
-      omitObjectData: query.omitObjectData ?? false,
-    }, callOptions(this.#defaults, options));
-    return searchResult(response.data);
-  }
-
-  /** Searches log events (`SearchLogEvents`). */
-  async searchLogEvents(query: LogEventsQuery = {}, options?: CallOptions): Promise<SearchResult> {
-    const response = await serviceClient(this.#plugin, Searcher).searchLogEvents({
-      ...commonFilter(query),
-      events: [...(query.events ?? [])],
-      protocols: [...(query.protocols ?? [])],
-    }, callOptions(this.#defaults, options));
-    return searchResult(response.data);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Plugin side
@@ -481,7 +385,7 @@ export function eventSearcherService(impl: EventSearcher): ServiceRegistration<t
  *
  * @example
  * ```ts ignore
- * import { serveEventSearcher } from "@tether/tether/sftpgo";
+ * import { serveEventSearcher } from "@tether/tether/sftpgo/plugin";
  *
  * await serveEventSearcher({
  *   searchFsEvents: (filter) => [],

@@ -1,7 +1,8 @@
 /**
- * SFTPGo `ipfilter` plugins, both sides: {@linkcode IpFilterClient} asks a
- * plugin whether an address may connect; {@linkcode serveIpFilter} turns an
- * {@linkcode IpFilter} into one.
+ * SFTPGo `ipfilter` plugins: the verdicts both sides share, and the plugin
+ * side ({@linkcode serveIpFilter} turns an {@linkcode IpFilter} into a
+ * plugin). The host side, `IpFilterClient`, is in ipfilter_client.ts, which
+ * plugins never load.
  *
  * The wire has no "allowed" flag: `CheckIP` succeeds to allow and fails to
  * deny, so the error's text is the reason. The host wrapper keeps the two
@@ -15,21 +16,11 @@
 
 import { IPFilter } from "../gen/sftpgo/ipfilter/ipfilter_pb.ts";
 import { GrpcStatus, TetherError } from "../errors.ts";
-import type { CallOptions, HandlerContext, ServiceRegistration } from "../rpc.ts";
-import { registration } from "../rpc.ts";
+import type { HandlerContext, ServiceRegistration } from "../service.ts";
+import { registration } from "../service.ts";
 import { type PluginServer, serve } from "../server.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
-import {
-  callOptions,
-  type ImplementationFactory,
-  isTransportFailure,
-  type PluginDispenser,
-  pluginErrorMessage,
-  resolveImplementation,
-  serviceClient,
-  type SftpgoClientDefaults,
-  type SftpgoServeOptions,
-} from "./types.ts";
+import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
 
 /**
  * A filter's verdict on one address.
@@ -51,57 +42,6 @@ export type IpCheckResult =
     /** The plugin's error message. */
     readonly reason: string;
   };
-
-/**
- * The host side of an `ipfilter` plugin.
- *
- * @example
- * ```ts ignore
- * import { PluginClient } from "@tether/tether";
- * import { IpFilterClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
- *
- * await using plugin = new PluginClient({ cmd: "./ipfilter-plugin", handshake: sftpgoHandshakes.ipfilter });
- * await plugin.start();
- * const filter = new IpFilterClient(plugin);
- * const verdict = await filter.checkIP("203.0.113.7", "SSH");
- * if (!verdict.allowed) console.log(`refused: ${verdict.reason}`);
- * ```
- */
-export class IpFilterClient {
-  readonly #plugin: PluginDispenser;
-  readonly #defaults: SftpgoClientDefaults;
-
-  /** Wraps a started plugin client; `defaults.timeoutMs` is the deadline of each call (default 20 s, as the sdk). */
-  constructor(plugin: PluginDispenser, defaults: SftpgoClientDefaults = {}) {
-    this.#plugin = plugin;
-    this.#defaults = defaults;
-  }
-
-  /**
-   * Asks whether `ip` may connect over `protocol` (`SSH`, `FTP`, `DAV`, `HTTP`).
-   *
-   * @throws {TetherError} when the answer is not the plugin's: the plugin
-   * exited or was killed (`exited`, `closed`), cannot be reached
-   * (UNAVAILABLE), the call was cancelled or ran out of time.
-   */
-  async checkIP(ip: string, protocol: string, options?: CallOptions): Promise<IpCheckResult> {
-    try {
-      await serviceClient(this.#plugin, IPFilter).checkIP(
-        { ip, protocol },
-        callOptions(this.#defaults, options),
-      );
-      return { allowed: true };
-    } catch (error) {
-      if (isTransportFailure(error)) throw error;
-      return { allowed: false, reason: pluginErrorMessage(error) };
-    }
-  }
-
-  /** Tells the plugin to reload its lists (`Reload`; SFTPGo sends it when it reloads its own config). */
-  async reload(options?: CallOptions): Promise<void> {
-    await serviceClient(this.#plugin, IPFilter).reload({}, callOptions(this.#defaults, options));
-  }
-}
 
 /**
  * What an {@linkcode IpFilter} decides: `true`, `undefined` (nothing
@@ -171,7 +111,7 @@ function denied(reason: string): TetherError {
  *
  * @example
  * ```ts ignore
- * import { serveIpFilter } from "@tether/tether/sftpgo";
+ * import { serveIpFilter } from "@tether/tether/sftpgo/plugin";
  *
  * await serveIpFilter({ checkIP: (ip) => ip !== "203.0.113.66" });
  * ```

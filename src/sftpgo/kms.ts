@@ -1,7 +1,7 @@
 /**
- * SFTPGo `kms` plugins, both sides: {@linkcode KmsClient} encrypts and
- * decrypts SFTPGo secrets through a plugin; {@linkcode serveKms} turns a
- * {@linkcode KmsService} into one.
+ * SFTPGo `kms` plugins: the requests both sides share, and the plugin side
+ * ({@linkcode serveKms} turns a {@linkcode KmsService} into a plugin). The
+ * host side, `KmsClient`, is in kms_client.ts, which plugins never load.
  *
  * SFTPGo stores what `encrypt` returns (payload, key, mode) with the secret
  * and hands all of it back, with the same additional data, url and master
@@ -12,19 +12,11 @@
  */
 
 import { KMS } from "../gen/sftpgo/kms/kms_pb.ts";
-import type { CallOptions, HandlerContext, ServiceRegistration } from "../rpc.ts";
-import { registration } from "../rpc.ts";
+import type { HandlerContext, ServiceRegistration } from "../service.ts";
+import { registration } from "../service.ts";
 import { type PluginServer, serve } from "../server.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
-import {
-  callOptions,
-  type ImplementationFactory,
-  type PluginDispenser,
-  resolveImplementation,
-  serviceClient,
-  type SftpgoClientDefaults,
-  type SftpgoServeOptions,
-} from "./types.ts";
+import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
 
 /**
  * What to encrypt.
@@ -81,56 +73,6 @@ export interface KmsDecryptRequest extends KmsEncryptResult {
   readonly url: string;
   /** As given to `encrypt`. */
   readonly masterKey?: string;
-}
-
-/**
- * The host side of a `kms` plugin.
- *
- * @example
- * ```ts ignore
- * import { PluginClient } from "@tether/tether";
- * import { KmsClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
- *
- * await using plugin = new PluginClient({ cmd: "./kms-plugin", handshake: sftpgoHandshakes.kms });
- * await plugin.start();
- * const kms = new KmsClient(plugin);
- * const sealed = await kms.encrypt({ payload: "s3cret", additionalData: "alice", url: "local://key1" });
- * console.log(await kms.decrypt({ ...sealed, additionalData: "alice", url: "local://key1" })); // "s3cret"
- * ```
- */
-export class KmsClient {
-  readonly #plugin: PluginDispenser;
-  readonly #defaults: SftpgoClientDefaults;
-
-  /** Wraps a started plugin client; `defaults.timeoutMs` is the deadline of each call (default 20 s, as the sdk). */
-  constructor(plugin: PluginDispenser, defaults: SftpgoClientDefaults = {}) {
-    this.#plugin = plugin;
-    this.#defaults = defaults;
-  }
-
-  /** Encrypts a secret (`Encrypt`). */
-  async encrypt(request: KmsEncryptRequest, options?: CallOptions): Promise<KmsEncryptResult> {
-    const response = await serviceClient(this.#plugin, KMS).encrypt({
-      payload: request.payload,
-      additionalData: request.additionalData ?? "",
-      url: request.url,
-      masterKey: request.masterKey ?? "",
-    }, callOptions(this.#defaults, options));
-    return { payload: response.payload, key: response.key, mode: response.mode };
-  }
-
-  /** Decrypts a secret (`Decrypt`); resolves to the plaintext. */
-  async decrypt(request: KmsDecryptRequest, options?: CallOptions): Promise<string> {
-    const response = await serviceClient(this.#plugin, KMS).decrypt({
-      payload: request.payload,
-      key: request.key,
-      additionalData: request.additionalData ?? "",
-      mode: request.mode,
-      url: request.url,
-      masterKey: request.masterKey ?? "",
-    }, callOptions(this.#defaults, options));
-    return response.payload;
-  }
 }
 
 /**
@@ -197,7 +139,7 @@ export function kmsService(impl: KmsService): ServiceRegistration<typeof KMS> {
  *
  * @example
  * ```ts ignore
- * import { serveKms } from "@tether/tether/sftpgo";
+ * import { serveKms } from "@tether/tether/sftpgo/plugin";
  * import { seal, open } from "./my-crypto.ts";
  *
  * await serveKms({

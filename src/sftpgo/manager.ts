@@ -45,28 +45,24 @@ import { consoleLogger, type Logger } from "../logs.ts";
 import { track } from "../lifeline.ts";
 import type { DescService } from "@bufbuild/protobuf";
 import type { CallOptions, ServiceClient } from "../rpc.ts";
-import {
-  type AuthCheckBase,
-  AuthClient,
-  type AuthResult,
-  type KeyboardAuthReply,
-  type KeyboardAuthStep,
-  type KeyboardInteractiveOptions,
-  type KeyboardInteractiveOutcome,
+import type {
+  AuthCheckBase,
+  AuthResult,
+  KeyboardAuthReply,
+  KeyboardAuthStep,
+  KeyboardInteractiveOptions,
+  KeyboardInteractiveOutcome,
 } from "./auth.ts";
+import { AuthClient } from "./auth_client.ts";
 import { loadPluginsConfig, type PluginConfig, type PluginType } from "./config.ts";
 import { pluginEnvironment } from "./env.ts";
-import { EventSearcherClient } from "./eventsearcher.ts";
+import { EventSearcherClient } from "./eventsearcher_client.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
-import { IpFilterClient } from "./ipfilter.ts";
-import { KmsClient } from "./kms.ts";
-import { MetadataClient } from "./metadata.ts";
-import {
-  type FsEventInput,
-  type LogEventInput,
-  NotifierClient,
-  type ProviderEventInput,
-} from "./notifier.ts";
+import { IpFilterClient } from "./ipfilter_client.ts";
+import { KmsClient } from "./kms_client.ts";
+import { MetadataClient } from "./metadata_client.ts";
+import type { FsEventInput, LogEventInput, ProviderEventInput } from "./notifier.ts";
+import { NotifierClient } from "./notifier_client.ts";
 import {
   type DeliveryLane,
   type LaneEvent,

@@ -1,7 +1,7 @@
 /**
  * SFTPGo's legacy `metadata` plugins (removed in SFTPGo 2.6, sdk v0.1.6 was
- * the last with them), both sides: {@linkcode MetadataClient} and
- * {@linkcode serveMetadata}. Such a plugin stored modification times for
+ * the last with them): the plugin side, {@linkcode serveMetadata}; the host
+ * side, `MetadataClient`, is in metadata_client.ts, which plugins never load. Such a plugin stored modification times for
  * object storage backends, which cannot set them.
  *
  * Times are milliseconds since the Unix epoch on the wire (SFTPGo sent
@@ -14,132 +14,25 @@
 
 import { Metadata } from "../gen/sftpgo/metadata/metadata_pb.ts";
 import { GrpcStatus, TetherError } from "../errors.ts";
-import type { CallOptions, HandlerContext, ServiceRegistration } from "../rpc.ts";
-import { registration } from "../rpc.ts";
+import type { HandlerContext, ServiceRegistration } from "../service.ts";
+import { registration } from "../service.ts";
 import { type PluginServer, serve } from "../server.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
-import {
-  callOptions,
-  type ImplementationFactory,
-  type PluginDispenser,
-  resolveImplementation,
-  SDK_TIMEOUT_MS,
-  serviceClient,
-  type SftpgoClientDefaults,
-  type SftpgoServeOptions,
-} from "./types.ts";
+import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
 
-function isNotFound(error: unknown): boolean {
-  return error instanceof TetherError && error.code === "rpc" && error.status === GrpcStatus.NOT_FOUND;
-}
-
-function msOf(time: Date): bigint {
+/**
+ * Milliseconds since the epoch, the wire's unit for modification times (both directions).
+ *
+ * @example
+ * ```ts
+ * import { msOf } from "./metadata.ts";
+ * console.log(msOf(new Date(0))); // 0n
+ * ```
+ */
+export function msOf(time: Date): bigint {
   const ms = time.getTime();
   if (!Number.isFinite(ms)) throw new TetherError("config", "invalid Date: it has no time value");
   return BigInt(ms);
-}
-
-/**
- * The host side of a legacy `metadata` plugin.
- *
- * @example
- * ```ts ignore
- * import { PluginClient } from "@tether/tether";
- * import { MetadataClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
- *
- * await using plugin = new PluginClient({ cmd: "./metadata-plugin", handshake: sftpgoHandshakes.metadata });
- * await plugin.start();
- * const metadata = new MetadataClient(plugin);
- * await metadata.setModificationTime("s3://bucket", "/a.txt", new Date());
- * console.log(await metadata.getModificationTime("s3://bucket", "/a.txt"));
- * ```
- */
-export class MetadataClient {
-  readonly #plugin: PluginDispenser;
-  readonly #defaults: SftpgoClientDefaults;
-
-  /**
-   * Wraps a started plugin client; `defaults.timeoutMs` is the deadline of
-   * each call (default 20 s, and 80 s for `getModificationTimes`, as the sdk).
-   */
-  constructor(plugin: PluginDispenser, defaults: SftpgoClientDefaults = {}) {
-    this.#plugin = plugin;
-    this.#defaults = defaults;
-  }
-
-  /** Stores an object's modification time. */
-  async setModificationTime(
-    storageId: string,
-    objectPath: string,
-    modificationTime: Date,
-    options?: CallOptions,
-  ): Promise<void> {
-    await this.#metadata().setModificationTime(
-      { storageId, objectPath, modificationTime: msOf(modificationTime) },
-      callOptions(this.#defaults, options),
-    );
-  }
-
-  /** An object's stored modification time; `undefined` when the plugin has none (NOT_FOUND). */
-  async getModificationTime(
-    storageId: string,
-    objectPath: string,
-    options?: CallOptions,
-  ): Promise<Date | undefined> {
-    try {
-      const response = await this.#metadata().getModificationTime(
-        { storageId, objectPath },
-        callOptions(this.#defaults, options),
-      );
-      return new Date(Number(response.modificationTime));
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
-  }
-
-  /** The stored modification times of the objects in a folder, by object path. */
-  async getModificationTimes(
-    storageId: string,
-    folderPath: string,
-    options?: CallOptions,
-  ): Promise<Map<string, Date>> {
-    // The sdk gives this listing four times the usual deadline.
-    const defaults = { timeoutMs: (this.#defaults.timeoutMs ?? SDK_TIMEOUT_MS) * 4 };
-    const response = await this.#metadata().getModificationTimes(
-      { storageId, folderPath },
-      callOptions(defaults, options),
-    );
-    return new Map(Object.entries(response.pairs).map(([path, ms]) => [path, new Date(Number(ms))]));
-  }
-
-  /** Forgets an object; resolves `false` when the plugin had nothing for it (NOT_FOUND). */
-  async removeMetadata(storageId: string, objectPath: string, options?: CallOptions): Promise<boolean> {
-    try {
-      await this.#metadata().removeMetadata({ storageId, objectPath }, callOptions(this.#defaults, options));
-      return true;
-    } catch (error) {
-      if (isNotFound(error)) return false;
-      throw error;
-    }
-  }
-
-  /** Folders that have stored metadata, at most `limit` (0: the plugin's choice), after `from` (paging). */
-  async getFolders(
-    storageId: string,
-    page: { readonly limit?: number; readonly from?: string } = {},
-    options?: CallOptions,
-  ): Promise<string[]> {
-    const response = await this.#metadata().getFolders(
-      { storageId, limit: page.limit ?? 0, from: page.from ?? "" },
-      callOptions(this.#defaults, options),
-    );
-    return response.folders;
-  }
-
-  #metadata() {
-    return serviceClient(this.#plugin, Metadata);
-  }
 }
 
 /**
@@ -256,7 +149,7 @@ export function metadataService(impl: Metadater): ServiceRegistration<typeof Met
  *
  * @example
  * ```ts ignore
- * import { serveMetadata } from "@tether/tether/sftpgo";
+ * import { serveMetadata } from "@tether/tether/sftpgo/plugin";
  * import { metadater } from "./my-store.ts";
  *
  * await serveMetadata(metadater);

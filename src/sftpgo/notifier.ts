@@ -1,8 +1,9 @@
 /**
- * SFTPGo `notifier` plugins, both sides: {@linkcode NotifierClient} sends
- * filesystem, provider and log events; {@linkcode serveNotifier} turns a
- * {@linkcode Notifier} into a plugin. A rejected send means the event was not
- * delivered (SFTPGo may queue it and try again).
+ * SFTPGo `notifier` plugins: the events both sides speak of, and the plugin
+ * side ({@linkcode serveNotifier} turns a {@linkcode Notifier} into a
+ * plugin). The host side, `NotifierClient`, is in notifier_client.ts, which
+ * plugins never load. A failed event means it was not delivered (SFTPGo may
+ * queue it and try again).
  *
  * Times: `timestamp` is a `Date` or a `bigint` of Unix nanoseconds when you
  * send (default: now); a plugin receives both `timestamp: Date` and the exact
@@ -19,23 +20,16 @@ import {
   Notifier as NotifierService,
   type ProviderEvent as ProviderEventMessage,
 } from "../gen/sftpgo/notifier/notifier_pb.ts";
-import type { CallOptions, HandlerContext, ServiceRegistration } from "../rpc.ts";
-import { registration } from "../rpc.ts";
+import type { HandlerContext, ServiceRegistration } from "../service.ts";
+import { registration } from "../service.ts";
 import { type PluginServer, serve } from "../server.ts";
 import { sftpgoHandshakes } from "./handshakes.ts";
 import {
-  callOptions,
   fromUnixNanos,
   type ImplementationFactory,
   int64ToNumber,
-  jsonBytes,
-  type PluginDispenser,
   resolveImplementation,
-  serviceClient,
-  type SftpgoClientDefaults,
   type SftpgoServeOptions,
-  toInt64,
-  toUnixNanos,
   tryParseJsonObject,
 } from "./types.ts";
 
@@ -106,7 +100,7 @@ export const LogEventType = {
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Host side
+// What the host side speaks of (the host side itself is in notifier_client.ts)
 
 /**
  * A filesystem event to send. Only `action` and `username` are required;
@@ -229,94 +223,6 @@ export interface LogEventInput {
   readonly message?: string;
   /** The user's role. */
   readonly role?: string;
-}
-
-function nowNs(): bigint {
-  return toUnixNanos(new Date());
-}
-
-/**
- * The host side of a `notifier` plugin. A rejection means the plugin did not
- * take the event; the {@linkcode TetherError} says whether the plugin refused
- * it (`rpc`) or is gone (`exited`, `closed`).
- *
- * @example
- * ```ts ignore
- * import { PluginClient } from "@tether/tether";
- * import { FsEventStatus, NotifierClient, sftpgoHandshakes } from "@tether/tether/sftpgo";
- *
- * await using plugin = new PluginClient({ cmd: "./notifier-plugin", handshake: sftpgoHandshakes.notifier });
- * await plugin.start();
- * const notifier = new NotifierClient(plugin);
- * await notifier.sendFsEvent({ action: "upload", username: "alice", virtualPath: "/a.txt", status: FsEventStatus.Ok });
- * ```
- */
-export class NotifierClient {
-  readonly #plugin: PluginDispenser;
-  readonly #defaults: SftpgoClientDefaults;
-
-  /** Wraps a started plugin client; `defaults.timeoutMs` is the deadline of each call (default 20 s, as the sdk). */
-  constructor(plugin: PluginDispenser, defaults: SftpgoClientDefaults = {}) {
-    this.#plugin = plugin;
-    this.#defaults = defaults;
-  }
-
-  /** Sends a filesystem event (`SendFsEvent`). */
-  async sendFsEvent(event: FsEventInput, options?: CallOptions): Promise<void> {
-    await this.#notifier().sendFsEvent({
-      timestamp: event.timestamp === undefined ? nowNs() : toUnixNanos(event.timestamp),
-      action: event.action,
-      username: event.username,
-      fsPath: event.fsPath ?? "",
-      fsTargetPath: event.fsTargetPath ?? "",
-      sshCmd: event.sshCmd ?? "",
-      fileSize: toInt64(event.fileSize, "fileSize"),
-      protocol: event.protocol ?? "",
-      status: event.status ?? 0,
-      ip: event.ip ?? "",
-      virtualPath: event.virtualPath ?? "",
-      virtualTargetPath: event.virtualTargetPath ?? "",
-      sessionId: event.sessionId ?? "",
-      fsProvider: event.fsProvider ?? 0,
-      bucket: event.bucket ?? "",
-      endpoint: event.endpoint ?? "",
-      openFlags: event.openFlags ?? 0,
-      role: event.role ?? "",
-      elapsed: toInt64(event.elapsedMs, "elapsedMs"),
-      metadata: { ...event.metadata },
-    }, callOptions(this.#defaults, options));
-  }
-
-  /** Sends a provider event (`SendProviderEvent`). */
-  async sendProviderEvent(event: ProviderEventInput, options?: CallOptions): Promise<void> {
-    await this.#notifier().sendProviderEvent({
-      timestamp: event.timestamp === undefined ? nowNs() : toUnixNanos(event.timestamp),
-      action: event.action,
-      objectType: event.objectType,
-      username: event.username,
-      ip: event.ip ?? "",
-      objectName: event.objectName,
-      objectData: jsonBytes(event.objectData),
-      role: event.role ?? "",
-    }, callOptions(this.#defaults, options));
-  }
-
-  /** Sends a log event (`SendLogEvent`). */
-  async sendLogEvent(event: LogEventInput, options?: CallOptions): Promise<void> {
-    await this.#notifier().sendLogEvent({
-      timestamp: event.timestamp === undefined ? nowNs() : toUnixNanos(event.timestamp),
-      event: event.event,
-      username: event.username ?? "",
-      protocol: event.protocol ?? "",
-      ip: event.ip ?? "",
-      message: event.message ?? "",
-      role: event.role ?? "",
-    }, callOptions(this.#defaults, options));
-  }
-
-  #notifier() {
-    return serviceClient(this.#plugin, NotifierService);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -579,7 +485,7 @@ export function notifierService(impl: Notifier): ServiceRegistration<typeof Noti
  *
  * @example
  * ```ts ignore
- * import { serveNotifier } from "@tether/tether/sftpgo";
+ * import { serveNotifier } from "@tether/tether/sftpgo/plugin";
  *
  * await serveNotifier({
  *   notifyFsEvent: (event) => console.error(event.timestamp.toISOString(), event.username, event.action),

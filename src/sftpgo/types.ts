@@ -15,10 +15,8 @@
  * @module
  */
 
-import type { DescService } from "@bufbuild/protobuf";
 import { GrpcStatus, TetherError } from "../errors.ts";
 import type { Logger } from "../logs.ts";
-import type { CallOptions, ServiceClient } from "../rpc.ts";
 import type { ServeTlsOptions } from "../server.ts";
 
 /**
@@ -70,11 +68,6 @@ export interface SftpgoUser {
 export interface PluginDispenser {
   /** Hands out a typed client for one of the plugin's services. */
   dispense(service: never): unknown;
-}
-
-/** The typed view of a {@linkcode PluginDispenser}, for the wrappers' own use. */
-export function serviceClient<S extends DescService>(plugin: PluginDispenser, service: S): ServiceClient<S> {
-  return (plugin as { dispense(service: S): ServiceClient<S> }).dispense(service);
 }
 
 /**
@@ -145,12 +138,6 @@ export type ImplementationFactory<T> = T | ((plugin: SftpgoPluginContext) => T);
 
 /** The sdk's per-call deadline (`rpcTimeout` in every sftpgo/sdk plugin package). */
 export const SDK_TIMEOUT_MS = 20_000;
-
-/** Merges per-call options over a wrapper's defaults. */
-export function callOptions(defaults: SftpgoClientDefaults, options: CallOptions | undefined): CallOptions {
-  // An explicit `timeoutMs: undefined` in `options` must not erase the default deadline.
-  return { ...options, timeoutMs: options?.timeoutMs ?? defaults.timeoutMs ?? SDK_TIMEOUT_MS };
-}
 
 /** Picks the implementation out of an {@linkcode ImplementationFactory}. */
 export function resolveImplementation<T extends object>(

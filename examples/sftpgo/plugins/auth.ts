@@ -27,7 +27,7 @@
  * @module
  */
 
-import { KeyboardAuthResult, serveAuth, type SftpgoUser } from "../../../sftpgo.ts";
+import { KeyboardAuthResult, serveAuth, type SftpgoUser } from "../../../src/sftpgo/plugin.ts";
 
 interface StaticUser {
   username: string;

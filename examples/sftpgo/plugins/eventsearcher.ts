@@ -18,7 +18,7 @@
  * @module
  */
 
-import { type SearchFilterBase, SearchOrder, serveEventSearcher } from "../../../sftpgo.ts";
+import { type SearchFilterBase, SearchOrder, serveEventSearcher } from "../../../src/sftpgo/plugin.ts";
 
 type Line = Record<string, unknown> & { id: string; kind: string; timestamp: string };
 

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { serveIpFilter } from "../../../sftpgo.ts";
+import { serveIpFilter } from "../../../src/sftpgo/plugin.ts";
 
 interface Address {
   bits: 32 | 128;

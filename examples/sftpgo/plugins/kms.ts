@@ -21,7 +21,7 @@
  * @module
  */
 
-import { serveKms } from "../../../sftpgo.ts";
+import { serveKms } from "../../../src/sftpgo/plugin.ts";
 
 const encoder = new TextEncoder();
 const toBase64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));

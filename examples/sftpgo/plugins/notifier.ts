@@ -20,7 +20,7 @@
  * @module
  */
 
-import { serveNotifier } from "../../../sftpgo.ts";
+import { serveNotifier } from "../../../src/sftpgo/plugin.ts";
 
 const path = Deno.args[0];
 if (!path) {
