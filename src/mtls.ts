@@ -12,58 +12,33 @@
  */
 
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-// The schema files this module uses, each by its own path: the packages' indexes are CommonJS that load
-// every schema (CMS, CRL, PKCS, ...), most of the time a plugin spends loading this module under `deno run`.
-// @ts-types="@peculiar/asn1-ecc/build/types/ec_signature_value.d.ts"
-import { ECDSASigValue } from "@peculiar/asn1-ecc/build/cjs/ec_signature_value.js";
-// @ts-types="@peculiar/asn1-ecc/build/types/object_identifiers.d.ts"
-import { id_ecdsaWithSHA512 } from "@peculiar/asn1-ecc/build/cjs/object_identifiers.js";
-// @ts-types="@peculiar/asn1-x509/build/types/algorithm_identifier.d.ts"
-import { AlgorithmIdentifier } from "@peculiar/asn1-x509/build/cjs/algorithm_identifier.js";
-// @ts-types="@peculiar/asn1-x509/build/types/certificate.d.ts"
-import { Certificate } from "@peculiar/asn1-x509/build/cjs/certificate.js";
-// @ts-types="@peculiar/asn1-x509/build/types/extension.d.ts"
-import { Extension, Extensions } from "@peculiar/asn1-x509/build/cjs/extension.js";
-// @ts-types="@peculiar/asn1-x509/build/types/extensions/basic_constraints.d.ts"
+import { ECDSASigValue, id_ecdsaWithSHA512 } from "@peculiar/asn1-ecc";
 import {
-  BasicConstraints,
-  id_ce_basicConstraints,
-} from "@peculiar/asn1-x509/build/cjs/extensions/basic_constraints.js";
-// @ts-types="@peculiar/asn1-x509/build/types/extensions/extended_key_usage.d.ts"
-import {
-  ExtendedKeyUsage,
-  id_ce_extKeyUsage,
-  id_kp_clientAuth,
-  id_kp_serverAuth,
-} from "@peculiar/asn1-x509/build/cjs/extensions/extended_key_usage.js";
-// @ts-types="@peculiar/asn1-x509/build/types/extensions/key_usage.d.ts"
-import {
-  id_ce_keyUsage,
-  KeyUsage,
-  KeyUsageFlags,
-} from "@peculiar/asn1-x509/build/cjs/extensions/key_usage.js";
-// @ts-types="@peculiar/asn1-x509/build/types/extensions/subject_alternative_name.d.ts"
-import {
-  id_ce_subjectAltName,
-  SubjectAlternativeName,
-} from "@peculiar/asn1-x509/build/cjs/extensions/subject_alternative_name.js";
-// @ts-types="@peculiar/asn1-x509/build/types/general_name.d.ts"
-import { GeneralName } from "@peculiar/asn1-x509/build/cjs/general_name.js";
-// @ts-types="@peculiar/asn1-x509/build/types/name.d.ts"
-import {
+  AlgorithmIdentifier,
   AttributeTypeAndValue,
   AttributeValue,
+  BasicConstraints,
+  Certificate,
+  ExtendedKeyUsage,
+  Extension,
+  Extensions,
+  GeneralName,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_kp_clientAuth,
+  id_kp_serverAuth,
+  KeyUsage,
+  KeyUsageFlags,
   Name,
   RelativeDistinguishedName,
-} from "@peculiar/asn1-x509/build/cjs/name.js";
-// @ts-types="@peculiar/asn1-x509/build/types/subject_public_key_info.d.ts"
-import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509/build/cjs/subject_public_key_info.js";
-// @ts-types="@peculiar/asn1-x509/build/types/tbs_certificate.d.ts"
-import { TBSCertificate } from "@peculiar/asn1-x509/build/cjs/tbs_certificate.js";
-// @ts-types="@peculiar/asn1-x509/build/types/types.d.ts"
-import { Version } from "@peculiar/asn1-x509/build/cjs/types.js";
-// @ts-types="@peculiar/asn1-x509/build/types/validity.d.ts"
-import { Validity } from "@peculiar/asn1-x509/build/cjs/validity.js";
+  SubjectAlternativeName,
+  SubjectPublicKeyInfo,
+  TBSCertificate,
+  Validity,
+  Version,
+} from "@peculiar/asn1-x509";
 import { X509Certificate } from "node:crypto";
 import { TetherError } from "./errors.ts";
 
