@@ -270,6 +270,7 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   let tls: TlsMaterial | undefined;
   let serverCertDer: Uint8Array | undefined;
   if (options.tls) {
+    warmTlsRuntime();
     tls = { certPem: options.tls.certPem, keyPem: options.tls.keyPem, peerCaPem: options.tls.caPem };
   } else {
     const hostCertPem = env(PluginEnv.clientCert);
