@@ -28,6 +28,7 @@ import { listenMux, type MuxListener, spliceToSocket } from "./mux.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import { type Endpoint, removeSocket, type RunningServer, startServer, type TlsMaterial } from "./listen.ts";
+import { warmTlsRuntime } from "./h2server.ts";
 
 /** What a plugin's services can use while they run. */
 export interface PluginContext {
@@ -269,10 +270,13 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
   let tls: TlsMaterial | undefined;
   let serverCertDer: Uint8Array | undefined;
   if (options.tls) {
+    warmTlsRuntime();
     tls = { certPem: options.tls.certPem, keyPem: options.tls.keyPem, peerCaPem: options.tls.caPem };
   } else {
     const hostCertPem = env(PluginEnv.clientCert);
     if (hostCertPem) {
+      // Off the main thread while the X.509 code loads, not in the host's first connection.
+      warmTlsRuntime();
       // Loaded only for AutoMTLS: a plaintext plugin (SFTPGo's default) never loads the X.509 code.
       const { certificatePemToDer, generateCertificate } = await import("./mtls.ts");
       let hostCertDer: Uint8Array;
