@@ -31,6 +31,31 @@ export const PluginEnv = {
 } as const;
 
 /**
+ * The environment variables a `deno` plugin may read for the go-plugin protocol itself (cookie, `PLUGIN_*`,
+ * `TETHER_PLUGIN_SOCKET`): the one list hosts and `tether pack` grant, and the one
+ * `serve()` reads from.
+ *
+ * @example
+ * ```ts
+ * import { protocolEnv } from "./handshake.ts";
+ * console.log(protocolEnv("KV_PLUGIN").includes("PLUGIN_CLIENT_CERT")); // true
+ * ```
+ */
+export function protocolEnv(cookieKey: string): string[] {
+  return [
+    cookieKey,
+    PluginEnv.protocolVersions,
+    PluginEnv.clientCert,
+    PluginEnv.unixSocketDir,
+    PluginEnv.unixSocketGroup,
+    PluginEnv.minPort,
+    PluginEnv.maxPort,
+    PluginEnv.multiplexGrpc,
+    PluginEnv.tetherSocketPath,
+  ];
+}
+
+/**
  * What host and plugin must agree on before they talk: the magic cookie
  * (a guard against running a plugin by hand, not a security measure) and the
  * application protocol version(s).

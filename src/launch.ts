@@ -16,7 +16,9 @@ import { pluginBrokerSocket } from "./broker.ts";
 import { TetherError } from "./errors.ts";
 import { track } from "./lifeline.ts";
 import { checkGrantLinks, checkModuleGraph, moduleFlags } from "./graph.ts";
-import { PluginEnv } from "./handshake.ts";
+import { PluginEnv, protocolEnv } from "./handshake.ts";
+
+export { protocolEnv };
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
 import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
 import {
@@ -140,30 +142,6 @@ export interface PreparedLaunch {
    * it itself, so a signal does not remove the files while the caller is still stopping the plugin gracefully.
    */
   handOff(): void;
-}
-
-/**
- * The environment variables a `deno` plugin may read for the go-plugin protocol itself (cookie, `PLUGIN_*`,
- * `TETHER_PLUGIN_SOCKET`): the one list hosts and `tether pack` grant.
- *
- * @example
- * ```ts
- * import { protocolEnv } from "./launch.ts";
- * console.log(protocolEnv("KV_PLUGIN").includes("PLUGIN_CLIENT_CERT")); // true
- * ```
- */
-export function protocolEnv(cookieKey: string): string[] {
-  return [
-    cookieKey,
-    PluginEnv.minPort,
-    PluginEnv.maxPort,
-    PluginEnv.protocolVersions,
-    PluginEnv.clientCert,
-    PluginEnv.multiplexGrpc,
-    PluginEnv.unixSocketDir,
-    PluginEnv.unixSocketGroup,
-    PluginEnv.tetherSocketPath,
-  ];
 }
 
 /** Socket path of a host-side broker listener in a launch's private directory. */

@@ -17,6 +17,7 @@ import {
   type HandshakeConfig,
   offeredVersions,
   PluginEnv,
+  protocolEnv,
 } from "./handshake.ts";
 import { formatHclogJson, type Logger } from "./logs.ts";
 import { GrpcStatus } from "./errors.ts";
@@ -147,16 +148,9 @@ function optionalEnv(name: string): string | undefined {
  * ```
  */
 export function protocolEnvNames(cookieKey: string, manualTls: boolean): string[] {
-  return [
-    cookieKey,
-    PluginEnv.protocolVersions,
-    ...(manualTls ? [] : [PluginEnv.clientCert]),
-    PluginEnv.unixSocketDir,
-    PluginEnv.unixSocketGroup,
-    PluginEnv.minPort,
-    PluginEnv.maxPort,
-    PluginEnv.multiplexGrpc,
-  ];
+  return protocolEnv(cookieKey).filter((name) =>
+    name !== PluginEnv.tetherSocketPath && !(manualTls && name === PluginEnv.clientCert)
+  );
 }
 
 /**
@@ -238,13 +232,13 @@ export async function serve(options: ServeOptions): Promise<PluginServer> {
     log: (record) =>
       capture.realStderr(encoder.encode(formatHclogJson({ timestamp: new Date(), ...record }))),
   };
-  const { values: protocolEnv, denied } = readProtocolEnv(protocolEnvNames(magicCookieKey, !!options.tls));
+  const { values: protocolValues, denied } = readProtocolEnv(protocolEnvNames(magicCookieKey, !!options.tls));
   if (denied.length > 0) {
     // Fail closed: an unreadable variable is not an unset one.
     logger.log({ level: "error", message: deniedEnvMessage(denied), fields: { denied } });
     Deno.exit(1);
   }
-  const env = (name: string): string | undefined => protocolEnv.get(name);
+  const env = (name: string): string | undefined => protocolValues.get(name);
   const debug = options.debug ? (options.debug === true ? {} : options.debug) : undefined;
   // Debug mode is started by hand, never by a host: there is no cookie to check (go-plugin's Test mode).
   if (!debug && env(magicCookieKey) !== magicCookieValue) fail(capture, NOT_A_PLUGIN);
