@@ -1,10 +1,12 @@
 /**
- * Where and how gRPC connections between host and plugin run, in one import
- * for the host side: where servers listen and the TLS material of each side
- * (`src/listen.ts`), the client channels and credentials (`src/channel.ts`),
- * and grpc-js's server, kept for comparison with the lean one of
- * `src/h2server.ts`. A plugin that only serves loads `src/listen.ts` alone,
- * without grpc-js.
+ * Where and how gRPC connections between host and plugin run, in one import,
+ * with grpc-js: where servers listen and the TLS material of each side
+ * (`src/listen.ts`), the client channels (`src/channel.ts`), and grpc-js's
+ * client credentials and server, kept for comparison with the lean channel
+ * and server (`setChannelImplementation("grpc-js")`,
+ * `setServerImplementation("grpc-js")`). Importing this module loads
+ * grpc-js: neither the host (`mod.ts`) nor a plugin (`plugin.ts`) imports it
+ * unless grpc-js is chosen.
  *
  * @module
  */
@@ -13,6 +15,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { grpcServiceDefinition, MAX_MESSAGE_BYTES, type ServiceRegistration } from "./rpc.ts";
 import { type Bindable, setServerFactory, type TlsMaterial } from "./listen.ts";
+import { channelOptions, grpcTarget, peerCheck, setGrpcJsOpener } from "./channel.ts";
 
 export {
   type Endpoint,
@@ -23,13 +26,39 @@ export {
   type TlsMaterial,
 } from "./listen.ts";
 export {
-  channelCredentials,
   type ChannelImplementation,
   channelOptions,
   grpcTarget,
   openChannel,
+  type PluginChannel,
   setChannelImplementation,
 } from "./channel.ts";
+
+/**
+ * Credentials for a grpc-js client channel: TLS with a client certificate
+ * (the plugin's certificate checked as the lean channel checks it), or
+ * plaintext (h2c).
+ *
+ * @example
+ * ```ts
+ * import { channelCredentials } from "./transport.ts";
+ * const credentials = channelCredentials(undefined); // plaintext
+ * ```
+ */
+export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCredentials {
+  if (!tls) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(
+    Buffer.from(tls.peerCaPem),
+    Buffer.from(tls.keyPem),
+    Buffer.from(tls.certPem),
+    { checkServerIdentity: peerCheck(tls) },
+  );
+}
+
+// The grpc-js channel of `setChannelImplementation("grpc-js")`, opened by `openChannel`.
+setGrpcJsOpener((endpoint, tls) =>
+  new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls))
+);
 
 /** Which server `startServer` runs. */
 export type ServerImplementation = "lean" | "grpc-js";
