@@ -16,7 +16,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
 import { validateTimerMs } from "./timers.ts";
-import { type CallStatus, ConnectivityState, H2Call, H2Channel } from "./h2channel.ts";
+import { type CallStatus, ConnectivityState, type H2Call, H2Channel } from "./h2channel.ts";
 import { methodPath } from "./grpc_wire.ts";
 import type { CallOptions, ServiceClient } from "./service.ts";
 import type { PluginChannel } from "./channel.ts";

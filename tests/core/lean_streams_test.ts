@@ -273,12 +273,12 @@ Deno.test("lean streams: a producer the server does not read from waits for drai
     let pulled = 0;
     const total = 2000;
     const big = "x".repeat(ENTRY_BYTES);
-    async function* requests() {
+    const requests = async function* () {
       for (; pulled < total;) {
         pulled++;
         yield { host: big, messageRequest: { case: "listServices" as const, value: "" } };
       }
-    }
+    };
     const answers = createServiceClient(channel, v1.ServerReflection).serverReflectionInfo(requests())[
       Symbol.asyncIterator
     ]();
