@@ -515,6 +515,7 @@ export class H2Call {
     // A unary request: headers, one message and the end of the stream leave together.
     if (this.#halfClosed && writes.length === 1) {
       stream.end(writes[0].data, () => writes[0].callback?.());
+      this.#wakeProducers();
       return;
     }
     for (const write of writes) stream.write(write.data, write.callback);
