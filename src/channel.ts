@@ -3,7 +3,7 @@
  * lean one of `src/h2channel.ts` by default, grpc-js's own when chosen) with
  * AutoMTLS (each side pins the other's certificate), manual TLS or plaintext,
  * and go-plugin's message size limits. Loads no grpc-js: the grpc-js channel
- * comes from `src/transport.ts`, imported (dynamically) when
+ * comes from `src/grpcjs_channel.ts`, imported (dynamically) when
  * {@linkcode setChannelImplementation} chooses it. Loaded by a plugin only
  * when it dials a brokered connection.
  *
@@ -45,8 +45,8 @@ type GrpcJsOpener = (endpoint: Endpoint, tls: TlsMaterial | undefined) => Plugin
 let grpcJsOpener: GrpcJsOpener | undefined;
 
 /**
- * Installs how a grpc-js channel is opened: called by `src/transport.ts`,
- * the module that loads grpc-js, when it is imported.
+ * Installs how a grpc-js channel is opened: called by
+ * `src/grpcjs_channel.ts`, the module that loads grpc-js, when it is imported.
  *
  * @example
  * ```ts ignore
@@ -62,7 +62,7 @@ export function setGrpcJsOpener(opener: GrpcJsOpener): void {
  * Chooses the channel under every later {@linkcode channelOptions}: `lean`
  * (default: {@linkcode H2Channel}, one `node:http2` session) or `grpc-js`
  * (grpc-js's own channel stack). For measuring one against the other; both
- * send the same bytes. Choosing `grpc-js` loads grpc-js (`src/transport.ts`)
+ * send the same bytes. Choosing `grpc-js` loads grpc-js (`src/grpcjs_channel.ts`)
  * if it is not loaded yet: await the promise before opening a channel.
  *
  * @example
@@ -75,7 +75,7 @@ export function setGrpcJsOpener(opener: GrpcJsOpener): void {
 export function setChannelImplementation(choice: ChannelImplementation): Promise<void> {
   implementation = choice;
   if (choice === "lean" || grpcJsOpener) return Promise.resolve();
-  return import("./transport.ts").then(() => {});
+  return import("./grpcjs_channel.ts").then(() => {});
 }
 
 /**

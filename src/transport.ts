@@ -15,7 +15,6 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { grpcServiceDefinition, MAX_MESSAGE_BYTES, type ServiceRegistration } from "./rpc.ts";
 import { type Bindable, setServerFactory, type TlsMaterial } from "./listen.ts";
-import { channelOptions, grpcTarget, peerCheck, setGrpcJsOpener } from "./channel.ts";
 
 export {
   type Endpoint,
@@ -34,31 +33,8 @@ export {
   setChannelImplementation,
 } from "./channel.ts";
 
-/**
- * Credentials for a grpc-js client channel: TLS with a client certificate
- * (the plugin's certificate checked as the lean channel checks it), or
- * plaintext (h2c).
- *
- * @example
- * ```ts
- * import { channelCredentials } from "./transport.ts";
- * const credentials = channelCredentials(undefined); // plaintext
- * ```
- */
-export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCredentials {
-  if (!tls) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    Buffer.from(tls.peerCaPem),
-    Buffer.from(tls.keyPem),
-    Buffer.from(tls.certPem),
-    { checkServerIdentity: peerCheck(tls) },
-  );
-}
-
-// The grpc-js channel of `setChannelImplementation("grpc-js")`, opened by `openChannel`.
-setGrpcJsOpener((endpoint, tls) =>
-  new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls))
-);
+// grpc-js's client channel (its credentials, and `openChannel` once it is chosen) lives in grpcjs_channel.ts.
+export { channelCredentials } from "./grpcjs_channel.ts";
 
 /** Which server `startServer` runs. */
 export type ServerImplementation = "lean" | "grpc-js";
