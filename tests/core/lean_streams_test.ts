@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { GrpcStatus, type PluginClient, registration, TetherError } from "../../mod.ts";
+import { GrpcStatus, type HandlerContext, type PluginClient, registration, TetherError } from "../../mod.ts";
 import { KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
 import * as v1 from "../../src/gen/grpc/reflection/v1/reflection_pb.ts";
-import { openChannel } from "../../src/channel.ts";
+import { openChannel, setChannelImplementation } from "../../src/channel.ts";
 import { H2Channel } from "../../src/h2channel.ts";
 import { createServiceClient } from "../../src/rpc.ts";
 import { startServer } from "../../src/listen.ts";
@@ -157,6 +157,7 @@ Deno.test({
       let read = 0;
       for await (const _ of client.dispense(KV).list({ prefix: "endless/8" })) if (++read === 3) break;
       assert.equal(read, 3);
+      // Canceled, not "transport is closing": the reset ends this stream, not the connection.
       assert.match((await ended(log, "endless/8")).err, /Canceled/);
     }),
 });
@@ -297,6 +298,58 @@ Deno.test("lean streams: a producer the server does not read from waits for drai
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test('lean streams: setChannelImplementation("grpc-js") loads grpc-js\'s channel when chosen; calls and metadata work on it', async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "tls" });
+  const server = await startServer(
+    [
+      registration(v1.ServerReflection, {
+        async *serverReflectionInfo(
+          requests: AsyncIterable<v1.ServerReflectionRequest>,
+          context: HandlerContext,
+        ) {
+          for await (const request of requests) {
+            yield { validHost: `${request.host}:${context.metadata.mode}` };
+          }
+        },
+      } as never),
+    ],
+    { network: "unix", socketDir: dir },
+    undefined,
+  );
+  try {
+    const loading = setChannelImplementation("grpc-js");
+    // This test process has not imported grpc-js: until it has loaded, opening a channel says so.
+    assert.throws(
+      () => openChannel(server.endpoint, undefined),
+      (error: unknown) =>
+        error instanceof TetherError && error.code === "config" &&
+        /await setChannelImplementation/.test(error.message),
+    );
+    await loading;
+    const channel = openChannel(server.endpoint, undefined);
+    try {
+      assert.ok(!(channel instanceof H2Channel), "grpc-js was chosen, the lean channel opened");
+      const hosts: string[] = [];
+      const requests = async function* () {
+        yield { host: "a", messageRequest: { case: "listServices" as const, value: "" } };
+        yield { host: "b", messageRequest: { case: "listServices" as const, value: "" } };
+      };
+      const stub = createServiceClient(channel, v1.ServerReflection);
+      for await (const answer of stub.serverReflectionInfo(requests(), { metadata: { mode: "m" } })) {
+        hosts.push(answer.validHost);
+      }
+      assert.deepEqual(hosts, ["a:m", "b:m"]);
+    } finally {
+      channel.close();
+    }
+  } finally {
+    await setChannelImplementation("lean");
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.ok(openChannel(server.endpoint, undefined) instanceof H2Channel, "lean is not back");
 });
 
 Deno.test("lean streams: the host's module graph (mod.ts, sftpgo.ts, cli.ts) loads no grpc-js", async () => {
