@@ -182,7 +182,10 @@ Deno.test({
       assert.ok(read > 0, "no message arrived before the deadline");
       assert.equal(error.status, GrpcStatus.DEADLINE_EXCEEDED);
       // grpc-go's own timer (grpc-timeout) or the host's RST_STREAM ends the handler, whichever is first.
-      assert.match((await ended(log, "endless/32")).err, /DeadlineExceeded|Canceled|deadline|transport is closing/);
+      assert.match(
+        (await ended(log, "endless/32")).err,
+        /DeadlineExceeded|Canceled|deadline|transport is closing/,
+      );
     }),
 });
 
