@@ -55,7 +55,7 @@ export {
   type UnaryMethod,
 } from "./src/rpc.ts";
 export type { OutputSink } from "./src/stdio.ts";
-export type { Endpoint } from "./src/transport.ts";
+export type { Endpoint } from "./src/listen.ts";
 export {
   type CommandOptions,
   type HostEnvMode,

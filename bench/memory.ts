@@ -100,8 +100,8 @@ if (import.meta.main) {
   const baseline = procMemory("self");
   const hostBaseline = baseline.rss_kib;
   const { PluginClient } = await import("../mod.ts");
-  const { setChannelImplementation } = await import("../src/transport.ts");
-  setChannelImplementation(values.channel === "grpc-js" ? "grpc-js" : "lean");
+  const { setChannelImplementation } = await import("../src/channel.ts");
+  await setChannelImplementation(values.channel === "grpc-js" ? "grpc-js" : "lean");
   const { KV } = await import("../src/gen/tether/kv/v1/kv_pb.ts");
   const { kvHandshake } = await import("../examples/kv/handshake.ts");
   const loaded = procMemory("self");

@@ -26,7 +26,7 @@
 import { parseArgs } from "node:util";
 import { PluginClient, type ServiceClient } from "../mod.ts";
 import { KV } from "../src/gen/tether/kv/v1/kv_pb.ts";
-import { type ChannelImplementation, setChannelImplementation } from "../src/transport.ts";
+import { type ChannelImplementation, setChannelImplementation } from "../src/channel.ts";
 import { kvHandshake } from "../examples/kv/handshake.ts";
 
 /** What to measure. */
@@ -257,7 +257,7 @@ if (import.meta.main) {
     console.error(`--channel must be lean or grpc-js, got ${values.channel}`);
     Deno.exit(2);
   }
-  setChannelImplementation(values.channel as ChannelImplementation);
+  await setChannelImplementation(values.channel as ChannelImplementation);
   const [cmd, ...args] = Deno.args.slice(dash + 1);
   // A Tether host passes none of its own environment; give the plugin what a Deno plugin needs
   // to find its cache (a Go host passes everything).

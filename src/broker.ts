@@ -9,7 +9,7 @@
  */
 
 import type { DescService } from "@bufbuild/protobuf";
-import type * as grpc from "@grpc/grpc-js";
+import type { PluginChannel } from "./channel.ts";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
@@ -84,7 +84,7 @@ export class Broker {
   readonly #known = new Map<number, { info: ConnInfoInit; timer: ReturnType<typeof setTimeout> }>();
   readonly #waiters = new Map<number, (info: ConnInfoInit) => void>();
   readonly #servers = new Set<RunningServer>();
-  readonly #connections = new Set<grpc.Client>();
+  readonly #connections = new Set<PluginChannel>();
   #closed = false;
   readonly #tls: TlsMaterial | undefined;
   readonly #listen: ListenOptions;

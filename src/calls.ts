@@ -1,21 +1,25 @@
 /**
- * Typed calls on a grpc-js client: unary calls straight on the lean channel
- * (`src/h2channel.ts`), streams through grpc-js's call objects, every failure
- * a {@linkcode TetherError}. The message codec is handed in, so that this
- * module (loaded lazily by a plugin that dials a brokered connection) imports
- * no protobuf runtime of its own.
+ * Typed calls, every failure a {@linkcode TetherError}. On the lean channel
+ * (`src/h2channel.ts`, the default) all four kinds of call run straight on
+ * {@linkcode H2Call}: this module does not load grpc-js. A grpc-js `Client`
+ * on grpc-js's own channel (the `setChannelImplementation("grpc-js")`
+ * comparison, or one a caller made) is driven through its call objects; its
+ * caller has loaded grpc-js already. The message codec is handed in, so that
+ * this module (loaded lazily by a plugin that dials a brokered connection)
+ * imports no protobuf runtime of its own.
  *
  * @module
  */
 
 import type { DescMessage, DescService, MessageInitShape } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
 import { validateTimerMs } from "./timers.ts";
-import { H2Channel } from "./h2channel.ts";
+import { type CallStatus, ConnectivityState, type H2Call, H2Channel } from "./h2channel.ts";
 import { methodPath } from "./grpc_wire.ts";
 import type { CallOptions, ServiceClient } from "./service.ts";
+import type { PluginChannel } from "./channel.ts";
 
 /** How messages become bytes and back: `serializer`/`deserializer` of `src/service.ts`. */
 export interface MessageCodec {
@@ -24,6 +28,12 @@ export interface MessageCodec {
   /** The decoder of a message type. */
   deserializer(schema: DescMessage): (bytes: Buffer) => unknown;
 }
+
+/**
+ * What calls run on: an {@linkcode H2Channel} (what `openChannel` returns by
+ * default) or a grpc-js `Client`.
+ */
+export type CallChannel = PluginChannel;
 
 /**
  * Wraps a gRPC failure as a {@linkcode TetherError} with code `rpc`.
@@ -40,6 +50,8 @@ export type ErrorMapper = (error: TetherError) => TetherError | Promise<TetherEr
 export const EMPTY_STATUS_MESSAGE = "(no error message arrived: the plugin sent an empty one, or one that " +
   "begins or ends with a space, which the HTTP/2 layer under Deno drops; see docs/protocol.md, " +
   '"Error messages")';
+
+const CANCELLED = 1, INTERNAL = 13, UNIMPLEMENTED = 12;
 
 function rpcError(path: string, error: unknown): TetherError {
   if (error instanceof TetherError) return error;
@@ -73,15 +85,24 @@ async function* failedStream(error: Promise<TetherError>): AsyncGenerator<never>
   throw await error;
 }
 
-function callMetadata(options: CallOptions | undefined): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  for (const [key, value] of Object.entries(options?.metadata ?? {})) metadata.set(key, value);
-  return metadata;
-}
-
-function callOptions(options: CallOptions | undefined): grpc.CallOptions {
-  const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
-  return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+/**
+ * The caller's metadata as HTTP/2 headers, checked as grpc-js's `Metadata`
+ * checks it (same messages): lower-case legal names, printable values, and
+ * no string for a `-bin` name.
+ */
+function metadataHeaders(options: CallOptions | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options?.metadata ?? {})) {
+    const key = name.toLowerCase();
+    if (!/^[0-9a-z_.-]+$/.test(key)) throw new Error(`Metadata key "${key}" contains illegal characters`);
+    if (key.endsWith("-bin")) throw new Error("keys that end with '-bin' must have Buffer values");
+    if (typeof value !== "string") throw new Error("keys that don't end with '-bin' must have String values");
+    if (!/^[ -~]*$/.test(value)) {
+      throw new Error(`Metadata string value "${value}" contains illegal characters`);
+    }
+    headers[key] = value;
+  }
+  return headers;
 }
 
 /** Hooks an AbortSignal to a call's cancel(); returns the unhook function. */
@@ -94,6 +115,352 @@ function linkSignal(signal: AbortSignal | undefined, call: { cancel(): void }): 
   const onAbort = () => call.cancel();
   signal.addEventListener("abort", onAbort, { once: true });
   return () => signal.removeEventListener("abort", onAbort);
+}
+
+/** A failure as grpc-js reports one (`Error` with code, details and metadata), for {@linkcode rpcError}. */
+function statusError(code: number, details: string, metadata?: unknown): grpc.ServiceError {
+  return Object.assign(new Error(`${code} ${grpcStatusName(code as GrpcStatusCode)}: ${details}`), {
+    code,
+    details,
+    metadata,
+  }) as grpc.ServiceError;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The lean calls, on H2Call.
+
+/**
+ * Starts a lean call, or says why it cannot start (an invalid option, bad
+ * metadata, a closed channel: the errors grpc-js throws synchronously).
+ */
+function leanCall(
+  h2: H2Channel,
+  path: string,
+  options: CallOptions | undefined,
+): { call: H2Call; headers: Record<string, string> } | TetherError {
+  let deadline = Infinity;
+  let headers: Record<string, string> = {};
+  try {
+    const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
+    if (timeoutMs !== undefined) deadline = Date.now() + timeoutMs;
+    if (options?.metadata) headers = metadataHeaders(options);
+    if (h2.getConnectivityState(false) === ConnectivityState.SHUTDOWN) {
+      throw new Error("Channel has been shut down");
+    }
+  } catch (error) {
+    return closedChannel(path, error);
+  }
+  return { call: h2.createCall(path, deadline), headers };
+}
+
+function cancelOnClient(call: H2Call): { cancel(): void } {
+  return { cancel: () => call.cancelWithStatus(CANCELLED, "Cancelled on client") };
+}
+
+/**
+ * A unary call straight on the lean channel: no grpc-js call objects, no
+ * Metadata. Same statuses and errors as the grpc-js client path.
+ */
+function leanUnary(
+  h2: H2Channel,
+  path: string,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+): (request: MessageInitShape<DescMessage>, options?: CallOptions) => Promise<unknown> {
+  return (request, options) =>
+    new Promise((resolve, reject) => {
+      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
+      const started = leanCall(h2, path, options);
+      if (started instanceof TetherError) return fail(started);
+      const { call, headers } = started;
+      let bytes: Buffer;
+      try {
+        bytes = serialize(request);
+      } catch (error) {
+        fail(
+          rpcError(path, statusError(INTERNAL, `Request message serialization failure: ${errorText(error)}`)),
+        );
+        return;
+      }
+      let response: Buffer | undefined;
+      let unlink = () => {};
+      call.startPlain(headers, {
+        onReceiveMetadata() {},
+        onReceiveMessage(message) {
+          response = message;
+        },
+        onReceiveStatus({ code, details, metadata }) {
+          unlink();
+          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
+          if (response === undefined) {
+            return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
+          }
+          try {
+            resolve(deserialize(response));
+          } catch (error) {
+            fail(
+              rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)),
+            );
+          }
+        },
+      }, false);
+      call.sendMessageWithContext({}, bytes);
+      call.halfClose();
+      call.startRead();
+      unlink = linkSignal(options?.signal, cancelOnClient(call));
+    });
+}
+
+/**
+ * The answers of a lean call, one read at a time: a message is asked for
+ * (HTTP/2 window credit given back) only when the consumer wants the next,
+ * so a consumer that stops reading pauses the plugin once the stream's
+ * window is full; nothing piles up here.
+ */
+class Answers {
+  readonly #call: H2Call;
+  #message: Buffer | undefined;
+  #status: CallStatus | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(call: H2Call) {
+    this.#call = call;
+  }
+
+  readonly listener = {
+    onReceiveMetadata: () => {},
+    onReceiveMessage: (message: Buffer) => {
+      this.#message = message;
+      this.#wake?.();
+    },
+    onReceiveStatus: (status: CallStatus) => {
+      this.#status = status;
+      this.#wake?.();
+    },
+  };
+
+  /** The next message, or the final status once every message has been read. */
+  async next(): Promise<Buffer | CallStatus> {
+    if (!this.#status) {
+      this.#call.startRead();
+      while (this.#message === undefined && !this.#status) {
+        await new Promise<void>((resolve) => this.#wake = resolve);
+        this.#wake = undefined;
+      }
+    }
+    const message = this.#message;
+    this.#message = undefined;
+    return message ?? this.#status!;
+  }
+}
+
+async function* leanRead(
+  path: string,
+  call: H2Call,
+  answers: Answers,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+  unlink: () => void,
+): AsyncGenerator<unknown> {
+  let finished = false;
+  try {
+    while (true) {
+      const next = await answers.next();
+      if (!(next instanceof Uint8Array)) {
+        finished = true;
+        if (next.code === 0) return;
+        throw await mapError(rpcError(path, statusError(next.code, next.details, next.metadata)));
+      }
+      let message: unknown;
+      try {
+        message = deserialize(next);
+      } catch (error) {
+        // As grpc-js: the call is cancelled and fails with INTERNAL.
+        const details = `Response message parsing error: ${errorText(error)}`;
+        call.cancelWithStatus(INTERNAL, details);
+        finished = true;
+        throw await mapError(rpcError(path, statusError(INTERNAL, details)));
+      }
+      yield message;
+    }
+  } finally {
+    unlink();
+    // The consumer stopped early: tell the server.
+    if (!finished) call.cancelWithStatus(CANCELLED, "Cancelled on client");
+  }
+}
+
+/**
+ * Sends `requests` on a lean call, awaiting the stream's drain between
+ * messages (a plugin that does not read makes this wait), then half-closes.
+ * Stops once the call has ended. A message that does not serialise cancels
+ * the call with INTERNAL, as grpc-js does.
+ */
+async function leanFeed(
+  call: H2Call,
+  requests: AsyncIterable<MessageInitShape<DescMessage>>,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+): Promise<void> {
+  for await (const request of requests) {
+    if (call.finished) return;
+    let bytes: Buffer;
+    try {
+      bytes = serialize(request);
+    } catch (error) {
+      call.cancelWithStatus(INTERNAL, `Request message serialization failure: ${errorText(error)}`);
+      return;
+    }
+    await call.sendMessage(bytes);
+  }
+  call.halfClose();
+}
+
+function leanServerStream(
+  h2: H2Channel,
+  path: string,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+): (request: MessageInitShape<DescMessage>, options?: CallOptions) => AsyncIterable<unknown> {
+  return (request, options) => {
+    const started = leanCall(h2, path, options);
+    if (started instanceof TetherError) return failedStream(Promise.resolve(mapError(started)));
+    const { call, headers } = started;
+    let bytes: Buffer;
+    try {
+      bytes = serialize(request);
+    } catch (error) {
+      const details = `Request message serialization failure: ${errorText(error)}`;
+      return failedStream(Promise.resolve(mapError(rpcError(path, statusError(INTERNAL, details)))));
+    }
+    const answers = new Answers(call);
+    call.startPlain(headers, answers.listener, false);
+    call.sendMessageWithContext({}, bytes);
+    call.halfClose();
+    return leanRead(
+      path,
+      call,
+      answers,
+      deserialize,
+      mapError,
+      linkSignal(options?.signal, cancelOnClient(call)),
+    );
+  };
+}
+
+function leanBidiStream(
+  h2: H2Channel,
+  path: string,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+): (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) => AsyncIterable<unknown> {
+  return (requests, options) => {
+    const started = leanCall(h2, path, options);
+    if (started instanceof TetherError) return failedStream(Promise.resolve(mapError(started)));
+    const { call, headers } = started;
+    const answers = new Answers(call);
+    call.startPlain(headers, answers.listener, false);
+    // A failing request iterable cancels the call; the reader sees CANCELLED (as with grpc-js's call objects).
+    leanFeed(call, requests, serialize).catch(() => call.cancelWithStatus(CANCELLED, "Cancelled on client"));
+    return leanRead(
+      path,
+      call,
+      answers,
+      deserialize,
+      mapError,
+      linkSignal(options?.signal, cancelOnClient(call)),
+    );
+  };
+}
+
+function leanClientStream(
+  h2: H2Channel,
+  path: string,
+  serialize: (value: MessageInitShape<DescMessage>) => Buffer,
+  deserialize: (bytes: Buffer) => unknown,
+  mapError: ErrorMapper,
+): (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) => Promise<unknown> {
+  return (requests, options) =>
+    new Promise((resolve, reject) => {
+      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
+      const started = leanCall(h2, path, options);
+      if (started instanceof TetherError) return fail(started);
+      const { call, headers } = started;
+      let response: Buffer | undefined;
+      let unlink = () => {};
+      call.startPlain(headers, {
+        onReceiveMetadata() {},
+        onReceiveMessage(message) {
+          if (response !== undefined) {
+            call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
+            return;
+          }
+          response = message;
+          call.startRead();
+        },
+        onReceiveStatus({ code, details, metadata }) {
+          unlink();
+          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
+          if (response === undefined) {
+            return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
+          }
+          try {
+            resolve(deserialize(response));
+          } catch (error) {
+            fail(
+              rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)),
+            );
+          }
+        },
+      }, false);
+      call.startRead();
+      unlink = linkSignal(options?.signal, cancelOnClient(call));
+      // As with grpc-js's call objects: a failing request iterable cancels the call and the promise rejects
+      // with the iterable's own error.
+      leanFeed(call, requests, serialize).catch((error) => {
+        call.cancelWithStatus(CANCELLED, "Cancelled on client");
+        reject(error);
+      });
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Calls through grpc-js's call objects, for a grpc-js Client on grpc-js's own channel.
+
+/**
+ * grpc-js call options. Request metadata goes in through an interceptor that
+ * sets it on the Metadata grpc-js makes: this module holds no grpc-js class.
+ */
+function grpcJsOptions(options: CallOptions | undefined): grpc.CallOptions {
+  const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
+  const result: grpc.CallOptions = timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+  const headers = metadataHeaders(options);
+  if (Object.keys(headers).length === 0) return result;
+  const interceptor: grpc.Interceptor = (callOptions, nextCall) => {
+    const call = nextCall(callOptions);
+    const wrapped: typeof call = {
+      start(metadata, listener) {
+        for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+        call.start(metadata, listener);
+      },
+      cancelWithStatus: (status, details) => call.cancelWithStatus(status, details),
+      getPeer: () => call.getPeer(),
+      sendMessageWithContext: (context, message) => call.sendMessageWithContext(context, message),
+      sendMessage: (message) => call.sendMessage(message),
+      startRead: () => call.startRead(),
+      halfClose: () => call.halfClose(),
+      getAuthContext: () => call.getAuthContext(),
+    };
+    // grpc-js only calls the interface's methods; its class is not at hand here.
+    return wrapped as grpc.InterceptingCall;
+  };
+  return { ...result, interceptors: [interceptor] };
 }
 
 async function* pump<T>(
@@ -156,82 +523,80 @@ function singleAnswer<C extends { cancel(): void }>(
   });
 }
 
-/** A failure as grpc-js reports one (`Error` with code, details and metadata), for {@linkcode rpcError}. */
-function statusError(code: number, details: string, metadata = new grpc.Metadata()): grpc.ServiceError {
-  return Object.assign(new Error(`${code} ${grpcStatusName(code as GrpcStatusCode)}: ${details}`), {
-    code,
-    details,
-    metadata,
-  });
-}
-
-/**
- * A unary call straight on the lean channel: no grpc-js call objects, no
- * Metadata unless the caller sends some. Same statuses and errors as the
- * grpc-js client path (which streams still take).
- */
-function leanUnary(
-  h2: H2Channel,
+function grpcJsMethod(
+  channel: grpc.Client,
+  kind: string,
   path: string,
   serialize: (value: MessageInitShape<DescMessage>) => Buffer,
   deserialize: (bytes: Buffer) => unknown,
   mapError: ErrorMapper,
-): (request: MessageInitShape<DescMessage>, options?: CallOptions) => Promise<unknown> {
-  return (request, options) =>
-    new Promise((resolve, reject) => {
-      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
-      let deadline = Infinity;
-      let headers: Record<string, string | string[]> = {};
-      let bytes: Buffer;
-      try {
-        const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
-        if (timeoutMs !== undefined) deadline = Date.now() + timeoutMs;
-        if (options?.metadata) headers = callMetadata(options).toHttp2Headers() as typeof headers;
-        if (h2.getConnectivityState(false) === grpc.connectivityState.SHUTDOWN) {
-          throw new Error("Channel has been shut down");
+): unknown {
+  switch (kind) {
+    case "unary":
+      return (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
+        singleAnswer(
+          path,
+          mapError,
+          options,
+          (done) =>
+            channel.makeUnaryRequest(path, serialize, deserialize, request, grpcJsOptions(options), done),
+        );
+    case "server_streaming":
+      return (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
+        let call: grpc.ClientReadableStream<unknown>;
+        try {
+          call = channel.makeServerStreamRequest(
+            path,
+            serialize,
+            deserialize,
+            request,
+            grpcJsOptions(options),
+          );
+        } catch (error) {
+          return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
         }
-      } catch (error) {
-        fail(closedChannel(path, error));
-        return;
-      }
-      try {
-        bytes = serialize(request);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        fail(rpcError(path, statusError(13, `Request message serialization failure: ${message}`)));
-        return;
-      }
-      let response: Buffer | undefined;
-      let unlink = () => {};
-      const call = h2.createCall(path, deadline);
-      call.startPlain(headers, {
-        onReceiveMetadata() {},
-        onReceiveMessage(message) {
-          response = message;
-        },
-        onReceiveStatus({ code, details, metadata }) {
-          unlink();
-          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
-          if (response === undefined) return fail(rpcError(path, statusError(12, "No message received")));
-          try {
-            resolve(deserialize(response));
-          } catch (error) {
-            const message = error instanceof Error ? error.message : String(error);
-            fail(rpcError(path, statusError(13, `Response message parsing error: ${message}`)));
-          }
-        },
-      }, false);
-      call.sendMessageWithContext({}, bytes);
-      call.halfClose();
-      call.startRead();
-      unlink = linkSignal(options?.signal, { cancel: () => call.cancelWithStatus(1, "Cancelled on client") });
-    });
+        return pump(path, call, mapError, linkSignal(options?.signal, call));
+      };
+    case "client_streaming":
+      return (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) =>
+        singleAnswer(
+          path,
+          mapError,
+          options,
+          (done) =>
+            channel.makeClientStreamRequest(path, serialize, deserialize, grpcJsOptions(options), done),
+          (call, fail) =>
+            feed(requests, call).catch((error) => {
+              call.cancel();
+              fail(error);
+            }),
+        );
+    default:
+      return (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) => {
+        let call: grpc.ClientDuplexStream<MessageInitShape<DescMessage>, unknown>;
+        try {
+          call = channel.makeBidiStreamRequest(path, serialize, deserialize, grpcJsOptions(options));
+        } catch (error) {
+          return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
+        }
+        feed(requests, call).catch(() => call.cancel());
+        return pump(path, call, mapError, linkSignal(options?.signal, call));
+      };
+  }
 }
 
+const LEAN = {
+  unary: leanUnary,
+  server_streaming: leanServerStream,
+  client_streaming: leanClientStream,
+  bidi_streaming: leanBidiStream,
+} as const;
+
 /**
- * Makes a typed client for `service` on an open grpc-js client (channel),
- * with the message codec handed in (`createServiceClient` in `src/rpc.ts`
- * hands in protobuf-es's).
+ * Makes a typed client for `service` on an open channel, with the message
+ * codec handed in (`createServiceClient` in `src/rpc.ts` hands in
+ * protobuf-es's). On an {@linkcode H2Channel}, or a grpc-js `Client` whose
+ * channel is one, every call runs on the lean path.
  *
  * @example
  * ```ts ignore
@@ -245,7 +610,7 @@ function leanUnary(
  * ```
  */
 export function createClient<S extends DescService>(
-  channel: grpc.Client,
+  channel: CallChannel,
   service: S,
   codec: MessageCodec,
   mapError: ErrorMapper = (error) => error,
@@ -257,89 +622,9 @@ export function createClient<S extends DescService>(
     const path = methodPath(method);
     const serialize = codec.serializer(method.input);
     const deserialize = codec.deserializer(method.output);
-    switch (method.methodKind) {
-      case "unary":
-        if (lean) {
-          client[method.localName] = leanUnary(lean, path, serialize, deserialize, mapError);
-          break;
-        }
-        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
-          singleAnswer(path, mapError, options, (done) =>
-            channel.makeUnaryRequest(
-              path,
-              serialize,
-              deserialize,
-              request,
-              callMetadata(options),
-              callOptions(options),
-              done,
-            ));
-        break;
-      case "server_streaming":
-        client[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) => {
-          let call: grpc.ClientReadableStream<unknown>;
-          try {
-            call = channel.makeServerStreamRequest(
-              path,
-              serialize,
-              deserialize,
-              request,
-              callMetadata(options),
-              callOptions(options),
-            );
-          } catch (error) {
-            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
-          }
-          return pump(path, call, mapError, linkSignal(options?.signal, call));
-        };
-        break;
-      case "client_streaming":
-        client[method.localName] = (
-          requests: AsyncIterable<MessageInitShape<DescMessage>>,
-          options?: CallOptions,
-        ) =>
-          singleAnswer(
-            path,
-            mapError,
-            options,
-            (done) =>
-              channel.makeClientStreamRequest(
-                path,
-                serialize,
-                deserialize,
-                callMetadata(options),
-                callOptions(options),
-                done,
-              ),
-            (call, fail) =>
-              feed(requests, call).catch((error) => {
-                call.cancel();
-                fail(error);
-              }),
-          );
-        break;
-      case "bidi_streaming":
-        client[method.localName] = (
-          requests: AsyncIterable<MessageInitShape<DescMessage>>,
-          options?: CallOptions,
-        ) => {
-          let call: grpc.ClientDuplexStream<MessageInitShape<DescMessage>, unknown>;
-          try {
-            call = channel.makeBidiStreamRequest(
-              path,
-              serialize,
-              deserialize,
-              callMetadata(options),
-              callOptions(options),
-            );
-          } catch (error) {
-            return failedStream(Promise.resolve(mapError(closedChannel(path, error))));
-          }
-          feed(requests, call).catch(() => call.cancel());
-          return pump(path, call, mapError, linkSignal(options?.signal, call));
-        };
-        break;
-    }
+    client[method.localName] = lean
+      ? LEAN[method.methodKind](lean, path, serialize, deserialize, mapError)
+      : grpcJsMethod(channel as grpc.Client, method.methodKind, path, serialize, deserialize, mapError);
   }
   return client as ServiceClient<S>;
 }

@@ -1,20 +1,28 @@
 /**
- * The client side of gRPC connections between host and plugin: grpc-js
- * channels (the lean one of `src/h2channel.ts` by default) and credentials
- * for AutoMTLS (each side pins the other's certificate), manual TLS or
- * plaintext, with go-plugin's message size limits. Loaded by a plugin only
+ * The client side of gRPC connections between host and plugin: channels (the
+ * lean one of `src/h2channel.ts` by default, grpc-js's own when chosen) with
+ * AutoMTLS (each side pins the other's certificate), manual TLS or plaintext,
+ * and go-plugin's message size limits. Loads no grpc-js: the grpc-js channel
+ * comes from `src/grpcjs_channel.ts`, imported (dynamically) when
+ * {@linkcode setChannelImplementation} chooses it. Loaded by a plugin only
  * when it dials a brokered connection.
  *
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
+import type * as grpc from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
+import { TetherError } from "./errors.ts";
 import { sameBytes } from "./mtls.ts";
-import { H2Channel } from "./h2channel.ts";
+import { H2Channel, type H2ChannelConfig } from "./h2channel.ts";
 import { MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
 import type { Endpoint, TlsMaterial } from "./listen.ts";
+
+/**
+ * An open connection to a plugin, as the host uses it: an
+ * {@linkcode H2Channel} (the default) or a grpc-js `Client`.
+ */
+export type PluginChannel = H2Channel | grpc.Client;
 
 /**
  * The grpc-js target for an endpoint.
@@ -29,25 +37,45 @@ export function grpcTarget(endpoint: Endpoint): string {
   return endpoint.network === "unix" ? `unix:${endpoint.address}` : endpoint.address;
 }
 
-/** Which channel `grpc.Client`s made with {@linkcode channelOptions} use. */
+/** Which channel {@linkcode openChannel} opens (and `grpc.Client`s made with {@linkcode channelOptions} use). */
 export type ChannelImplementation = "lean" | "grpc-js";
 let implementation: ChannelImplementation = "lean";
+
+type GrpcJsOpener = (endpoint: Endpoint, tls: TlsMaterial | undefined) => PluginChannel;
+let grpcJsOpener: GrpcJsOpener | undefined;
+
+/**
+ * Installs how a grpc-js channel is opened: called by
+ * `src/grpcjs_channel.ts`, the module that loads grpc-js, when it is imported.
+ *
+ * @example
+ * ```ts ignore
+ * import { setGrpcJsOpener } from "./channel.ts";
+ * setGrpcJsOpener((endpoint, tls) => new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls)));
+ * ```
+ */
+export function setGrpcJsOpener(opener: GrpcJsOpener): void {
+  grpcJsOpener = opener;
+}
 
 /**
  * Chooses the channel under every later {@linkcode channelOptions}: `lean`
  * (default: {@linkcode H2Channel}, one `node:http2` session) or `grpc-js`
  * (grpc-js's own channel stack). For measuring one against the other; both
- * send the same bytes.
+ * send the same bytes. Choosing `grpc-js` loads grpc-js (`src/grpcjs_channel.ts`)
+ * if it is not loaded yet: await the promise before opening a channel.
  *
  * @example
  * ```ts
  * import { setChannelImplementation } from "./channel.ts";
- * setChannelImplementation("grpc-js");
- * setChannelImplementation("lean");
+ * await setChannelImplementation("grpc-js");
+ * await setChannelImplementation("lean");
  * ```
  */
-export function setChannelImplementation(choice: ChannelImplementation): void {
+export function setChannelImplementation(choice: ChannelImplementation): Promise<void> {
   implementation = choice;
+  if (choice === "lean" || grpcJsOpener) return Promise.resolve();
+  return import("./grpcjs_channel.ts").then(() => {});
 }
 
 /**
@@ -62,18 +90,7 @@ export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions
     return {
       channelFactoryOverride: (target: string) =>
         // grpc-js types its Channel as a class; H2Channel has the interface grpc.Client uses.
-        new H2Channel({
-          target,
-          authority,
-          maxMessageBytes: MAX_MESSAGE_BYTES,
-          tls: tls && {
-            ca: tls.peerCaPem,
-            key: tls.keyPem,
-            cert: tls.certPem,
-            servername: authority,
-            checkServerIdentity: peerCheck(tls),
-          },
-        }) as unknown as grpc.Channel,
+        new H2Channel(leanConfig(target, tls)) as unknown as grpc.Channel,
     };
   }
   return {
@@ -86,8 +103,34 @@ export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions
   };
 }
 
-/** The host's check of the plugin's certificate: the pinned one (AutoMTLS), valid for the server name. */
-function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertificate) => Error | undefined {
+function leanConfig(target: string, tls: TlsMaterial | undefined): H2ChannelConfig {
+  const authority = tls?.serverName ?? "localhost";
+  return {
+    target,
+    authority,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    tls: tls && {
+      ca: tls.peerCaPem,
+      key: tls.keyPem,
+      cert: tls.certPem,
+      servername: authority,
+      checkServerIdentity: peerCheck(tls),
+    },
+  };
+}
+
+/**
+ * The host's check of the plugin's certificate: the pinned one (AutoMTLS),
+ * valid for the server name. One check for the lean and grpc-js channels.
+ *
+ * @example
+ * ```ts ignore
+ * import { peerCheck } from "./channel.ts";
+ * const check = peerCheck(tls);
+ * const refusal = check("localhost", certificate); // undefined when accepted
+ * ```
+ */
+export function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertificate) => Error | undefined {
   const pinned = tls.pinnedPeerDer;
   return (hostname, cert) => {
     if (pinned && !sameBytes(new Uint8Array(cert.raw), pinned)) {
@@ -105,21 +148,10 @@ function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertificate) 
   };
 }
 
-/** Credentials for a client channel: TLS with a client certificate, or plaintext (h2c). */
-export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCredentials {
-  if (!tls) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    Buffer.from(tls.peerCaPem),
-    Buffer.from(tls.keyPem),
-    Buffer.from(tls.certPem),
-    { checkServerIdentity: peerCheck(tls) },
-  );
-}
-
 /**
- * A grpc-js client (channel) to `endpoint` with this side's TLS settings and
- * the channel chosen by {@linkcode setChannelImplementation}: the one way the
- * host's plugin connection and every brokered connection are opened.
+ * A channel to `endpoint` with this side's TLS settings, the one chosen by
+ * {@linkcode setChannelImplementation}: the one way the host's plugin
+ * connection and every brokered connection are opened.
  *
  * @example
  * ```ts ignore
@@ -127,7 +159,17 @@ export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCr
  * const channel = openChannel({ network: "unix", address: "/tmp/plugin1" }, undefined);
  * channel.close();
  * ```
+ *
+ * @throws {TetherError} `config` when grpc-js's channel was chosen and has not loaded yet.
  */
-export function openChannel(endpoint: Endpoint, tls: TlsMaterial | undefined): grpc.Client {
-  return new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls));
+export function openChannel(endpoint: Endpoint, tls: TlsMaterial | undefined): PluginChannel {
+  if (implementation === "lean") return new H2Channel(leanConfig(grpcTarget(endpoint), tls));
+  if (!grpcJsOpener) {
+    throw new TetherError(
+      "config",
+      'grpc-js\'s channel is chosen but not loaded: await setChannelImplementation("grpc-js") before ' +
+        "opening a channel",
+    );
+  }
+  return grpcJsOpener(endpoint, tls);
 }

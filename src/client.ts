@@ -7,7 +7,6 @@
  */
 
 import type { DescService } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import { Broker } from "./broker.ts";
 import { GrpcStatus, TetherError } from "./errors.ts";
 import { Health, HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.ts";
@@ -35,7 +34,9 @@ import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./l
 import { takeCertificate } from "./mtls.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
-import { type Endpoint, openChannel, removeSocket } from "./transport.ts";
+import { type Endpoint, removeSocket } from "./listen.ts";
+import { openChannel, type PluginChannel } from "./channel.ts";
+import { ConnectivityState } from "./h2channel.ts";
 import { type ManualTlsOptions, tlsForPlugin, waitConnected } from "./connect.ts";
 import type { ReattachConfig } from "./reattach.ts";
 import { connect as netConnect, type Socket } from "node:net";
@@ -262,7 +263,7 @@ export class PluginClient implements AsyncDisposable {
   #exit: PluginExit | undefined;
   #killedByUs = false;
   #exitedOnItsOwn = false;
-  #channel: grpc.Client | undefined;
+  #channel: PluginChannel | undefined;
   readonly #serviceClients = new Map<DescService, unknown>();
   #broker: Broker | undefined;
   #endpoint: Endpoint | undefined;
@@ -809,8 +810,7 @@ export class PluginClient implements AsyncDisposable {
       error.status !== GrpcStatus.CANCELLED && error.status !== GrpcStatus.UNKNOWN
     ) return error;
     const arrived = Date.now();
-    const connected =
-      this.#channel?.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+    const connected = this.#channel?.getChannel().getConnectivityState(false) === ConnectivityState.READY;
     // An ordinary plugin error (Go sends plain errors as UNKNOWN) on a live connection needs no second look.
     if (connected && !this.#exit && !this.#killing) return error;
     if (!this.#exit) {

@@ -7,7 +7,8 @@
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import type { PluginChannel } from "./channel.ts";
+import { ConnectivityState } from "./h2channel.ts";
 import { connect as tlsConnect } from "node:tls";
 import { connect as netConnect } from "node:net";
 import { TetherError } from "./errors.ts";
@@ -15,7 +16,7 @@ import type { HandshakeLine } from "./handshake.ts";
 import { deniedFlag, permissionOr } from "./launch.ts";
 import type { CertificateBundle } from "./mtls.ts";
 import { certificateDerToPem, sameBytes } from "./mtls.ts";
-import type { Endpoint, TlsMaterial } from "./transport.ts";
+import type { Endpoint, TlsMaterial } from "./listen.ts";
 
 /** Certificates for manual TLS, when the plugin's TLS is configured out of band (go-plugin's TLSProvider). */
 export interface ManualTlsOptions {
@@ -111,13 +112,13 @@ export interface ConnectContext {
  *
  * @throws {TetherError} `tls`, `handshake`, `exited` or `start_timeout`.
  */
-export async function waitConnected(channel: grpc.Client, context: ConnectContext): Promise<void> {
+export async function waitConnected(channel: PluginChannel, context: ConnectContext): Promise<void> {
   const raw = channel.getChannel();
   const { plugin, endpoint, tls } = context;
   while (true) {
     const state = raw.getConnectivityState(true);
-    if (state === grpc.connectivityState.READY) return;
-    if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
+    if (state === ConnectivityState.READY) return;
+    if (state === ConnectivityState.TRANSIENT_FAILURE || state === ConnectivityState.SHUTDOWN) {
       const reason = await diagnose(context);
       throw new TetherError(
         tls ? "tls" : "handshake",

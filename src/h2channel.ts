@@ -1,11 +1,12 @@
 /**
- * A lean gRPC channel: grpc-js's `Channel` interface implemented directly on
- * one `node:http2` session, plugged into `grpc.Client` through its
- * `channelFactoryOverride` option. grpc-js keeps its public client API
- * (serialisation, Metadata, call objects); what is left out is the machinery
- * a plugin connection never uses and every call pays for: name resolution,
- * load balancing, retries, channelz, call filters and per-call timers beyond
- * the deadline. The bytes on the wire are plain gRPC over HTTP/2, as grpc-js
+ * A lean gRPC channel on one `node:http2` session. The host's calls (unary and
+ * all three kinds of stream, `src/calls.ts`) run on {@linkcode H2Call}
+ * directly, without grpc-js, which this module does not load. It also has
+ * grpc-js's `Channel` interface, so a `grpc.Client` can run on it (its
+ * `channelFactoryOverride` option; `channelOptions` in `src/channel.ts`). What
+ * is left out is the machinery a plugin connection never uses and every call
+ * pays for: name resolution, load balancing, retries, channelz, call filters
+ * and per-call timers beyond the deadline. The bytes on the wire are plain gRPC over HTTP/2, as grpc-js
  * and grpc-go send them (5-byte message prefix, `grpc-status` trailers).
  *
  * One connection, dialled when first needed; when it is lost the channel goes
@@ -14,7 +15,7 @@
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -23,12 +24,43 @@ import type { PeerCertificate } from "node:tls";
 import { decodeStatusMessage, formatTimeout, frame, MessageDecoder } from "./grpc_wire.ts";
 
 type Deadline = Date | number;
-type StatusObject = grpc.StatusObject;
-type Listener = {
+/**
+ * A call's final status. `metadata` is a grpc-js `Metadata` when the call was
+ * started by grpc-js ({@linkcode H2Call.start}), and `undefined` on the lean
+ * path ({@linkcode H2Call.startPlain}), which never loads grpc-js.
+ */
+export interface CallStatus {
+  /** The gRPC status code. */
+  code: number;
+  /** The status message. */
+  details: string;
+  /** Trailers, when the caller asked for them. */
+  metadata: grpc.Metadata | undefined;
+}
+/** What a call reports to whoever started it. */
+export interface CallListener {
+  /** The response headers (only on calls started with metadata). */
   onReceiveMetadata(metadata: grpc.Metadata): void;
+  /** One message, after a {@linkcode H2Call.startRead}. */
   onReceiveMessage(message: Buffer): void;
-  onReceiveStatus(status: StatusObject): void;
-};
+  /** The final status, after every message read before it. */
+  onReceiveStatus(status: CallStatus): void;
+}
+type MetadataClass = typeof grpc.Metadata;
+
+/**
+ * grpc-js's connectivity states, by value: the host's default module graph
+ * does not load grpc-js, so its enum is not at hand.
+ */
+export const ConnectivityState = {
+  IDLE: 0,
+  CONNECTING: 1,
+  READY: 2,
+  TRANSIENT_FAILURE: 3,
+  SHUTDOWN: 4,
+} as const;
+/** One of {@linkcode ConnectivityState}'s values. */
+export type ConnectivityStateValue = typeof ConnectivityState[keyof typeof ConnectivityState];
 
 /** How to reach the server and what TLS to speak; plaintext (h2c) without `tls`. */
 export interface H2ChannelConfig {
@@ -48,7 +80,17 @@ export interface H2ChannelConfig {
   };
 }
 
-const { IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN } = grpc.connectivityState;
+const { IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN } = ConnectivityState;
+// gRPC status codes used here (grpc-js's `status` enum, by value).
+const CANCELLED = 1,
+  UNKNOWN = 2,
+  DEADLINE_EXCEEDED = 4,
+  PERMISSION_DENIED = 7,
+  RESOURCE_EXHAUSTED = 8,
+  UNIMPLEMENTED = 12,
+  INTERNAL = 13,
+  UNAVAILABLE = 14,
+  UNAUTHENTICATED = 16;
 const USER_AGENT = "grpc-node-js/1.14.7 tether-h2";
 // HTTP/2 flow-control credit we grant the server: large answers (a 7 MiB schema) then arrive without a
 // WINDOW_UPDATE round trip per 64 KiB. Credit, not memory: messages are read as they come.
@@ -69,12 +111,12 @@ const SESSION_WINDOW = 32 << 20;
  */
 export class H2Channel {
   readonly #config: H2ChannelConfig;
-  #state: grpc.connectivityState = IDLE;
+  #state: ConnectivityStateValue = IDLE;
   #session: http2.ClientHttp2Session | undefined;
   /** The session being set up, destroyed if the channel closes meanwhile. */
   #dialing: http2.ClientHttp2Session | undefined;
   #waiting: ((session: http2.ClientHttp2Session | Error) => void)[] = [];
-  #watchers = new Set<{ state: grpc.connectivityState; done: (error?: Error) => void }>();
+  #watchers = new Set<{ state: ConnectivityStateValue; done: (error?: Error) => void }>();
   #lastError: Error | undefined;
   #callNumber = 0;
 
@@ -95,20 +137,28 @@ export class H2Channel {
     this.#flushWaiting(new Error("channel closed"));
   }
 
+  /**
+   * This channel: an H2Channel is its own client handle (`PluginChannel` in
+   * `src/channel.ts`), in the place of a grpc-js `Client` around it.
+   */
+  getChannel(): this {
+    return this;
+  }
+
   /** The target this channel dials. */
   getTarget(): string {
     return this.#config.target;
   }
 
   /** The connectivity state; dials when IDLE and `tryToConnect`. */
-  getConnectivityState(tryToConnect: boolean): grpc.connectivityState {
+  getConnectivityState(tryToConnect: boolean): ConnectivityStateValue {
     if (tryToConnect && this.#state === IDLE) this.#dial();
     return this.#state;
   }
 
   /** Calls back once the state differs from `currentState`, or with an error at `deadline`. */
   watchConnectivityState(
-    currentState: grpc.connectivityState,
+    currentState: ConnectivityStateValue,
     deadline: Date | number,
     callback: (error?: Error) => void,
   ): void {
@@ -169,7 +219,7 @@ export class H2Channel {
     });
   }
 
-  #setState(state: grpc.connectivityState): void {
+  #setState(state: ConnectivityStateValue): void {
     if (this.#state === state) return;
     this.#state = state;
     for (const watcher of [...this.#watchers]) if (watcher.state !== state) watcher.done();
@@ -273,38 +323,38 @@ function hostPort(target: string): { host: string; port: number } {
   return { host: target.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(target.slice(colon + 1)) };
 }
 
-function statusFromRst(code: number): [grpc.status, string] {
+function statusFromRst(code: number): [number, string] {
   switch (code) {
     case http2.constants.NGHTTP2_REFUSED_STREAM:
-      return [grpc.status.UNAVAILABLE, "Stream refused by server"];
+      return [UNAVAILABLE, "Stream refused by server"];
     case http2.constants.NGHTTP2_CANCEL:
-      return [grpc.status.CANCELLED, "Call cancelled"];
+      return [CANCELLED, "Call cancelled"];
     case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
-      return [grpc.status.RESOURCE_EXHAUSTED, "Bandwidth exhausted or memory limit exceeded"];
+      return [RESOURCE_EXHAUSTED, "Bandwidth exhausted or memory limit exceeded"];
     case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
-      return [grpc.status.PERMISSION_DENIED, "Protocol not secure enough"];
+      return [PERMISSION_DENIED, "Protocol not secure enough"];
     default:
-      return [grpc.status.INTERNAL, `Received RST_STREAM with code ${code}`];
+      return [INTERNAL, `Received RST_STREAM with code ${code}`];
   }
 }
 
-function statusFromHttp(code: number): grpc.status {
+function statusFromHttp(code: number): number {
   switch (code) {
     case 400:
-      return grpc.status.INTERNAL;
+      return INTERNAL;
     case 401:
-      return grpc.status.UNAUTHENTICATED;
+      return UNAUTHENTICATED;
     case 403:
-      return grpc.status.PERMISSION_DENIED;
+      return PERMISSION_DENIED;
     case 404:
-      return grpc.status.UNIMPLEMENTED;
+      return UNIMPLEMENTED;
     case 429:
     case 502:
     case 503:
     case 504:
-      return grpc.status.UNAVAILABLE;
+      return UNAVAILABLE;
     default:
-      return grpc.status.UNKNOWN;
+      return UNKNOWN;
   }
 }
 
@@ -328,19 +378,22 @@ export class H2Call {
   readonly #method: string;
   readonly #deadline: Deadline;
   readonly #number: number;
-  #listener: Listener | undefined;
+  #listener: CallListener | undefined;
   #stream: http2.ClientHttp2Stream | undefined;
   #pendingWrites: { data: Buffer; callback?: (error?: Error | null) => void }[] = [];
   #halfClosed = false;
   #reads = 0;
   #messages: Buffer[] = [];
-  #status: StatusObject | undefined;
+  #status: CallStatus | undefined;
   #ended = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #decoder: MessageDecoder;
   #httpStatus = 0;
   #withMetadata = true;
   #trailerHeaders: http2.IncomingHttpHeaders | undefined;
+  #Metadata: MetadataClass | undefined;
+  /** Producers waiting for the stream to open or drain ({@linkcode H2Call.sendMessage}). */
+  #drainWaiters: (() => void)[] = [];
 
   /** Made by {@linkcode H2Channel.createCall}. */
   constructor(channel: H2Channel, method: string, deadline: Deadline, number: number) {
@@ -351,19 +404,23 @@ export class H2Call {
     this.#decoder = new MessageDecoder(channel.maxMessageBytes);
   }
 
-  /** Sends the request headers (after dialling, if needed). */
-  start(metadata: grpc.Metadata, listener: Listener): void {
+  /** Sends the request headers (after dialling, if needed): grpc-js's entry, with its `Metadata`. */
+  start(metadata: grpc.Metadata, listener: CallListener): void {
+    // grpc-js is loaded whenever it calls this; its Metadata class comes with the argument, so this module
+    // never imports grpc-js at run time.
+    this.#Metadata = metadata.constructor as MetadataClass;
     this.startPlain(metadata.toHttp2Headers(), listener);
   }
 
   /**
    * {@linkcode start} with the request metadata as plain headers (lower-case
    * names, values as they go on the wire), for callers that never build a
-   * grpc-js `Metadata`. Answers carry no metadata unless `withMetadata`.
+   * grpc-js `Metadata`: the lean calls of `src/calls.ts`. Answers carry
+   * metadata only after {@linkcode start} (`withMetadata` and grpc-js's class).
    */
-  startPlain(metadata: http2.OutgoingHttpHeaders, listener: Listener, withMetadata = true): void {
+  startPlain(metadata: http2.OutgoingHttpHeaders, listener: CallListener, withMetadata = true): void {
     this.#listener = listener;
-    this.#withMetadata = withMetadata;
+    this.#withMetadata = withMetadata && this.#Metadata !== undefined;
     const deadline = Number(this.#deadline);
     const headers: http2.OutgoingHttpHeaders = {
       ...metadata,
@@ -379,12 +436,12 @@ export class H2Call {
     if (Number.isFinite(deadline)) {
       const ms = deadline - Date.now();
       if (ms <= 0) {
-        queueMicrotask(() => this.#end(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"));
+        queueMicrotask(() => this.#end(DEADLINE_EXCEEDED, "Deadline exceeded"));
         return;
       }
       headers["grpc-timeout"] = formatTimeout(ms);
       this.#timer = setTimeout(
-        () => this.cancelWithStatus(grpc.status.DEADLINE_EXCEEDED, "Deadline exceeded"),
+        () => this.cancelWithStatus(DEADLINE_EXCEEDED, "Deadline exceeded"),
         ms,
       );
     }
@@ -393,7 +450,7 @@ export class H2Call {
       session.then((result) => {
         if (this.#ended) return;
         if (result instanceof Error) {
-          this.#end(grpc.status.UNAVAILABLE, `No connection established. Last error: ${result.message}`);
+          this.#end(UNAVAILABLE, `No connection established. Last error: ${result.message}`);
         } else this.#open(result, headers);
       });
     } else this.#open(session, headers);
@@ -404,7 +461,7 @@ export class H2Call {
     try {
       stream = session.request(headers, { endStream: false });
     } catch (error) {
-      this.#end(grpc.status.UNAVAILABLE, `could not start the call: ${(error as Error).message}`);
+      this.#end(UNAVAILABLE, `could not start the call: ${(error as Error).message}`);
       return;
     }
     this.#stream = stream;
@@ -416,7 +473,7 @@ export class H2Call {
         return;
       }
       if (this.#withMetadata) {
-        this.#listener?.onReceiveMetadata(grpc.Metadata.fromHttp2Headers(responseHeaders));
+        this.#listener?.onReceiveMetadata(this.#Metadata!.fromHttp2Headers(responseHeaders));
       }
     });
     // Trailers can arrive while DATA is still buffered in a paused stream: the status waits for "end".
@@ -432,6 +489,7 @@ export class H2Call {
       }
       this.#deliver();
     });
+    stream.on("drain", () => this.#wakeProducers());
     stream.on("error", () => {
       // Reported on "close" with the RST code or as a dropped connection.
     });
@@ -442,14 +500,18 @@ export class H2Call {
       if (session.closed || session.destroyed) {
         // The connection went away under the call (the plugin died, or closed it).
         this.#channel.lost(session);
-        this.#finish(grpc.status.UNAVAILABLE, "Connection dropped");
+        this.#finish(UNAVAILABLE, "Connection dropped");
+      } else if (code === http2.constants.NGHTTP2_CANCEL && Date.now() >= Number(this.#deadline)) {
+        // A server whose deadline (our grpc-timeout) fired first resets the stream: the deadline is the cause,
+        // as grpc-go's client reports it.
+        this.#finish(DEADLINE_EXCEEDED, "Deadline exceeded");
       } else if (code !== http2.constants.NGHTTP2_NO_ERROR) {
         const [status, details] = statusFromRst(code);
         this.#finish(status, details);
       } else if (this.#httpStatus !== 0 && this.#httpStatus !== 200) {
         this.#finish(statusFromHttp(this.#httpStatus), `Received HTTP status code ${this.#httpStatus}`);
       } else {
-        this.#finish(grpc.status.UNAVAILABLE, "Connection dropped");
+        this.#finish(UNAVAILABLE, "Connection dropped");
       }
     });
     const writes = this.#pendingWrites;
@@ -457,10 +519,18 @@ export class H2Call {
     // A unary request: headers, one message and the end of the stream leave together.
     if (this.#halfClosed && writes.length === 1) {
       stream.end(writes[0].data, () => writes[0].callback?.());
+      this.#wakeProducers();
       return;
     }
     for (const write of writes) stream.write(write.data, write.callback);
     if (this.#halfClosed) stream.end();
+    if (!stream.writableNeedDrain) this.#wakeProducers();
+  }
+
+  #wakeProducers(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   #trailers(trailers: http2.IncomingHttpHeaders): void {
@@ -469,17 +539,19 @@ export class H2Call {
     const details = typeof trailers["grpc-message"] === "string"
       ? decodeStatusMessage(trailers["grpc-message"])
       : "";
-    const metadata = this.#withMetadata ? grpc.Metadata.fromHttp2Headers(trailers) : new grpc.Metadata();
-    metadata.remove("grpc-status");
-    metadata.remove("grpc-message");
+    const metadata = this.#Metadata &&
+      (this.#withMetadata ? this.#Metadata.fromHttp2Headers(trailers) : new this.#Metadata());
+    metadata?.remove("grpc-status");
+    metadata?.remove("grpc-message");
     if (Number.isInteger(code) && code >= 0 && code <= 16) this.#finish(code, details, metadata);
-    else this.#finish(grpc.status.UNKNOWN, `Received invalid status code from server: ${raw}`, metadata);
+    else this.#finish(UNKNOWN, `Received invalid status code from server: ${raw}`, metadata);
   }
 
   /** Records the final status; it reaches the listener after every message read before it. */
-  #finish(code: grpc.status, details: string, metadata = new grpc.Metadata()): void {
+  #finish(code: number, details: string, metadata = this.#Metadata && new this.#Metadata()): void {
     if (this.#status) return;
     clearTimeout(this.#timer);
+    this.#wakeProducers();
     this.#status = { code, details, metadata };
     this.#deliver();
   }
@@ -498,14 +570,14 @@ export class H2Call {
   }
 
   /** Ends the call now with this status (messages not yet read are dropped). */
-  #end(code: grpc.status, details: string): void {
+  #end(code: number, details: string): void {
     this.#messages = [];
     if (this.#status) this.#deliver();
     else this.#finish(code, details);
   }
 
   /** Cancels the call: RST_STREAM(CANCEL) to the server, this status to the caller. */
-  cancelWithStatus(status: grpc.status, details: string): void {
+  cancelWithStatus(status: number, details: string): void {
     if (this.#ended) return;
     const stream = this.#stream;
     if (stream && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -522,6 +594,24 @@ export class H2Call {
     const data = frame(message);
     if (this.#stream) this.#stream.write(data, context.callback);
     else this.#pendingWrites.push({ data, callback: context.callback });
+  }
+
+  /**
+   * Sends one (serialised) message; resolves when the caller may send the
+   * next: at once while the stream takes data, else once it has opened or
+   * drained (HTTP/2 flow control: a server that does not read makes the
+   * producer wait), or once the call has ended (later messages go nowhere).
+   */
+  sendMessage(message: Buffer): Promise<void> {
+    if (this.#status || this.#ended || this.#halfClosed) return Promise.resolve();
+    this.sendMessageWithContext({}, message);
+    if (this.#stream && !this.#stream.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Whether the call has its final status (the listener may not have it yet). */
+  get finished(): boolean {
+    return this.#status !== undefined;
   }
 
   /** Asks for the next message. */

@@ -1,17 +1,25 @@
 /**
- * The bridge between protobuf-es service descriptors and grpc-js: typed
- * clients for any `DescService` (on the lean channel or grpc-js's own), and
+ * The bridge between protobuf-es service descriptors and gRPC: typed clients
+ * for any `DescService` (on the lean channel or a grpc-js client), and
  * grpc-js service definitions for implementations of one (the grpc-js server,
- * kept for comparison with the lean server of `src/h2server.ts`). The service
- * model itself is in `src/service.ts`. Knows nothing of plugins or processes.
+ * kept for comparison with the lean server of `src/h2server.ts`). Loads no
+ * grpc-js itself (types only): whoever runs grpc-js's server or client has
+ * loaded it. The service model itself is in `src/service.ts`. Knows nothing
+ * of plugins or processes.
  *
  * @module
  */
 
 import type { DescMessage, DescService, MessageInitShape } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import { TetherError } from "./errors.ts";
-import { createClient, EMPTY_STATUS_MESSAGE, type ErrorMapper, type MessageCodec } from "./calls.ts";
+import type * as grpc from "@grpc/grpc-js";
+import { GrpcStatus, TetherError } from "./errors.ts";
+import {
+  type CallChannel,
+  createClient,
+  EMPTY_STATUS_MESSAGE,
+  type ErrorMapper,
+  type MessageCodec,
+} from "./calls.ts";
 import {
   type Awaitable,
   type BidiStreamingMethod,
@@ -33,7 +41,7 @@ import {
 
 // The service model lives in service.ts (no grpc-js under it, for the plugin's server), calls in calls.ts;
 // re-exported here for the host side and for existing importers.
-export { EMPTY_STATUS_MESSAGE, type ErrorMapper };
+export { type CallChannel, EMPTY_STATUS_MESSAGE, type ErrorMapper };
 export {
   type Awaitable,
   type BidiStreamingMethod,
@@ -50,7 +58,8 @@ export {
   type UnaryMethod,
 };
 /**
- * Makes a typed client for `service` on an open grpc-js client (channel).
+ * Makes a typed client for `service` on an open channel: one from
+ * `openChannel` (the lean channel by default), or a grpc-js `Client`.
  *
  * @example
  * ```ts ignore
@@ -63,7 +72,7 @@ export {
  * ```
  */
 export function createServiceClient<S extends DescService>(
-  channel: grpc.Client,
+  channel: CallChannel,
   service: S,
   mapError: ErrorMapper = (error) => error,
 ): ServiceClient<S> {
@@ -162,7 +171,7 @@ export function grpcServiceDefinition<S extends DescService>(
       originalName: method.localName,
     };
     if (typeof fn !== "function") {
-      const unimplemented = { code: grpc.status.UNIMPLEMENTED, details: `method ${path} not implemented` };
+      const unimplemented = { code: GrpcStatus.UNIMPLEMENTED, details: `method ${path} not implemented` };
       handlers[method.name] = method.methodKind === "unary" || method.methodKind === "client_streaming"
         ? (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(unimplemented)
         : (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit("error", unimplemented);

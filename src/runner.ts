@@ -26,7 +26,7 @@ import {
 import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import type { Logger } from "./logs.ts";
-import { removeSocket } from "./transport.ts";
+import { removeSocket } from "./listen.ts";
 
 /**
  * Which environment a plugin starts with: `clean` (default, as SFTPGo): only

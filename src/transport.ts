@@ -1,10 +1,12 @@
 /**
- * Where and how gRPC connections between host and plugin run, in one import
- * for the host side: where servers listen and the TLS material of each side
- * (`src/listen.ts`), the client channels and credentials (`src/channel.ts`),
- * and grpc-js's server, kept for comparison with the lean one of
- * `src/h2server.ts`. A plugin that only serves loads `src/listen.ts` alone,
- * without grpc-js.
+ * Where and how gRPC connections between host and plugin run, in one import,
+ * with grpc-js: where servers listen and the TLS material of each side
+ * (`src/listen.ts`), the client channels (`src/channel.ts`), and grpc-js's
+ * client credentials and server, kept for comparison with the lean channel
+ * and server (`setChannelImplementation("grpc-js")`,
+ * `setServerImplementation("grpc-js")`). Importing this module loads
+ * grpc-js: neither the host (`mod.ts`) nor a plugin (`plugin.ts`) imports it
+ * unless grpc-js is chosen.
  *
  * @module
  */
@@ -23,13 +25,16 @@ export {
   type TlsMaterial,
 } from "./listen.ts";
 export {
-  channelCredentials,
   type ChannelImplementation,
   channelOptions,
   grpcTarget,
   openChannel,
+  type PluginChannel,
   setChannelImplementation,
 } from "./channel.ts";
+
+// grpc-js's client channel (its credentials, and `openChannel` once it is chosen) lives in grpcjs_channel.ts.
+export { channelCredentials } from "./grpcjs_channel.ts";
 
 /** Which server `startServer` runs. */
 export type ServerImplementation = "lean" | "grpc-js";
