@@ -326,7 +326,7 @@ class ServerCall implements HandlerContext {
   /** A streaming handler left its request loop: later requests are dropped. */
   #readerGone = false;
   /** A streaming handler waiting for its next request. */
-  #waiter: ((message: Buffer | undefined) => void) | undefined;
+  #waiter: { resolve(message: Buffer | undefined): void; reject(reason: TetherError): void } | undefined;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -440,6 +440,11 @@ class ServerCall implements HandlerContext {
   }
 
   #onEnd(): void {
+    // Deno's node:http2 ends the readable side when the caller resets the stream, too: that is no half-close.
+    if (this.#stream.aborted) {
+      this.#closed();
+      return;
+    }
     this.#ended = true;
     if (this.#done) return;
     if (!this.#decoder.idle) {
@@ -462,16 +467,30 @@ class ServerCall implements HandlerContext {
   #wake(message: Buffer | undefined): void {
     const waiter = this.#waiter;
     this.#waiter = undefined;
-    waiter?.(message);
+    if (!waiter) return;
+    const cutOff = message === undefined ? this.#cutOff() : undefined;
+    if (cutOff) waiter.reject(cutOff);
+    else waiter.resolve(message);
   }
 
-  /** The next request of a stream, or `undefined` once the caller half-closed (or the call ended). */
+  /**
+   * Why the request stream ended before the caller half-closed (cancelled, deadline, a refused message), if it
+   * did: the handler's loop then throws instead of ending as if every request had arrived, as grpc-go's `Recv`
+   * and grpc-js's iterator do.
+   */
+  #cutOff(): TetherError | undefined {
+    return this.#ended || this.#readerGone ? undefined : this.#abortReason;
+  }
+
+  /** The next request of a stream, or `undefined` once the caller half-closed; rejects if the call was cut off. */
   #read(): Promise<Buffer | undefined> {
     const message = this.#queue.shift();
     if (message !== undefined) return Promise.resolve(message);
+    const cutOff = this.#cutOff();
+    if (cutOff) return Promise.reject(cutOff);
     if (this.#ended || this.#done || this.#readerGone) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      this.#waiter = resolve;
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
       this.#stream.resume();
     });
   }

@@ -90,6 +90,8 @@ interface Seen {
   produced: number;
   /** Hold reads its requests only once this resolves. */
   release?: Promise<void>;
+  /** How Sum's request loop ended: `completed <requests>`, or `threw <gRPC status>`. */
+  sumLoop?: string;
 }
 
 function edgeService(seen: Seen): ServiceRegistration {
@@ -113,7 +115,17 @@ function edgeService(seen: Seen): ServiceRegistration {
       },
       sum: async (requests: AsyncIterable<Add>) => {
         let sum = 0n;
-        for await (const { a, b } of requests) sum += a + b;
+        let count = 0;
+        try {
+          for await (const { a, b } of requests) {
+            sum += a + b;
+            count++;
+          }
+        } catch (error) {
+          seen.sumLoop = `threw ${(error as TetherError).status}`;
+          throw error;
+        }
+        seen.sumLoop = `completed ${count}`;
         return { sum };
       },
       chat: async function* (requests: AsyncIterable<Entry>) {
@@ -561,4 +573,34 @@ Deno.test("h2server: a handler that does not read its requests pauses the caller
       assert.equal(deserializer(AddResponseSchema)(answer.subarray(5)).sum, BigInt(total));
     });
   });
+});
+
+Deno.test("h2server: a client stream cut off by the caller (RST_STREAM) makes the handler's request loop throw CANCELLED, not end as if complete", async () => {
+  await withServer((socket, seen) =>
+    withSession(socket, async (session) => {
+      const add = (a: number, b: number) =>
+        framed(serializer(AddRequestSchema)({ a: BigInt(a), b: BigInt(b) }));
+      // Half-closed: the loop completes with every request.
+      const whole = await rawCall(session, "/tether.test.Edge/Sum", Buffer.concat([add(1, 2), add(3, 4)]));
+      assert.equal(whole.trailers?.["grpc-status"], String(GrpcStatus.OK));
+      assert.equal(seen.sumLoop, "completed 2");
+
+      // Cut off after two requests, without a half-close: the loop must not look complete.
+      seen.sumLoop = undefined;
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/tether.test.Edge/Sum",
+        "content-type": "application/grpc",
+      });
+      stream.on("error", () => {});
+      stream.write(Buffer.concat([add(1, 2), add(3, 4)]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      assert.ok(
+        await eventually(() => seen.sumLoop !== undefined),
+        "Sum's request loop neither ended nor threw",
+      );
+      assert.equal(seen.sumLoop, `threw ${GrpcStatus.CANCELLED}`);
+    })
+  );
 });
