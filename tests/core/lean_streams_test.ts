@@ -182,6 +182,27 @@ Deno.test({
 
 Deno.test({
   ...go,
+  name:
+    "lean streams: five endless streams cancelled at once all end Canceled in the plugin, on the same connection",
+  fn: () =>
+    inSandbox(async (box) => {
+      const { client, log } = await streamPlugin(box);
+      const kv = client.dispense(KV);
+      const prefixes = [1, 2, 3, 4, 5].map((n) => `endless/${n}`);
+      const readers = prefixes.map((prefix) => kv.list({ prefix })[Symbol.asyncIterator]());
+      for (const reader of readers) {
+        for (let i = 0; i < 3; i++) assert.equal((await reader.next()).done, false);
+      }
+      // Several resets in one go: each has thousands of tiny DATA frames in flight behind it.
+      await Promise.all(readers.map((reader) => reader.return?.(undefined)));
+      for (const prefix of prefixes) assert.match((await ended(log, prefix)).err, RESET, prefix);
+      await client.ping();
+      oneConnectionUp(log);
+    }),
+});
+
+Deno.test({
+  ...go,
   name: "lean streams: a deadline mid-stream ends the stream with DEADLINE_EXCEEDED, in the plugin too",
   fn: () =>
     inSandbox(async (box) => {
@@ -254,7 +275,7 @@ Deno.test({
   name: "lean streams: bidi: a failing request iterable cancels the call; the reader gets CANCELLED",
   fn: () =>
     inSandbox(async (box) => {
-      const { client } = await streamPlugin(box);
+      const { client, log } = await streamPlugin(box);
       const stub = client.dispense(v1.ServerReflection);
       const gate = Promise.withResolvers<void>();
       async function* requests() {
@@ -272,6 +293,7 @@ Deno.test({
       assert.deepEqual(hosts, ["a"]);
       assert.equal(error.status, GrpcStatus.CANCELLED);
       await client.ping();
+      oneConnectionUp(log);
     }),
 });
 
