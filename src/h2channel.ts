@@ -96,6 +96,8 @@ const USER_AGENT = "grpc-node-js/1.14.7 tether-h2";
 // WINDOW_UPDATE round trip per 64 KiB. Credit, not memory: messages are read as they come.
 const STREAM_WINDOW = 8 << 20;
 const SESSION_WINDOW = 32 << 20;
+/** How long a cancelled stream's reset waits for the server to acknowledge a zero window ({@linkcode H2Channel.resetQuietly}). */
+const QUIESCE_LIMIT_MS = 2000;
 
 /**
  * grpc-js `Channel` on one `node:http2` session.
@@ -119,6 +121,11 @@ export class H2Channel {
   #watchers = new Set<{ state: ConnectivityStateValue; done: (error?: Error) => void }>();
   #lastError: Error | undefined;
   #callNumber = 0;
+  /** Sessions waiting for a SETTINGS ACK before resetting cancelled streams ({@linkcode resetQuietly}). */
+  #quieting = new WeakMap<
+    http2.ClientHttp2Session,
+    { resets: (() => void)[]; timer: ReturnType<typeof setTimeout> }
+  >();
 
   /** A channel that dials `config.target` when first used. */
   constructor(config: H2ChannelConfig) {
@@ -298,6 +305,55 @@ export class H2Channel {
     socket.on("error", (error: Error) => lost(error));
   }
 
+  /**
+   * Resets `stream` with CANCEL once no DATA for it can still be on the way.
+   *
+   * Why not at once: the nghttp2 inside Deno's `node:http2` counts each DATA
+   * frame that arrives for a stream it no longer knows as a "glitch", and ends
+   * the whole connection with GOAWAY(ENHANCE_YOUR_CALM) after about a thousand
+   * (nghttp2 1.67 and 1.68; 1.69 stopped counting them). A plugin streaming
+   * small messages has far more than that in flight when the reset leaves, so
+   * cancelling one stream took the broker's and stdio's streams down with it
+   * (docs/protocol.md, "Cancelling a stream"). So first SETTINGS sets every
+   * stream's window to 0: the server sends no DATA after applying it, and all it
+   * sent before arrives ahead of its SETTINGS ACK, on a stream still open. On
+   * the ACK the reset goes out with nothing behind it, and the window comes
+   * back. Other streams wait one round trip; a server that never acknowledges
+   * gets the reset after {@linkcode QUIESCE_LIMIT_MS} anyway.
+   */
+  resetQuietly(session: http2.ClientHttp2Session, stream: http2.ClientHttp2Stream): void {
+    const reset = () => {
+      if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    };
+    if (session.closed || session.destroyed) return reset();
+    let quiet = this.#quieting.get(session);
+    if (quiet) {
+      // The zero window already asked for covers this stream too: the server applies it to every stream.
+      quiet.resets.push(reset);
+      return;
+    }
+    const resets = [reset];
+    const done = () => {
+      if (this.#quieting.get(session) !== quiet) return;
+      clearTimeout(quiet!.timer);
+      this.#quieting.delete(session);
+      for (const resetOne of resets) resetOne();
+      if (session.closed || session.destroyed) return;
+      try {
+        session.settings({ initialWindowSize: STREAM_WINDOW });
+      } catch {
+        // Too many SETTINGS unacknowledged: the peer is not reading, the connection is going anyway.
+      }
+    };
+    quiet = { resets, timer: setTimeout(done, QUIESCE_LIMIT_MS) };
+    this.#quieting.set(session, quiet);
+    try {
+      session.settings({ initialWindowSize: 0 }, done);
+    } catch {
+      done();
+    }
+  }
+
   /** `session` is gone: the channel goes IDLE (the next call dials again). */
   lost(session: http2.ClientHttp2Session): void {
     if (this.#session !== session) return;
@@ -380,6 +436,8 @@ export class H2Call {
   readonly #number: number;
   #listener: CallListener | undefined;
   #stream: http2.ClientHttp2Stream | undefined;
+  #session: http2.ClientHttp2Session | undefined;
+  #cancelled = false;
   #pendingWrites: { data: Buffer; callback?: (error?: Error | null) => void }[] = [];
   #halfClosed = false;
   #reads = 0;
@@ -465,6 +523,7 @@ export class H2Call {
       return;
     }
     this.#stream = stream;
+    this.#session = session;
     stream.on("response", (responseHeaders) => {
       this.#httpStatus = Number(responseHeaders[":status"]);
       // Trailers-only answer: the status is in these headers.
@@ -482,6 +541,8 @@ export class H2Call {
       if (this.#trailerHeaders) this.#trailers(this.#trailerHeaders);
     });
     stream.on("data", (chunk: Buffer) => {
+      // A cancelled call drains what is still on the way (resetQuietly) and drops it.
+      if (this.#cancelled) return;
       const refused = this.#decoder.push(chunk, this.#messages);
       if (refused) {
         this.cancelWithStatus(...refused);
@@ -580,7 +641,12 @@ export class H2Call {
   cancelWithStatus(status: number, details: string): void {
     if (this.#ended) return;
     const stream = this.#stream;
-    if (stream && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.#cancelled = true;
+    if (stream && !stream.closed && this.#session) {
+      // Read on (and drop) until the reset can leave with no DATA behind it.
+      stream.resume();
+      this.#channel.resetQuietly(this.#session, stream);
+    }
     this.#end(status, details);
   }
 

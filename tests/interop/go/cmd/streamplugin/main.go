@@ -7,9 +7,12 @@
 // Each List call appends one line to the file named by STREAMPLUGIN_LOG (if
 // set) when it ends: "<prefix> sent=<n> err=<error>", so a test can see what
 // the plugin saw (a cancel, how far a producer got before flow control).
+// It also appends "conn begin" and "conn end" for each connection the host
+// opens and closes, so a test can see that a cancel left the connection up.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	kvv1 "tether.dev/interop/gen/tether/kv/v1"
@@ -30,6 +34,10 @@ type server struct {
 }
 
 func (s *server) record(prefix string, sent int, err error) {
+	s.line(fmt.Sprintf("%s sent=%d err=%v", prefix, sent, err))
+}
+
+func (s *server) line(text string) {
 	path := os.Getenv("STREAMPLUGIN_LOG")
 	if path == "" {
 		return
@@ -41,7 +49,22 @@ func (s *server) record(prefix string, sent int, err error) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s sent=%d err=%v\n", prefix, sent, err)
+	fmt.Fprintln(f, text)
+}
+
+// connLog is a stats.Handler that logs the beginning and end of each connection.
+type connLog struct{ s *server }
+
+func (c connLog) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (c connLog) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (c connLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (c connLog) HandleConn(_ context.Context, st stats.ConnStats) {
+	switch st.(type) {
+	case *stats.ConnBegin:
+		c.s.line("conn begin")
+	case *stats.ConnEnd:
+		c.s.line("conn end")
+	}
 }
 
 // List: "endless/<size>" sends entries of <size> bytes until the call ends;
@@ -78,11 +101,14 @@ func (s *server) List(r *kvv1.ListRequest, stream grpc.ServerStreamingServer[kvv
 }
 
 func main() {
+	s := &server{}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: kvplug.Handshake,
 		Plugins: plugin.PluginSet{kvplug.Name: &kvplug.Plugin{
-			NewServer: func(*plugin.GRPCBroker) kvv1.KVServer { return &server{} },
+			NewServer: func(*plugin.GRPCBroker) kvv1.KVServer { return s },
 		}},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, grpc.StatsHandler(connLog{s})))
+		},
 	})
 }
