@@ -9,6 +9,7 @@
  */
 
 import { TetherError } from "./errors.ts";
+import { parseGoBool } from "./gobool.ts";
 
 /** go-plugin's core protocol version; every plugin prints `1` first. */
 export const CORE_PROTOCOL_VERSION = 1;
@@ -222,7 +223,10 @@ export function parseHandshakeLine(rawLine: string, offered: readonly number[]):
     protocol,
   };
   if (serverCertDer) result.serverCertDer = serverCertDer;
-  if (mux !== undefined) result.multiplex = mux === "true" || mux === "1" || mux === "TRUE" || mux === "True";
+  // Go's ParseBool, as go-plugin reads it; a value it cannot parse states nothing (go-plugin reads the field
+  // only when the host asked for multiplexing, and then refuses the plugin, as a missing field does here).
+  const multiplex = mux === undefined ? undefined : parseGoBool(mux);
+  if (multiplex !== undefined) result.multiplex = multiplex;
   return result;
 }
 

@@ -71,6 +71,10 @@ Deno.test("parse: the 7th (multiplex) field is read; further fields are ignored"
   assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc||true", [1]).multiplex, true);
   assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc||false", [1]).multiplex, false);
   assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc|", [1]).multiplex, undefined);
+  // Go's strconv.ParseBool spellings (parseGoBool); what it cannot parse states nothing.
+  assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc||t", [1]).multiplex, true);
+  assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc||F", [1]).multiplex, false);
+  assert.equal(parseHandshakeLine("1|1|unix|/tmp/p|grpc||yes", [1]).multiplex, undefined);
   const extra = parseHandshakeLine("1|1|unix|/tmp/p|grpc||true|whatever|else", [1]);
   assert.equal(extra.multiplex, true);
   assert.equal(extra.address, "/tmp/p");
