@@ -301,13 +301,17 @@ export class UnorderedLane implements DeliveryLane {
       try {
         await this.#o.supervisor.acquire({ signal: this.#abort.signal });
       } catch (error) {
-        if (this.#stopped || !(error instanceof TetherError) || error.code === "closed") return;
-        // The plugin failed for good: nothing will ever deliver these.
+        if (this.#stopped) return;
+        // The plugin failed for good, or its supervisor is closed: nothing will ever deliver these. Returning
+        // with them still queued would only start this loop again at once (and starve the event loop).
         const lost = this.#retry.length + this.#waiting;
         this.#retry = [];
         this.#backlog = [];
         this.#head = 0;
-        this.#drops.drop(lost, `${this.#o.name} has failed for good: ${error.message}`);
+        const why = error instanceof TetherError && error.code !== "closed"
+          ? `has failed for good: ${error.message}`
+          : `can no longer be reached: ${error instanceof Error ? error.message : String(error)}`;
+        this.#drops.drop(lost, `${this.#o.name} ${why}`);
         return;
       }
       if (this.#stopped) return;
