@@ -273,9 +273,11 @@ function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: nu
 
 /**
  * Creates a launch's private directory (0700) in `base` (default: the system
- * temp dir) and at once, in the same synchronous step, its owner marker (see
- * `stale.ts`): from then on, whatever ends the host (SIGKILL while verifying
- * or checking the module graph), the next host's sweep removes the directory.
+ * temp dir), then at once its owner marker (see `stale.ts`), with no await in
+ * between: from then on, whatever ends the host (SIGKILL while verifying or
+ * checking the module graph), the next host's sweep removes the directory. A
+ * SIGKILL between the two system calls leaves an empty directory without a
+ * marker, which no sweep removes (Deno has no way to create both at once).
  */
 function makePrivateDir(base: string | undefined, plugin: string): string {
   let privateDir: string;

@@ -74,7 +74,7 @@ function selfMarker(): OwnerMarker {
 
 /**
  * Writes the owner marker of `privateDir` (mode 0600, next to the directory),
- * synchronously: `prepareLaunch` writes it before it creates the directory.
+ * synchronously: `prepareLaunch` writes it right after it creates the directory, with no await between.
  *
  * @throws {Deno.errors.AlreadyExists} when the marker is there already.
  *
