@@ -56,8 +56,9 @@ export const AUDIT_MAX_LINE_BYTES = 16 * 1024;
  * lands at its old offset (the file becomes sparse: a hole, then the line), and
  * the reader goes on from where it was. A line Deno wrote between the host's
  * last read and the truncation is cut to zeros: the reader sees those bytes as
- * NULs (Deno writes none itself) and reports them as lost (tampering), never
- * silently.
+ * NULs (Deno writes none itself) and reports them as lost (tampering) once
+ * Deno writes a later line past it; a cut line that is the plugin's last goes
+ * unseen (a limit, in docs/security.md).
  */
 export const AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
 
