@@ -32,6 +32,7 @@ import type { Isolation, ResourceLimits } from "./isolation.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./logs.ts";
 import { takeCertificate } from "./mtls.ts";
+import { warmTlsRuntime } from "./tls_warmup.ts";
 import { type CallOptions, createServiceClient, type ServiceClient } from "./rpc.ts";
 import { drainStdio, type OutputSink } from "./stdio.ts";
 import { type Endpoint, removeSocket } from "./listen.ts";
@@ -463,6 +464,8 @@ export class PluginClient implements AsyncDisposable {
     const options = this.#options;
     const versions = offeredVersions(options.handshake);
     const autoMTLS = !options.tls && (options.autoMTLS ?? true);
+    // The runtime's TLS set-up runs off the main thread while the certificate is made and the plugin starts.
+    if (autoMTLS || options.tls) warmTlsRuntime();
     const certificate = autoMTLS ? await takeCertificate() : undefined;
 
     // Whatever ends the host, the launch's files (once there are some) and its process go.

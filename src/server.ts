@@ -29,7 +29,7 @@ import { listenMux, type MuxListener, spliceToSocket } from "./mux.ts";
 import { StdioCapture } from "./stdio.ts";
 import { PERMISSION_REQUEST_FIELD } from "./audit.ts";
 import { type Endpoint, removeSocket, type RunningServer, startServer, type TlsMaterial } from "./listen.ts";
-import { warmTlsRuntime } from "./h2server.ts";
+import { warmTlsRuntime } from "./tls_warmup.ts";
 
 /** What a plugin's services can use while they run. */
 export interface PluginContext {
