@@ -413,7 +413,7 @@ try {
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
 
   console.error(
-    `notifier: ${config.events} fs events through PluginManager, then through SFTPGo's sender ...`,
+    `notifier: ${config.events} fs events per mode and round (${config.rounds} rounds): PluginManager, SFTPGo's sender ...`,
   );
   const notifier: NotifierResult = JSON.parse(
     await run(Deno.execPath(), [
@@ -424,6 +424,9 @@ try {
       `${repoRoot}/bench/notifier.ts`,
       "--events",
       String(config.events),
+      // Interleaved rounds, each mode's median: one round of one mode is at the mercy of a busy moment.
+      "--rounds",
+      String(config.rounds),
     ], "bench/notifier.ts"),
   );
 
@@ -574,7 +577,7 @@ try {
       `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
   );
   lines.push(
-    `Notifier (${config.events} fs events into one TypeScript plugin): PluginManager unordered ${
+    `Notifier (${config.events} fs events into one TypeScript plugin, median of ${config.rounds} round(s)): PluginManager unordered ${
       Math.round(notifier.unordered.events_per_s).toLocaleString("en-US")
     }/s (${notifier.unordered.lost} lost, ${
       x(targets.notifier_unordered_vs_sftpgo)
