@@ -192,7 +192,13 @@ function leanUnary(
       call.startPlain(headers, {
         onReceiveMetadata() {},
         onReceiveMessage(message) {
+          // A unary answer is one message: a second ends the call (as grpc-js), never waits for the deadline.
+          if (response !== undefined) {
+            call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
+            return;
+          }
           response = message;
+          call.startRead();
         },
         onReceiveStatus({ code, details, metadata }) {
           unlink();

@@ -9,10 +9,14 @@
 
 import assert from "node:assert/strict";
 import { GrpcStatus, type PluginClient, type PluginClientOptions } from "../../mod.ts";
-import { Adder, KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
+import * as http2 from "node:http2";
+import { Buffer } from "node:buffer";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Adder, GetResponseSchema, KV } from "../../src/gen/tether/kv/v1/kv_pb.ts";
+import { openChannel } from "../../src/channel.ts";
 import { H2Channel } from "../../src/h2channel.ts";
 import { type ChannelImplementation, setChannelImplementation } from "../../src/transport.ts";
-import { registration } from "../../src/rpc.ts";
+import { createServiceClient, registration } from "../../src/rpc.ts";
 import { goFixture, ignoreWithoutGo } from "../helpers.ts";
 import { bytes, inSandbox, kvHandshake, rejectsWith, type Sandbox, text } from "./support.ts";
 
@@ -229,11 +233,10 @@ Deno.test({
 async function rawServer(
   answer: (stream: import("node:http2").ServerHttp2Stream) => void,
 ): Promise<{ path: string; close(): Promise<void> }> {
-  const http2 = await import("node:http2");
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "h2t" });
   const path = `${dir}/s.sock`;
   const server = http2.createServer();
-  server.on("stream", (stream) => {
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
     stream.on("error", () => {});
     answer(stream as import("node:http2").ServerHttp2Stream);
   });
@@ -339,4 +342,34 @@ Deno.test("h2: trailers-only errors, HTTP errors and a refused connection map to
   }
   const refused = await rawCall("/tmp/h2-no-such-socket") as { code: number; details: string };
   assert.equal(refused.code, GrpcStatus.UNAVAILABLE);
+});
+
+Deno.test("lean channel: a unary answer of two messages fails at once with UNIMPLEMENTED (no wait for a deadline)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tether-two-answers-" });
+  const socket = `${dir}/p.sock`;
+  const message = toBinary(GetResponseSchema, create(GetResponseSchema, { value: new Uint8Array([7]) }));
+  const framed = Buffer.alloc(5 + message.length);
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  // A misbehaving plugin: two answers to a unary call, and then it never ends the stream.
+  const server = http2.createServer();
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
+    stream.on("error", () => {});
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    stream.write(framed);
+    stream.write(framed);
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  const channel = openChannel({ network: "unix", address: socket }, undefined);
+  try {
+    const kv = createServiceClient(channel, KV);
+    const error = await kv.get({ key: "k" }).catch((e: unknown) => e);
+    assert.ok(error instanceof Error, "the call did not fail");
+    assert.equal((error as { status?: number }).status, GrpcStatus.UNIMPLEMENTED);
+    assert.match((error as Error).message, /Too many responses received/);
+  } finally {
+    channel.close();
+    await new Promise((resolve) => server.close(resolve));
+    await Deno.remove(dir, { recursive: true });
+  }
 });
