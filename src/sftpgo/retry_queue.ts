@@ -285,6 +285,73 @@ export class DropLog {
 }
 
 /**
+ * Callers waiting for a lane to have nothing left to do ({@linkcode DeliveryLane.idle}), and the lane's one
+ * cancellable back-off sleep: the waiting both lanes share.
+ *
+ * @example
+ * ```ts
+ * import { LaneWaits } from "./retry_queue.ts";
+ * const waits = new LaneWaits();
+ * const idle = waits.idle(() => false, 1000);
+ * waits.wakeIdle();
+ * console.log(await idle); // true
+ * ```
+ */
+export class LaneWaits {
+  readonly #idleWaiters = new Set<() => void>();
+  #sleep: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
+
+  /** Resolves `true` once {@linkcode wakeIdle} is called (at once if `isIdle()`), `false` after `timeoutMs`. */
+  idle(isIdle: () => boolean, timeoutMs: number = Infinity): Promise<boolean> {
+    if (isIdle()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        this.#idleWaiters.delete(done);
+        resolve(true);
+      };
+      this.#idleWaiters.add(done);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          this.#idleWaiters.delete(done);
+          resolve(false);
+        }, Math.max(0, timeoutMs));
+      }
+    });
+  }
+
+  /** Whether anyone waits for idleness (so the lane need not check). */
+  get idleWaited(): boolean {
+    return this.#idleWaiters.size > 0;
+  }
+
+  /** Wakes every idle waiter with `true`. */
+  wakeIdle(): void {
+    for (const done of [...this.#idleWaiters]) done();
+  }
+
+  /** Sleeps `ms`, unless {@linkcode endSleep} ends it sooner. */
+  sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#sleep = undefined;
+        resolve();
+      }, ms);
+      this.#sleep = { timer, resolve };
+    });
+  }
+
+  /** Ends the current sleep now (the lane is stopping). */
+  endSleep(): void {
+    if (!this.#sleep) return;
+    clearTimeout(this.#sleep.timer);
+    this.#sleep.resolve();
+    this.#sleep = undefined;
+  }
+}
+
+/**
  * The ordered delivery lane of one notifier plugin.
  *
  * @example
@@ -309,8 +376,7 @@ export class NotifierLane implements DeliveryLane {
   #stopped = false;
   readonly #abort = new AbortController();
   #wake: PromiseWithResolvers<void> | undefined;
-  #sleep: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
-  readonly #idleWaiters = new Set<() => void>();
+  readonly #waits = new LaneWaits();
   readonly #loop: Promise<void>;
 
   /** Starts the lane's delivery loop; it waits for events and for the plugin. */
@@ -380,22 +446,7 @@ export class NotifierLane implements DeliveryLane {
    * `false` when `timeoutMs` passes first.
    */
   idle(timeoutMs: number = Infinity): Promise<boolean> {
-    if (this.#size === 0 && !this.#sending) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const done = () => {
-        clearTimeout(timer);
-        this.#idleWaiters.delete(done);
-        resolve(true);
-      };
-      this.#idleWaiters.add(done);
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          this.#idleWaiters.delete(done);
-          resolve(false);
-        }, Math.max(0, timeoutMs));
-      }
-    });
+    return this.#waits.idle(() => this.#size === 0 && !this.#sending, timeoutMs);
   }
 
   /**
@@ -406,13 +457,10 @@ export class NotifierLane implements DeliveryLane {
     this.#stopped = true;
     this.#abort.abort();
     this.#wakeUp();
-    if (this.#sleep) {
-      clearTimeout(this.#sleep.timer);
-      this.#sleep.resolve();
-    }
+    this.#waits.endSleep();
     await this.#loop;
     this.#drops.flush();
-    for (const done of [...this.#idleWaiters]) done();
+    this.#waits.wakeIdle();
     return this.#size;
   }
 
@@ -435,7 +483,7 @@ export class NotifierLane implements DeliveryLane {
 
   #notifyIdle(): void {
     if (this.#size !== 0 || this.#sending) return;
-    for (const done of [...this.#idleWaiters]) done();
+    this.#waits.wakeIdle();
   }
 
   #shift(): void {
@@ -449,16 +497,6 @@ export class NotifierLane implements DeliveryLane {
 
   #drop(count: number, reason: string): void {
     this.#drops.drop(count, reason);
-  }
-
-  async #pause(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#sleep = undefined;
-        resolve();
-      }, ms);
-      this.#sleep = { timer, resolve };
-    });
   }
 
   async #run(): Promise<void> {
@@ -525,7 +563,7 @@ export class NotifierLane implements DeliveryLane {
         }
         this.#retrying = true;
         if (this.#stopped) return;
-        await this.#pause(delay);
+        await this.#waits.sleep(delay);
         delay = Math.min(delay * 2, cap);
         continue;
       }

@@ -37,6 +37,7 @@ import {
   DropLog,
   type LaneCounters,
   type LaneEvent,
+  LaneWaits,
   type NotifierLaneOptions,
   retryRefusal,
 } from "./retry_queue.ts";
@@ -76,8 +77,7 @@ export class UnorderedLane implements DeliveryLane {
   /** Events whose send reached the plugin and failed; the backoff starts over once one of them is delivered. */
   readonly #refused = new WeakSet<LaneEvent>();
   readonly #abort = new AbortController();
-  #sleep: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
-  readonly #idleWaiters = new Set<() => void>();
+  readonly #waits = new LaneWaits();
   #settled: PromiseWithResolvers<void> | undefined;
 
   /** Makes the lane; nothing is sent until an event is offered. */
@@ -129,22 +129,7 @@ export class UnorderedLane implements DeliveryLane {
 
   /** Resolves `true` once nothing waits, is in flight or is queued for a retry; `false` when `timeoutMs` passes first. */
   idle(timeoutMs: number = Infinity): Promise<boolean> {
-    if (this.#isIdle()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const done = () => {
-        clearTimeout(timer);
-        this.#idleWaiters.delete(done);
-        resolve(true);
-      };
-      this.#idleWaiters.add(done);
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          this.#idleWaiters.delete(done);
-          resolve(false);
-        }, Math.max(0, timeoutMs));
-      }
-    });
+    return this.#waits.idle(() => this.#isIdle(), timeoutMs);
   }
 
   /**
@@ -154,17 +139,14 @@ export class UnorderedLane implements DeliveryLane {
   async stop(): Promise<number> {
     this.#stopped = true;
     this.#abort.abort();
-    if (this.#sleep) {
-      clearTimeout(this.#sleep.timer);
-      this.#sleep.resolve();
-    }
+    this.#waits.endSleep();
     await this.#draining;
     if (this.#inFlight > 0) {
       this.#settled = Promise.withResolvers();
       await this.#settled.promise;
     }
     this.#drops.flush();
-    for (const done of [...this.#idleWaiters]) done();
+    this.#waits.wakeIdle();
     return this.#waiting + this.#retry.length;
   }
 
@@ -173,8 +155,8 @@ export class UnorderedLane implements DeliveryLane {
   }
 
   #notifyIdle(): void {
-    if (this.#idleWaiters.size === 0 || !this.#isIdle()) return;
-    for (const done of [...this.#idleWaiters]) done();
+    if (!this.#waits.idleWaited || !this.#isIdle()) return;
+    this.#waits.wakeIdle();
   }
 
   /** Starts waiting events while slots are free; when none is, queues once for the next. */
@@ -294,7 +276,7 @@ export class UnorderedLane implements DeliveryLane {
     while (this.#retry.length > 0 && !this.#stopped) {
       if (this.#backoff) {
         this.#backoff = false;
-        await this.#pause(this.#delay);
+        await this.#waits.sleep(this.#delay);
         this.#delay = Math.min(this.#delay * 2, cap);
         if (this.#stopped) return;
       }
@@ -322,15 +304,5 @@ export class UnorderedLane implements DeliveryLane {
       // A failure of this batch schedules the next round through #failed.
       return;
     }
-  }
-
-  async #pause(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#sleep = undefined;
-        resolve();
-      }, ms);
-      this.#sleep = { timer, resolve };
-    });
   }
 }
