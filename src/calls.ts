@@ -16,7 +16,13 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import { type GrpcStatusCode, grpcStatusName, TetherError } from "./errors.ts";
 import { validateTimerMs } from "./timers.ts";
-import { type CallStatus, ConnectivityState, type H2Call, H2Channel } from "./h2channel.ts";
+import {
+  type CallListener,
+  type CallStatus,
+  ConnectivityState,
+  type H2Call,
+  H2Channel,
+} from "./h2channel.ts";
 import { methodPath } from "./grpc_wire.ts";
 import type { CallOptions, ServiceClient } from "./service.ts";
 import type { PluginChannel } from "./channel.ts";
@@ -162,6 +168,44 @@ function cancelOnClient(call: H2Call): { cancel(): void } {
 }
 
 /**
+ * The listener of a call answered by one message (unary, client streaming): resolves with it at an OK status;
+ * a second message ends the call (as grpc-js), never a wait for the deadline; no message is UNIMPLEMENTED.
+ */
+function oneAnswer(
+  call: H2Call,
+  path: string,
+  deserialize: (bytes: Buffer) => unknown,
+  resolve: (value: unknown) => void,
+  fail: (error: TetherError) => void,
+  ended: () => void,
+): CallListener {
+  let response: Buffer | undefined;
+  return {
+    onReceiveMetadata() {},
+    onReceiveMessage(message) {
+      if (response !== undefined) {
+        call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
+        return;
+      }
+      response = message;
+      call.startRead();
+    },
+    onReceiveStatus({ code, details, metadata }) {
+      ended();
+      if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
+      if (response === undefined) {
+        return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
+      }
+      try {
+        resolve(deserialize(response));
+      } catch (error) {
+        fail(rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)));
+      }
+    },
+  };
+}
+
+/**
  * A unary call straight on the lean channel: no grpc-js call objects, no
  * Metadata. Same statuses and errors as the grpc-js client path.
  */
@@ -187,34 +231,8 @@ function leanUnary(
         );
         return;
       }
-      let response: Buffer | undefined;
       let unlink = () => {};
-      call.startPlain(headers, {
-        onReceiveMetadata() {},
-        onReceiveMessage(message) {
-          // A unary answer is one message: a second ends the call (as grpc-js), never waits for the deadline.
-          if (response !== undefined) {
-            call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
-            return;
-          }
-          response = message;
-          call.startRead();
-        },
-        onReceiveStatus({ code, details, metadata }) {
-          unlink();
-          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
-          if (response === undefined) {
-            return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
-          }
-          try {
-            resolve(deserialize(response));
-          } catch (error) {
-            fail(
-              rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)),
-            );
-          }
-        },
-      }, false);
+      call.startPlain(headers, oneAnswer(call, path, deserialize, resolve, fail, () => unlink()), false);
       call.sendMessageWithContext({}, bytes);
       call.halfClose();
       call.startRead();
@@ -398,33 +416,8 @@ function leanClientStream(
       const started = leanCall(h2, path, options);
       if (started instanceof TetherError) return fail(started);
       const { call, headers } = started;
-      let response: Buffer | undefined;
       let unlink = () => {};
-      call.startPlain(headers, {
-        onReceiveMetadata() {},
-        onReceiveMessage(message) {
-          if (response !== undefined) {
-            call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
-            return;
-          }
-          response = message;
-          call.startRead();
-        },
-        onReceiveStatus({ code, details, metadata }) {
-          unlink();
-          if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
-          if (response === undefined) {
-            return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
-          }
-          try {
-            resolve(deserialize(response));
-          } catch (error) {
-            fail(
-              rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)),
-            );
-          }
-        },
-      }, false);
+      call.startPlain(headers, oneAnswer(call, path, deserialize, resolve, fail, () => unlink()), false);
       call.startRead();
       unlink = linkSignal(options?.signal, cancelOnClient(call));
       // As with grpc-js's call objects: a failing request iterable cancels the call and the promise rejects
