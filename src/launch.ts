@@ -512,12 +512,15 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       onEvent: (event) => {
         options.logger.log({
           level: "warn",
-          message: "plugin permission denied",
+          message: event.unresolved === undefined
+            ? "plugin permission denied"
+            : "plugin permission check on a path the host cannot resolve (labelled not allowed)",
           fields: {
             plugin: event.plugin,
             permission: event.permission,
             target: event.target,
             source: event.source,
+            ...(event.unresolved === undefined ? {} : { unresolved: event.unresolved }),
           },
         });
         report?.(event);
