@@ -280,7 +280,7 @@ function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: nu
  */
 function makePrivateDir(base: string | undefined, plugin: string, uid: number | undefined): string {
   try {
-    return makeMarkedDir(base, uid);
+    return makeMarkedDir(base, { dirUid: uid });
   } catch (cause) {
     throw permissionOr(
       cause,

@@ -91,8 +91,10 @@ function selfMarker(): OwnerMarker {
  * removed) and another tried.
  *
  * @param base Where to create it.
- * @param dirUid The uid the caller will give the directory (a plugin run under its own uid), recorded in the
- *   marker so the sweep accepts a directory owned by it as well as one owned by the host.
+ * @param options `prefix`: the name's start (default `tether-`; it must start so, and the rest be letters,
+ *   digits or `_`, or the sweep never looks at it). `dirUid`: the uid the caller will give the directory (a
+ *   plugin run under its own uid), recorded in the marker so the sweep accepts a directory owned by it as well
+ *   as one owned by the host.
  * @returns The directory's path; its marker is {@linkcode markerPath} of it.
  *
  * @example
@@ -101,9 +103,14 @@ function selfMarker(): OwnerMarker {
  * const privateDir = makeMarkedDir("/tmp"); // "/tmp/tether-1f2e3d...", next to "/tmp/tether-1f2e3d....owner"
  * ```
  */
-export function makeMarkedDir(base?: string, dirUid?: number): string {
+export function makeMarkedDir(
+  base?: string,
+  options: { readonly prefix?: string; readonly dirUid?: number } = {},
+): string {
+  const { prefix = "tether-", dirUid } = options;
+  if (!PRIVATE_DIR.test(`${prefix}x`)) throw new TypeError(`makeMarkedDir: prefix ${prefix} is not swept`);
   for (let attempt = 1;; attempt++) {
-    const marker = Deno.makeTempFileSync({ dir: base, prefix: "tether-", suffix: MARKER_SUFFIX });
+    const marker = Deno.makeTempFileSync({ dir: base, prefix, suffix: MARKER_SUFFIX });
     const dir = marker.slice(0, -MARKER_SUFFIX.length);
     try {
       const owner: OwnerMarker = dirUid === undefined ? selfMarker() : { ...selfMarker(), dirUid };
