@@ -28,6 +28,12 @@ export interface PermissionEvent {
   readonly target: string | null;
   /** Whether the plugin's policy allows it (Deno's flags made the actual decision). */
   readonly allowed: boolean;
+  /**
+   * Set when the host could not resolve where the path leads (a dangling symlink, a symlink loop, a
+   * directory it may not read): which prefix and why. Such a check is labelled not allowed, never
+   * judged by its name.
+   */
+  readonly unresolved?: string;
   /** When the check was made (as the plugin's process wrote it). */
   readonly time: Date;
   /**
@@ -348,13 +354,14 @@ export class AuditReader {
     }
     this.lines++;
     const { policy, plugin, onEvent, reportAllowed } = this.#options;
-    const allowed = policy.decide(parsed.permission, parsed.value);
+    const { allowed, unresolved } = policy.label(parsed.permission, parsed.value);
     if (!allowed || reportAllowed) {
       onEvent({
         plugin,
         permission: parsed.permission,
         target: parsed.value,
         allowed,
+        ...(unresolved === undefined ? {} : { unresolved }),
         time: parsed.time,
         source: "plugin-audit",
       });

@@ -14,6 +14,7 @@
  */
 
 import { TetherError } from "./errors.ts";
+import { resolvePath } from "./resolve.ts";
 
 /** What decides how a plugin's modules resolve. */
 export interface ModuleSource {
@@ -49,7 +50,9 @@ export function moduleFlags(source: ModuleSource): string[] {
   if (!source.denoConfig) return ["--no-config", "--no-lock"];
   let config: string;
   try {
-    config = Deno.realPathSync(source.denoConfig);
+    const where = resolvePath(source.denoConfig);
+    if (!("resolved" in where)) throw where.cause ?? new Error(`${where.unresolvable} is ${where.reason}`);
+    config = where.resolved;
     if (!Deno.statSync(config).isFile) throw new Error("not a file");
   } catch (cause) {
     // A host without read access to it passes the path as given: deno run and deno info (which read it
@@ -94,39 +97,30 @@ function under(path: string, root: string): boolean {
 }
 
 /**
- * Where `path` really leads: the longest existing prefix resolved, the rest
- * appended (a grant that does not exist yet still resolves its parents).
- * Fail closed: a path the host may not resolve is refused, never judged by its
- * name, since a symlink on it could lead anywhere.
+ * Where `path` really leads ({@linkcode resolvePath}). Fail closed: a path the
+ * host cannot resolve refuses the launch, never judged by its name, since a
+ * symlink on it could lead anywhere.
  */
 function real(path: string, plugin: string, purpose: string): string {
-  let head = path;
-  const tail: string[] = [];
-  while (true) {
-    try {
-      const resolved = Deno.realPathSync(head);
-      return tail.length === 0 ? resolved : `${resolved.replace(/\/$/, "")}/${tail.reverse().join("/")}`;
-    } catch (cause) {
-      if (cause instanceof Deno.errors.NotFound && head !== "/" && head.includes("/")) {
-        tail.push(head.slice(head.lastIndexOf("/") + 1));
-        head = head.slice(0, head.lastIndexOf("/")) || "/";
-        continue;
-      }
-      if (cause instanceof Deno.errors.NotCapable) {
-        throw new TetherError(
-          "permission",
-          `plugin ${plugin}: cannot resolve ${path} (symlinks on it could lead anywhere): the host needs ` +
-            `--allow-read on ${path} to ${purpose}: ${String(cause)}; run the host with --allow-read=${path}`,
-          { plugin, cause },
-        );
-      }
-      throw new TetherError(
-        "config",
-        `plugin ${plugin}: cannot resolve ${path} to ${purpose}: ${String(cause)}`,
-        { plugin, cause },
-      );
-    }
+  const where = resolvePath(path);
+  if ("resolved" in where) return where.resolved;
+  if (where.hostMayNotRead) {
+    throw new TetherError(
+      "permission",
+      `plugin ${plugin}: cannot resolve ${path} (symlinks on it could lead anywhere): the host needs ` +
+        `--allow-read on ${path} to ${purpose}: ${
+          String(where.cause)
+        }; run the host with --allow-read=${path}`,
+      { plugin, cause: where.cause },
+    );
   }
+  throw new TetherError(
+    "config",
+    `plugin ${plugin}: cannot resolve ${path} to ${purpose}: ${
+      where.unresolvable === path ? "" : `${where.unresolvable}: `
+    }${where.reason}`,
+    { plugin, cause: where.cause },
+  );
 }
 
 /**
@@ -294,18 +288,14 @@ export async function checkGrantLinks(options: GrantLinkOptions): Promise<void> 
         throw error;
       }
       if (info.isSymlink && !top) {
-        let target: string;
-        try {
-          target = await Deno.realPath(path);
-        } catch (error) {
-          if (!(error instanceof Deno.errors.NotFound)) throw error;
-          target = "";
-        }
-        if (target === "" || !inside.some((root) => under(target, root))) {
+        // A link the host cannot follow to its end (dangling, a loop) is refused like one leading out.
+        const where = resolvePath(path);
+        const target = "resolved" in where ? where.resolved : undefined;
+        if (target === undefined || !inside.some((root) => under(target, root))) {
           throw new TetherError(
             "config",
             `plugin ${plugin}: ${path} in its ${name} ${grant} is a symlink leading ${
-              target === "" ? "nowhere yet (dangling)" : `to ${target}`
+              "resolved" in where ? `to ${where.resolved}` : `where the host cannot follow (${where.reason})`
             }, outside its ${
               kind === "write" ? "write grants" : "read and write grants"
             }; Deno's path grants ` +

@@ -20,7 +20,7 @@ import { PluginEnv, protocolEnv } from "./handshake.ts";
 
 export { protocolEnv };
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
-import { markerPath, removeOwnerMarker, sweepStaleDirs, writeOwnerMarker } from "./stale.ts";
+import { makeMarkedDir, removeOwnerMarker, sweepStaleDirs } from "./stale.ts";
 import {
   bwrapArgs,
   findPrlimit,
@@ -273,30 +273,21 @@ function launchDenoDir(privateDir: string, cache: string, uid?: number, gid?: nu
 
 /**
  * Creates a launch's private directory (0700) in `base` (default: the system
- * temp dir), then at once its owner marker (see `stale.ts`), with no await in
- * between: from then on, whatever ends the host (SIGKILL while verifying or
- * checking the module graph), the next host's sweep removes the directory. A
- * SIGKILL between the two system calls leaves an empty directory without a
- * marker, which no sweep removes (Deno has no way to create both at once).
+ * temp dir) with its owner marker written first (`makeMarkedDir`, see
+ * `stale.ts`), synchronously: whatever ends the host from then on (SIGKILL
+ * while verifying or checking the module graph, or between the two steps),
+ * the next host's sweep removes what it left.
  */
-function makePrivateDir(base: string | undefined, plugin: string): string {
-  let privateDir: string;
+function makePrivateDir(base: string | undefined, plugin: string, uid: number | undefined): string {
   try {
-    privateDir = Deno.makeTempDirSync({ dir: base, prefix: "tether-" });
+    return makeMarkedDir(base, { dirUid: uid });
   } catch (cause) {
-    throw permissionOr(cause, `plugin ${plugin}: cannot create its private directory`, deniedFlag(cause));
-  }
-  try {
-    writeOwnerMarker(privateDir);
-  } catch (cause) {
-    Deno.removeSync(privateDir, { recursive: true });
     throw permissionOr(
       cause,
-      `plugin ${plugin}: cannot write ${markerPath(privateDir)}`,
-      deniedFlag(cause, privateDir.replace(/\/[^/]+$/, "")),
+      `plugin ${plugin}: cannot create its private directory and owner marker`,
+      deniedFlag(cause, base),
     );
   }
-  return privateDir;
 }
 
 /** Removes a private directory and then its owner marker, synchronously. */
@@ -331,7 +322,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     : undefined;
   // Synchronous, so the directory exists only once this code holds its path and can track it (below), and
   // has its owner marker before anything else happens: a host killed at any later point leaves it to the sweep.
-  const privateDir = makePrivateDir(options.privateDirBase, options.name);
+  const privateDir = makePrivateDir(options.privateDirBase, options.name, options.uid);
   const base = privateDir.replace(/\/[^/]+$/, "");
   let audit: AuditReader | undefined;
   let socketTimer: ReturnType<typeof setInterval> | undefined;
@@ -512,12 +503,15 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       onEvent: (event) => {
         options.logger.log({
           level: "warn",
-          message: "plugin permission denied",
+          message: event.unresolved === undefined
+            ? "plugin permission denied"
+            : "plugin permission check on a path the host cannot resolve (labelled not allowed)",
           fields: {
             plugin: event.plugin,
             permission: event.permission,
             target: event.target,
             source: event.source,
+            ...(event.unresolved === undefined ? {} : { unresolved: event.unresolved }),
           },
         });
         report?.(event);

@@ -10,6 +10,7 @@
  */
 
 import { TetherError } from "./errors.ts";
+import { normalizePath, resolvePath, type Unresolvable } from "./resolve.ts";
 
 /**
  * What a TypeScript plugin may do, in Deno's terms. Everything not listed is
@@ -53,6 +54,14 @@ export interface ProtocolNeeds {
   readonly sockets: readonly string[];
 }
 
+/** How {@linkcode PermissionPolicy.label} sees one permission check. */
+export interface PermissionLabel {
+  /** Whether the policy allows it (false for a path the host cannot resolve: fail closed). */
+  readonly allowed: boolean;
+  /** Set when where the path leads could not be resolved: which prefix and why. */
+  readonly unresolved?: string;
+}
+
 /** Options of {@linkcode PermissionPolicy}. */
 export interface PermissionPolicyOptions {
   /** The plugin's configured grants. */
@@ -70,16 +79,6 @@ export interface PermissionPolicyOptions {
 // grpc-js reads these at import time; granting the prefix keeps it from failing.
 const GRPC_ENV = "GRPC_*";
 
-function normalizePath(path: string): string {
-  const parts: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") parts.pop();
-    else parts.push(part);
-  }
-  return `/${parts.join("/")}`;
-}
-
 function underPath(value: string, grant: string): boolean {
   const target = normalizePath(value);
   const root = normalizePath(grant);
@@ -87,36 +86,22 @@ function underPath(value: string, grant: string): boolean {
 }
 
 /**
- * Where a path really leads: the longest existing prefix resolved with
- * realPath, the rest appended. `undefined` when the host itself may not look
- * (then only the lexical check applies, as in Deno).
+ * A path grant holds when the path is under a grant as written AND where it
+ * really leads is under a grant (as written or resolved) too: Deno checks only
+ * the written path, so a symlink placed in a granted directory would otherwise
+ * lead out of it. Fail closed: a path the host cannot resolve is not allowed
+ * (it is returned, so the label can say why), never judged by its name.
  */
-function realPath(path: string): string | undefined {
-  let head = normalizePath(path);
-  const tail: string[] = [];
-  while (true) {
-    try {
-      const real = Deno.realPathSync(head);
-      return tail.length === 0 ? real : normalizePath(`${real}/${tail.reverse().join("/")}`);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound) || head === "/") return undefined;
-      tail.push(head.slice(head.lastIndexOf("/") + 1));
-      head = head.slice(0, head.lastIndexOf("/")) || "/";
-    }
-  }
-}
-
-/**
- * A path grant holds when the path is under a grant as written AND, where the
- * host can resolve it, where it really leads is under a grant too: Deno checks
- * only the written path, so a symlink placed in a granted directory would
- * otherwise lead out of it.
- */
-function pathAllowed(value: string, grants: readonly string[]): boolean {
+function pathAllowed(value: string, grants: readonly string[]): boolean | Unresolvable {
   if (!grants.some((grant) => underPath(value, grant))) return false;
-  const real = realPath(value);
-  if (real === undefined) return true;
-  return grants.some((grant) => underPath(real, grant) || underPath(real, realPath(grant) ?? grant));
+  const where = resolvePath(value);
+  if (!("resolved" in where)) return where;
+  const real = where.resolved;
+  return grants.some((grant) => {
+    if (underPath(real, grant)) return true;
+    const root = resolvePath(grant);
+    return "resolved" in root && underPath(real, root.resolved);
+  });
 }
 
 function listOf(value: readonly string[] | boolean | undefined): readonly string[] {
@@ -342,14 +327,40 @@ export class PermissionPolicy {
    * Deno's flags are what enforce). `value` is what Deno checked
    * (an absolute path, `host:port`, `unix:/path`, a variable name, ...), or
    * null for "everything of that kind", which is only allowed by `true` or `all`.
+   * A path the host cannot resolve is not allowed (see {@linkcode PermissionPolicy.label}).
    */
   decide(permission: string, value: string | null): boolean {
-    if (this.#matches(this.#deny, permission, value, false)) return false;
-    if (this.#grants.all) return true;
-    return this.#matches(this.#grants, permission, value, true);
+    return this.label(permission, value).allowed;
   }
 
-  #matches(set: DenoPermissions, permission: string, value: string | null, withProtocol: boolean): boolean {
+  /**
+   * {@linkcode PermissionPolicy.decide} with its reason: a read or write
+   * lexically under a grant whose destination the host cannot resolve (a
+   * dangling symlink, a symlink loop, a directory the host may not read) is
+   * labelled `unresolved` and not allowed, never judged by its name.
+   *
+   * @example
+   * ```ts
+   * import { PermissionPolicy } from "./permissions.ts";
+   * const policy = new PermissionPolicy({ grants: { read: ["/srv/data"] }, protocol: { env: [], sockets: [] } });
+   * const label = policy.label("read", "/srv/data/a.txt");
+   * console.log(label.allowed, label.unresolved); // true undefined (or false and why, behind a dangling link)
+   * ```
+   */
+  label(permission: string, value: string | null): PermissionLabel {
+    if (this.#matches(this.#deny, permission, value, false) === true) return { allowed: false };
+    if (this.#grants.all) return { allowed: true };
+    const verdict = this.#matches(this.#grants, permission, value, true);
+    if (typeof verdict === "boolean") return { allowed: verdict };
+    return { allowed: false, unresolved: `${verdict.unresolvable}: ${verdict.reason}` };
+  }
+
+  #matches(
+    set: DenoPermissions,
+    permission: string,
+    value: string | null,
+    withProtocol: boolean,
+  ): boolean | Unresolvable {
     const sockets = withProtocol ? this.#protocol.sockets : [];
     const whole = (grant: readonly string[] | boolean | undefined) => grant === true;
     switch (permission) {

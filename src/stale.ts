@@ -6,11 +6,15 @@
  * starts a plugin in the same base directory removes every directory whose
  * marker names a host that is no longer running.
  *
+ * The marker is written before its directory is made ({@linkcode makeMarkedDir}),
+ * so no moment leaves a directory without one.
+ *
  * Nothing a plugin writes is trusted for this: the marker lives outside the
  * private directory, must be a regular file (not a symlink) owned by the
  * host's own uid, and only real directories named like Tether's, next to a
- * valid marker, are removed (without following symlinks). A directory with no
- * marker is never touched.
+ * valid marker and owned by the host's uid (or the uid the marker says the
+ * host gave it), are removed (without following symlinks). A directory with
+ * no marker is never touched.
  *
  * @module
  */
@@ -25,6 +29,8 @@ export interface OwnerMarker {
   readonly boot: string | null;
   /** The host's pid namespace (`/proc/self/ns/pid`), or null: pids of another namespace say nothing here. */
   readonly pidns?: string | null;
+  /** The uid the host gives the directory when not its own (a plugin run under its own uid). */
+  readonly dirUid?: number;
 }
 
 const MARKER_SUFFIX = ".owner";
@@ -73,31 +79,62 @@ function selfMarker(): OwnerMarker {
 }
 
 /**
- * Writes the owner marker of `privateDir` (mode 0600, next to the directory),
- * synchronously: `prepareLaunch` writes it right after it creates the directory, with no await between.
+ * Creates a private directory `tether-XXXX` (mode 0700) in `base` (default:
+ * the system temp dir) with its owner marker written FIRST, synchronously:
+ * the marker file gets a fresh unique name (`Deno.makeTempFileSync`, mode
+ * 0600), is filled, and only then is the directory named after it made. So a
+ * host killed at any point leaves nothing, an empty marker (killed between
+ * creating and filling it: a 0-byte file, no directory; kept, since whose it
+ * is cannot be told), a filled marker with no directory (swept) or a marked
+ * directory (swept), never a directory without a marker. A name taken
+ * meanwhile (a directory or link already there) is given up (its marker
+ * removed) and another tried.
  *
- * @throws {Deno.errors.AlreadyExists} when the marker is there already.
+ * @param base Where to create it.
+ * @param options `prefix`: the name's start (default `tether-`; it must start so, and the rest be letters,
+ *   digits or `_`, or the sweep never looks at it). `dirUid`: the uid the caller will give the directory (a
+ *   plugin run under its own uid), recorded in the marker so the sweep accepts a directory owned by it as well
+ *   as one owned by the host.
+ * @returns The directory's path; its marker is {@linkcode markerPath} of it.
  *
  * @example
  * ```ts ignore
- * import { writeOwnerMarker } from "./stale.ts";
- * writeOwnerMarker("/tmp/tether-abc123");
+ * import { makeMarkedDir } from "./stale.ts";
+ * const privateDir = makeMarkedDir("/tmp"); // "/tmp/tether-1f2e3d...", next to "/tmp/tether-1f2e3d....owner"
  * ```
  */
-export function writeOwnerMarker(privateDir: string): void {
-  Deno.writeTextFileSync(markerPath(privateDir), JSON.stringify(selfMarker()), {
-    mode: 0o600,
-    createNew: true,
-  });
+export function makeMarkedDir(
+  base?: string,
+  options: { readonly prefix?: string; readonly dirUid?: number } = {},
+): string {
+  const { prefix = "tether-", dirUid } = options;
+  if (!PRIVATE_DIR.test(`${prefix}x`)) throw new TypeError(`makeMarkedDir: prefix ${prefix} is not swept`);
+  for (let attempt = 1;; attempt++) {
+    const marker = Deno.makeTempFileSync({ dir: base, prefix, suffix: MARKER_SUFFIX });
+    const dir = marker.slice(0, -MARKER_SUFFIX.length);
+    try {
+      const owner: OwnerMarker = dirUid === undefined ? selfMarker() : { ...selfMarker(), dirUid };
+      Deno.writeTextFileSync(marker, JSON.stringify(owner), { create: false });
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      return dir;
+    } catch (error) {
+      removeMarkerFile(marker);
+      if (!(error instanceof Deno.errors.AlreadyExists) || attempt >= 10) throw error;
+    }
+  }
+}
+
+function removeMarkerFile(marker: string): void {
+  try {
+    Deno.removeSync(marker);
+  } catch {
+    // Already gone.
+  }
 }
 
 /** Removes the owner marker of `privateDir`, synchronously (also used from `unload`). */
 export function removeOwnerMarker(privateDir: string): void {
-  try {
-    Deno.removeSync(markerPath(privateDir));
-  } catch {
-    // Already gone.
-  }
+  removeMarkerFile(markerPath(privateDir));
 }
 
 /** Whether the host a marker names is still running (same pid, same start, same boot). */
@@ -121,7 +158,8 @@ function parseMarker(text: string): OwnerMarker | undefined {
     const start = typeof value.start === "string" ? value.start : null;
     const boot = typeof value.boot === "string" ? value.boot : null;
     const pidns = typeof value.pidns === "string" ? value.pidns : null;
-    return { pid: value.pid as number, start, boot, pidns };
+    const dirUid = Number.isInteger(value.dirUid) ? value.dirUid as number : undefined;
+    return { pid: value.pid as number, start, boot, pidns, ...(dirUid === undefined ? {} : { dirUid }) };
   } catch {
     return undefined;
   }
@@ -166,7 +204,11 @@ export async function sweepStaleDirs(base: string): Promise<string[]> {
       if (!owner || owner.pid === Deno.pid || ownerAlive(owner)) continue;
       const dir = `${base}/${dirName}`;
       const dirInfo = await Deno.lstat(dir).catch(() => undefined);
-      if (dirInfo?.isDirectory) {
+      // The marker is made before its directory: a directory there may be someone else's, planted after
+      // its host died. Only one owned by the host's uid (or the uid it gave the directory) is removed.
+      const ours = uid === null || dirInfo?.uid === uid ||
+        (owner.dirUid !== undefined && dirInfo?.uid === owner.dirUid);
+      if (dirInfo?.isDirectory && ours) {
         await Deno.remove(dir, { recursive: true });
         removed.push(dir);
       }

@@ -17,7 +17,7 @@
 
 import { TetherError } from "../errors.ts";
 import { PluginEnv } from "../handshake.ts";
-import { removeOwnerMarker, writeOwnerMarker } from "../stale.ts";
+import { makeMarkedDir, removeOwnerMarker } from "../stale.ts";
 import { type PreparedLaunch, prepareLaunch, protocolEnv, refusedDenoEnv } from "../launch.ts";
 import { dieWithHost } from "../lifeline.ts";
 import { formatHclogJson, type Logger } from "../logs.ts";
@@ -80,15 +80,20 @@ async function run(payload: PackPayload): Promise<number> {
     ? assigned.slice(0, assigned.lastIndexOf("/"))
     : hostEnv[PluginEnv.unixSocketDir] || hostEnv.TMPDIR || "/tmp";
   // The bundled code goes to a private staging file; prepareLaunch checks its SHA-256 and runs its own copy.
-  // Named and marked like a private directory, so a launcher killed while it prepares leaves it to the sweep.
-  const staging = Deno.makeTempDirSync({ dir: base, prefix: "tether-stage_" });
+  // Named and marked like a private directory (the marker first), so a launcher killed while it prepares
+  // leaves it to the sweep.
+  let staging: string;
+  try {
+    staging = makeMarkedDir(base, { prefix: "tether-stage_" });
+  } catch (error) {
+    fail(`cannot create the staging directory and its owner marker in ${base}: ${String(error)}`);
+  }
   const dropStaging = async () => {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     removeOwnerMarker(staging);
   };
   let launch: PreparedLaunch;
   try {
-    writeOwnerMarker(staging);
     await Deno.writeTextFile(`${staging}/plugin.js`, payload.plugin, { mode: 0o400, createNew: true });
     launch = await prepareLaunch({
       name: manifest.name,

@@ -19,12 +19,11 @@ import { Auth } from "../gen/sftpgo/auth/auth_pb.ts";
 import { GrpcStatus, TetherError } from "../errors.ts";
 import type { CallOptions, HandlerContext, ServiceImplementation, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
 import {
   type ImplementationFactory,
   jsonBytes,
-  resolveImplementation,
   type SftpgoServeOptions,
   type SftpgoUser,
   tryParseJsonObject,
@@ -458,9 +457,5 @@ export function serveAuth(
   impl: ImplementationFactory<Authenticator>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.auth,
-    services: (plugin) => [authService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("auth", authService, impl, options);
 }

@@ -21,15 +21,9 @@ import {
 } from "../gen/sftpgo/eventsearcher/search_pb.ts";
 import type { HandlerContext, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
-import {
-  fromUnixNanos,
-  type ImplementationFactory,
-  jsonBytes,
-  resolveImplementation,
-  type SftpgoServeOptions,
-} from "./types.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
+import { fromUnixNanos, type ImplementationFactory, jsonBytes, type SftpgoServeOptions } from "./types.ts";
 
 /**
  * Sort order of search results, by timestamp.
@@ -398,9 +392,5 @@ export function serveEventSearcher(
   impl: ImplementationFactory<EventSearcher>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.eventsearcher,
-    services: (plugin) => [eventSearcherService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("eventsearcher", eventSearcherService, impl, options);
 }

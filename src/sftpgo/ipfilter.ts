@@ -18,9 +18,9 @@ import { IPFilter } from "../gen/sftpgo/ipfilter/ipfilter_pb.ts";
 import { GrpcStatus, TetherError } from "../errors.ts";
 import type { HandlerContext, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
-import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
+import type { ImplementationFactory, SftpgoServeOptions } from "./types.ts";
 
 /**
  * A filter's verdict on one address.
@@ -120,9 +120,5 @@ export function serveIpFilter(
   impl: ImplementationFactory<IpFilter>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.ipfilter,
-    services: (plugin) => [ipFilterService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("ipfilter", ipFilterService, impl, options);
 }

@@ -14,9 +14,9 @@
 import { KMS } from "../gen/sftpgo/kms/kms_pb.ts";
 import type { HandlerContext, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
-import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
+import type { ImplementationFactory, SftpgoServeOptions } from "./types.ts";
 
 /**
  * What to encrypt.
@@ -152,9 +152,5 @@ export function serveKms(
   impl: ImplementationFactory<KmsService>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.kms,
-    services: (plugin) => [kmsService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("kms", kmsService, impl, options);
 }

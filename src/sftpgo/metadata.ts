@@ -16,9 +16,9 @@ import { Metadata } from "../gen/sftpgo/metadata/metadata_pb.ts";
 import { GrpcStatus, TetherError } from "../errors.ts";
 import type { HandlerContext, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
-import { type ImplementationFactory, resolveImplementation, type SftpgoServeOptions } from "./types.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
+import type { ImplementationFactory, SftpgoServeOptions } from "./types.ts";
 
 /**
  * Milliseconds since the epoch, the wire's unit for modification times (both directions).
@@ -159,9 +159,5 @@ export function serveMetadata(
   impl: ImplementationFactory<Metadater>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.metadata,
-    services: (plugin) => [metadataService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("metadata", metadataService, impl, options);
 }

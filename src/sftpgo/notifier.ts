@@ -22,13 +22,12 @@ import {
 } from "../gen/sftpgo/notifier/notifier_pb.ts";
 import type { HandlerContext, ServiceRegistration } from "../service.ts";
 import { registration } from "../service.ts";
-import { type PluginServer, serve } from "../server.ts";
-import { sftpgoHandshakes } from "./handshakes.ts";
+import type { PluginServer } from "../server.ts";
+import { serveOne } from "./serve_one.ts";
 import {
   fromUnixNanos,
   type ImplementationFactory,
   int64ToNumber,
-  resolveImplementation,
   type SftpgoServeOptions,
   tryParseJsonObject,
 } from "./types.ts";
@@ -496,9 +495,5 @@ export function serveNotifier(
   impl: ImplementationFactory<Notifier>,
   options: SftpgoServeOptions = {},
 ): Promise<PluginServer> {
-  return serve({
-    ...options,
-    handshake: sftpgoHandshakes.notifier,
-    services: (plugin) => [notifierService(resolveImplementation(impl, plugin))],
-  });
+  return serveOne("notifier", notifierService, impl, options);
 }

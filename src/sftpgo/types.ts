@@ -139,14 +139,6 @@ export type ImplementationFactory<T> = T | ((plugin: SftpgoPluginContext) => T);
 /** The sdk's per-call deadline (`rpcTimeout` in every sftpgo/sdk plugin package). */
 export const SDK_TIMEOUT_MS = 20_000;
 
-/** Picks the implementation out of an {@linkcode ImplementationFactory}. */
-export function resolveImplementation<T extends object>(
-  impl: ImplementationFactory<T>,
-  plugin: SftpgoPluginContext,
-): T {
-  return typeof impl === "function" ? (impl as (plugin: SftpgoPluginContext) => T)(plugin) : impl;
-}
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 

@@ -8,7 +8,13 @@
  */
 
 import assert from "node:assert/strict";
-import { AUDIT_MAX_BACKLOG_BYTES, AuditReader, type AuditTamper } from "../../src/audit.ts";
+import {
+  AUDIT_MAX_BACKLOG_BYTES,
+  AuditReader,
+  type AuditTamper,
+  type PermissionEvent,
+} from "../../src/audit.ts";
+import { checkGrantLinks, checkModuleGraph } from "../../src/graph.ts";
 import { prepareLaunch } from "../../src/launch.ts";
 import { SETPRIV } from "../../src/lifeline.ts";
 import { PluginClient, TetherError } from "../../mod.ts";
@@ -382,6 +388,141 @@ Deno.test("audit flood: a launch whose audit backlog passes the limit kills the 
     );
   } finally {
     await launch.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A grant holding a dangling symlink, a symlink loop and a link leading out (resolvable), plus a plain file. */
+async function unresolvableGrant(dir: string): Promise<{ granted: string; loops: string }> {
+  const granted = `${dir}/granted`;
+  const loops = `${dir}/loops`;
+  for (const d of [granted, loops, `${dir}/outside`]) await Deno.mkdir(d);
+  await Deno.writeTextFile(`${granted}/ok.txt`, "ok");
+  await Deno.writeTextFile(`${dir}/outside/secret.txt`, "secret");
+  await Deno.symlink(`${dir}/nowhere`, `${granted}/dangling`);
+  await Deno.symlink(`${dir}/outside`, `${granted}/out`);
+  await Deno.symlink(`${loops}/loop2`, `${loops}/loop1`);
+  await Deno.symlink(`${loops}/loop1`, `${loops}/loop2`);
+  return { granted, loops };
+}
+
+Deno.test("fail closed: a grant check on a path the host cannot resolve is not allowed; the audit labels it unresolved", async () => {
+  const dir = await shortTempDir("tfr");
+  try {
+    const { granted, loops } = await unresolvableGrant(dir);
+    const policy = new PermissionPolicy({
+      grants: { read: [granted, loops], write: [granted] },
+      protocol: { env: [], sockets: [] },
+    });
+    // Controls: a file in the grant, one not there yet (its parents resolve), a link leading out (resolvable).
+    assert.deepEqual(policy.label("read", `${granted}/ok.txt`), { allowed: true });
+    assert.deepEqual(policy.label("write", `${granted}/new/file.txt`), { allowed: true });
+    assert.deepEqual(policy.label("read", `${granted}/out/secret.txt`), { allowed: false });
+    // Lexically under the grant, but where they lead cannot be known: not allowed, and why.
+    const cases: [string, string, string, RegExp][] = [
+      ["read", `${granted}/dangling`, `${granted}/dangling`, /a dangling symlink \(to .*\/nowhere\)/],
+      ["write", `${granted}/dangling/new.txt`, `${granted}/dangling`, /a dangling symlink/],
+      ["read", `${loops}/loop1/x`, `${loops}/loop1/x`, /a symlink loop/],
+    ];
+    for (const [permission, path, prefix, reason] of cases) {
+      const label = policy.label(permission, path);
+      assert.equal(label.allowed, false, `${permission} ${path}`);
+      assert.ok(label.unresolved?.startsWith(`${prefix}: `), `${path}: ${label.unresolved}`);
+      assert.match(label.unresolved!, reason);
+      assert.equal(policy.decide(permission, path), false);
+    }
+
+    // The audit reader reports the same labels as events.
+    const audit = `${dir}/audit.jsonl`;
+    const paths = [`${granted}/ok.txt`, ...cases.map(([, path]) => path)];
+    await Deno.writeTextFile(
+      audit,
+      paths.map((value) =>
+        JSON.stringify({ v: 1, datetime: "2026-11-27T16:20:45Z", permission: "read", value }) + "\n"
+      ).join(""),
+    );
+    const events: PermissionEvent[] = [];
+    const reader = new AuditReader({
+      path: audit,
+      policy,
+      plugin: "resolve",
+      reportAllowed: true,
+      onEvent: (event) => events.push(event),
+      onTamper: (tamper) => assert.fail(`tamper: ${tamper.reason}`),
+    });
+    await reader.stop();
+    assert.deepEqual(events.map((event) => event.target), paths);
+    assert.equal(events[0].allowed, true);
+    assert.equal(events[0].unresolved, undefined);
+    for (const event of events.slice(1)) {
+      assert.equal(event.allowed, false, event.target!);
+      assert.match(event.unresolved ?? "", /dangling symlink|symlink loop/, event.target!);
+    }
+
+    // A host whose own --allow-read does not cover the grant cannot look at all: not allowed either.
+    const script = `${dir}/label.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { PermissionPolicy } from ${JSON.stringify(`${repoRoot}/src/permissions.ts`)};\n` +
+        `const policy = new PermissionPolicy({ grants: { read: [${
+          JSON.stringify(granted)
+        }] }, protocol: { env: [], sockets: [] } });\n` +
+        `console.log(JSON.stringify(policy.label("read", ${JSON.stringify(`${granted}/ok.txt`)})));\n`,
+    );
+    const out = await new Deno.Command(deno, {
+      args: ["run", "--no-prompt", "--no-config", `--allow-read=${repoRoot}/src,${script}`, script],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const narrow = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.equal(narrow.allowed, false, JSON.stringify(narrow));
+    assert.match(narrow.unresolved, /the host may not read it \(NotCapable/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fail closed: the module graph and grant walks refuse a dangling grant and a symlink loop by name", async () => {
+  const dir = await shortTempDir("tfg");
+  try {
+    const { granted, loops } = await unresolvableGrant(dir);
+    const tree = `${dir}/tree`;
+    await Deno.mkdir(tree);
+    await Deno.writeTextFile(`${tree}/main.ts`, "console.log(1);\n");
+    // A read grant that is a dangling symlink: where it leads is not known, so the launch is refused.
+    await assert.rejects(
+      checkModuleGraph({
+        plugin: "g",
+        entry: `${tree}/main.ts`,
+        moduleFlags: ["--no-config", "--no-lock"],
+        allowed: [tree, `${granted}/dangling`],
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof TetherError, String(error));
+        assert.equal(error.code, "config");
+        assert.match(
+          error.message,
+          /cannot resolve .*\/granted\/dangling to check the plugin's module graph: a dangling symlink/,
+        );
+        return true;
+      },
+    );
+    // A symlink loop in a grant: refused with a TetherError naming the link (not a raw file system error).
+    await assert.rejects(
+      checkGrantLinks({ plugin: "g", read: [loops], write: [] }),
+      (error: unknown) => {
+        assert.ok(error instanceof TetherError, String(error));
+        assert.equal(error.code, "config");
+        assert.match(
+          error.message,
+          /loops\/loop[12] in its read grant .* leading where the host cannot follow \(a symlink loop/,
+        );
+        return true;
+      },
+    );
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
