@@ -19,6 +19,16 @@
  * (bench/memory.ts) and the notifier rate through PluginManager
  * (bench/notifier.ts, against SFTPGo's own sender).
  *
+ * The floors, interleaved with the rest: the same workloads with Tether's
+ * code removed and only Deno's runtime layer left (bench/floor/): a floor
+ * host (`node:http2` + `node:tls`, pre-encoded requests) against the Go
+ * plugin and the floor plugin, the Go host against the floor plugin
+ * (`node:http2` answering precomputed bytes), the floor host's large answers
+ * and memory, the floor plugin's memory, the bare spawn of `deno` (to a
+ * handshake line, with and without `node:http2` loaded and listening) and
+ * SFTPGo's notifier sender into the floor plugin. Tether -> floor is what
+ * Tether costs; floor -> Go is what Deno's runtime costs.
+ *
  * Each measurement runs in its own host process, one after the other; the
  * pairings are measured `--rounds` times, interleaved, and each figure is the
  * median over the rounds (spawn samples are pooled).
@@ -33,6 +43,7 @@ import { median, type TetherHostResult } from "./tether_host.ts";
 import type { MemoryResult } from "./memory.ts";
 import type { NotifierResult } from "./notifier.ts";
 import { renderChart } from "./chart.ts";
+import { writeFloorCertificates } from "./floor/certs.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -121,11 +132,11 @@ interface GoHostResult {
 }
 
 type Plugin = { cmd: string; args: string[] };
-type Kind = "go" | "typescript";
+type Kind = "go" | "typescript" | "floor";
 
 /** One pairing's figures, the same shape for both hosts. */
 interface Figures {
-  host: "go" | "tether" | "tether-grpc-js";
+  host: "go" | "tether" | "tether-grpc-js" | "floor";
   plugin: Kind;
   seq_p50_us: number;
   seq_p99_us: number;
@@ -246,6 +257,49 @@ async function tetherHost(plugin: Plugin, kind: Kind, channel: "lean" | "grpc-js
   };
 }
 
+/** The floor host (bench/floor/host.ts): one JSON object, its mode chosen by `args`. */
+async function floorHostRun<T = TetherHostResult>(plugin: Plugin, args: string[], what: string): Promise<T> {
+  return JSON.parse(
+    await run(Deno.execPath(), [
+      "run",
+      "--no-config",
+      "-A",
+      `${repoRoot}/bench/floor/host.ts`,
+      "--certs",
+      floorCerts,
+      ...args,
+      "--",
+      plugin.cmd,
+      ...plugin.args,
+    ], what),
+  );
+}
+
+async function floorHost(plugin: Plugin, kind: Kind): Promise<Figures> {
+  const result = await floorHostRun(plugin, [
+    "--concurrency",
+    String(config.concurrency),
+    "--n",
+    String(config.n),
+    "--warmup",
+    String(config.warmup),
+    "--duration",
+    String(config.durationS),
+    "--spawn-runs",
+    String(config.spawnRuns),
+  ], `floor host -> ${kind} plugin`);
+  return {
+    host: "floor",
+    plugin: kind,
+    seq_p50_us: result.seq_p50_us,
+    seq_p99_us: result.seq_p99_us,
+    calls_per_sec: result.calls_per_sec,
+    spawn_first_ms: result.spawn_to_first_call_ms,
+    spawn_typical_ms: result.spawn_to_first_call_warm_ms,
+    spawn_samples_ms: [result.spawn_to_first_call_ms, ...result.spawn_samples_ms],
+  };
+}
+
 function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -307,6 +361,27 @@ const tsPlugin = denoPlugin("examples/kv/plugin.ts");
 /** The same plugin on grpc-js's server: the plugin side's "before", in the same run. */
 const tsGrpcJsServerPlugin = denoPlugin("bench/fixtures/kv_grpcjs_server.ts");
 const scratch = await Deno.makeTempDir({ prefix: "tether-bench-" });
+/** The floors' certificates, made once before any timing (a floor is a lower bound). */
+const floorCerts = `${scratch}/floor-certs`;
+await writeFloorCertificates(floorCerts);
+const floorPlugin: Plugin = {
+  cmd: Deno.execPath(),
+  args: [
+    "run",
+    "--no-config",
+    "--no-prompt",
+    "-A",
+    `${repoRoot}/bench/floor/plugin.ts`,
+    "--certs",
+    floorCerts,
+  ],
+};
+/** The bare spawn floor (bench/floor/bare.ts): deno's start alone, and with node:http2 loaded and listening. */
+const bareDeno: Plugin = {
+  cmd: Deno.execPath(),
+  args: ["run", "--no-config", "--no-prompt", "-A", `${repoRoot}/bench/floor/bare.ts`],
+};
+const bareDenoHttp2: Plugin = { cmd: bareDeno.cmd, args: [...bareDeno.args, "--http2"] };
 const bundle = `${scratch}/kv.bundle.js`;
 await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/deno.json`);
 const tsBundled: Plugin = { cmd: Deno.execPath(), args: ["run", "--no-prompt", "-A", bundle] };
@@ -326,21 +401,31 @@ try {
       "  same, grpc-js channel (before)",
       () => tetherHost(goPlugin, "go", "grpc-js"),
     ],
+    ["floor_host_go_plugin", "  floor: Deno only (bench/floor)", () => floorHost(goPlugin, "go")],
     ["go_host_ts_plugin", "Go host -> TypeScript plugin", () => goHost(tsPlugin, "typescript")],
     [
       "go_host_ts_grpcjs_server_plugin",
       "  same, grpc-js server (before)",
       () => goHost(tsGrpcJsServerPlugin, "typescript"),
     ],
+    ["go_host_floor_plugin", "  floor: Deno only (bench/floor)", () => goHost(floorPlugin, "floor")],
     [
       "tether_host_ts_plugin",
       "Tether host -> TypeScript plugin",
       () => tetherHost(tsPlugin, "typescript", "lean"),
     ],
+    ["floor_host_floor_plugin", "  floor: Deno only (bench/floor)", () => floorHost(floorPlugin, "floor")],
   ];
   const keys = pairings.map(([key]) => key);
   const rounds: Record<string, Figures[]> = Object.fromEntries(keys.map((k) => [k, []]));
-  const large: Record<string, number[]> = { go_host: [], tether_host: [], tether_grpcjs_host: [] };
+  const large: Record<string, number[]> = {
+    go_host: [],
+    tether_host: [],
+    tether_grpcjs_host: [],
+    floor_host: [],
+  };
+  /** Spawn to handshake line (no call): the Go plugin, bare deno, deno with node:http2 loaded and listening. */
+  const lineSpawns: Record<string, number[]> = { go_plugin: [], bare_deno: [], bare_deno_http2: [] };
   const bundledSpawns: Record<string, number[]> = { go_host: [], tether_host: [] };
   const benchplugin: Plugin = { cmd: await goFixture("benchplugin"), args: [] };
   const largeArgs = ["--n", "1", "--warmup", "0", "--duration", "0", "--spawn-runs", "0"];
@@ -374,6 +459,12 @@ try {
       );
       large[channel === "lean" ? "tether_host" : "tether_grpcjs_host"].push(result.large_p50_ms!);
     }
+    const floorLarge = await floorHostRun(
+      benchplugin,
+      [...largeArgs, ...largeFlags],
+      "floor host large answers",
+    );
+    large.floor_host.push(floorLarge.large_p50_ms!);
     console.error(`round ${r}/${config.rounds}: spawn of the bundled TypeScript plugin ...`);
     bundledSpawns.go_host.push(...await goSpawns(tsBundled, config.spawnRuns + 1, "bundled TS plugin"));
     const bundled = await tetherHostRun(
@@ -382,6 +473,20 @@ try {
       "Tether host -> bundled TS plugin (spawn)",
     );
     bundledSpawns.tether_host.push(...bundled.spawn_samples_ms);
+    console.error(`round ${r}/${config.rounds}: spawn floors (to the handshake line) ...`);
+    for (
+      const [key, plugin] of [["go_plugin", goPlugin], ["bare_deno", bareDeno], [
+        "bare_deno_http2",
+        bareDenoHttp2,
+      ]] as const
+    ) {
+      const lines = await floorHostRun<{ samples_ms: number[] }>(
+        plugin,
+        ["--line-only", String(config.spawnRuns + 1)],
+        `spawn to handshake line (${key})`,
+      );
+      lineSpawns[key].push(...lines.samples_ms);
+    }
   }
 
   console.error("memory: one plugin of each kind, 2,000 calls each ...");
@@ -411,6 +516,12 @@ try {
   const memoryGrpcJs = await memory(tsPlugin, "grpc-js");
   // The host is the application's process: its V8 flags are the application's choice. Measured for reference.
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
+  // The floors: the floor host's RSS with the Go plugin as its first plugin, then the floor plugin's.
+  const memoryFloor: Omit<MemoryResult, "bare_deno_kib" | "idle_ms"> = await floorHostRun(
+    floorPlugin,
+    ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory",
+  );
 
   console.error(
     `notifier: ${config.events} fs events per mode and round (${config.rounds} rounds): PluginManager, SFTPGo's sender ...`,
@@ -473,6 +584,43 @@ try {
       grpcjs_channel: memoryGrpcJs,
       host_small_heap: memoryHostSmall,
     },
+  };
+  const floorMemory = {
+    floor_plugin_mib: mib(memoryFloor.ts_plugin.rss_kib),
+    floor_plugin_anon_mib: mib(memoryFloor.ts_plugin.anon_kib),
+    floor_plugin_file_mib: mib(memoryFloor.ts_plugin.file_kib),
+    floor_host_loaded_added_mib: mib(memoryFloor.host_loaded_kib - memoryFloor.host_baseline_kib),
+    floor_host_first_plugin_added_mib: mib(memoryFloor.host_first_plugin_kib - memoryFloor.host_loaded_kib),
+    floor_host_first_plugin_added_anon_mib: mib(
+      memoryFloor.host_anon_kib.first_plugin - memoryFloor.host_anon_kib.loaded,
+    ),
+    raw: memoryFloor,
+  };
+  const lineSpawn = {
+    go_plugin_ms: round(median(lineSpawns.go_plugin)),
+    bare_deno_ms: round(median(lineSpawns.bare_deno)),
+    bare_deno_http2_ms: round(median(lineSpawns.bare_deno_http2)),
+    samples_ms: lineSpawns,
+  };
+  const vf = versusGoHostGoPlugin;
+  /** The targets' quantities for the floors of the same run: the best any Deno host or plugin can reach here. */
+  const floorTargets = {
+    tether_host_go_plugin_p50: vf.floor_host_go_plugin.p50,
+    tether_host_go_plugin_throughput: vf.floor_host_go_plugin.throughput,
+    go_host_ts_plugin_p50: vf.go_host_floor_plugin.p50,
+    go_host_ts_plugin_throughput: vf.go_host_floor_plugin.throughput,
+    tether_host_ts_plugin_p50: vf.floor_host_floor_plugin.p50,
+    tether_host_ts_plugin_throughput: vf.floor_host_floor_plugin.throughput,
+    ts_spawn_vs_go_spawn_go_host: round(results.go_host_floor_plugin.spawn_typical_ms / ref.spawn_typical_ms),
+    ts_spawn_vs_go_spawn_tether_host: round(
+      results.floor_host_floor_plugin.spawn_typical_ms / results.floor_host_go_plugin.spawn_typical_ms,
+    ),
+    bare_deno_line_vs_go_plugin_line: round(lineSpawn.bare_deno_ms / lineSpawn.go_plugin_ms),
+    bare_deno_http2_line_vs_go_plugin_line: round(lineSpawn.bare_deno_http2_ms / lineSpawn.go_plugin_ms),
+    large_answers_vs_go_host: round(largeMedians.floor_host / largeMedians.go_host),
+    ts_plugin_idle_rss_mib: floorMemory.floor_plugin_mib,
+    host_first_plugin_added_mib: floorMemory.floor_host_first_plugin_added_mib,
+    notifier_unordered_events_per_s: notifier.sftpgo_floor.events_per_s,
   };
   const targets = {
     tether_host_go_plugin_p50: versusGoHostGoPlugin.tether_host_go_plugin.p50,
@@ -589,6 +737,27 @@ try {
       Math.round(notifier.unordered_direct.events_per_s).toLocaleString("en-US")
     }/s (${notifier.unordered_direct.lost} lost)`,
   );
+  const ft = floorTargets;
+  lines.push(
+    `Floors (bench/floor: Deno's node:http2/node:tls only, no Tether, precomputed bytes; same run): ` +
+      `large answers, floor host ${ms(largeMedians.floor_host)} (${
+        x(ft.large_answers_vs_go_host)
+      } the Go host); ` +
+      `spawn to first answer, floor plugin under the Go host ${
+        ms(results.go_host_floor_plugin.spawn_typical_ms)
+      } (${x(ft.ts_spawn_vs_go_spawn_go_host)} a Go plugin's); ` +
+      `spawn to handshake line: Go plugin ${ms(lineSpawn.go_plugin_ms)}, bare deno ${
+        ms(lineSpawn.bare_deno_ms)
+      } (${x(ft.bare_deno_line_vs_go_plugin_line)}), deno with node:http2 listening ${
+        ms(lineSpawn.bare_deno_http2_ms)
+      } (${x(ft.bare_deno_http2_line_vs_go_plugin_line)}); ` +
+      `memory: floor plugin ${floorMemory.floor_plugin_mib} MiB (anonymous ${floorMemory.floor_plugin_anon_mib}), ` +
+      `floor host +${floorMemory.floor_host_loaded_added_mib} MiB loading node:http2/node:tls, +${floorMemory.floor_host_first_plugin_added_mib} MiB ` +
+      `for its first plugin (anonymous +${floorMemory.floor_host_first_plugin_added_anon_mib}); ` +
+      `notifier: SFTPGo's sender into the floor plugin ${
+        Math.round(notifier.sftpgo_floor.events_per_s).toLocaleString("en-US")
+      }/s (${notifier.sftpgo_floor.lost} lost)`,
+  );
   const elapsedS = (performance.now() - started) / 1000;
   lines.push("");
   lines.push(
@@ -654,6 +823,15 @@ try {
     bundled_ts_plugin_spawn: bundledSpawn,
     memory: memoryFigures,
     notifier,
+    floors: {
+      what: "bench/floor: the same workloads with Tether's code removed, only Deno's node:http2/node:tls " +
+        "left; requests and answers precomputed, certificates made before the run",
+      plugin_command: "deno run --no-config --no-prompt -A bench/floor/plugin.ts --certs DIR",
+      host_command: "deno run --no-config -A bench/floor/host.ts --certs DIR ... -- <plugin>",
+      spawn_to_line: lineSpawn,
+      memory: floorMemory,
+      targets: floorTargets,
+    },
     ratios: {
       versus_go_host_go_plugin: versusGoHostGoPlugin,
       tether_host_versus_go_host: {
