@@ -149,6 +149,7 @@ export function renderChart(results: Results): string {
         }]),
         ...(fl === undefined ? [] : [
           { label: "floor plugin (Deno only)", value: fl.memory.floor_plugin_mib },
+          { label: "floor plugin, small heap", value: fl.memory.floor_plugin_small_heap_mib },
           { label: "floor host: added by first plugin", value: fl.memory.floor_host_first_plugin_added_mib },
         ]),
       ],
@@ -322,10 +323,11 @@ function floorCells(results: Results): string[] {
     `deno ${fmt(t.bare_deno_line_vs_go_plugin_line, 1)}x, with \`node:http2\` listening ` +
     `${fmt(t.bare_deno_http2_line_vs_go_plugin_line, 1)}x a Go plugin's (${fmt(l.go_plugin_ms, 0)} ms)`,
     `${fmt(results.large_answers.floor_host, 1)} ms, **${fmt(t.large_answers_vs_go_host, 1)}x**`,
-    `**${fmt(m.floor_plugin_mib, 0)} MiB** (anonymous ${fmt(m.floor_plugin_anon_mib, 0)})`,
+    `**${fmt(m.floor_plugin_mib, 0)} MiB** (anonymous ${fmt(m.floor_plugin_anon_mib, 0)}; ` +
+    `\`--max-semi-space-size=1\` ${fmt(m.floor_plugin_small_heap_mib, 0)})`,
     `**+${fmt(m.floor_host_first_plugin_added_mib, 0)} MiB** (anonymous +${
       fmt(m.floor_host_first_plugin_added_anon_mib, 0)
-    })`,
+    }; host with \`--max-semi-space-size=1\`: +${fmt(m.floor_host_first_plugin_added_small_heap_mib, 0)})`,
     `SFTPGo's sender -> floor plugin: **${n.events_per_s}/s**, ${n.lost} lost`,
   ];
 }

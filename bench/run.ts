@@ -258,10 +258,16 @@ async function tetherHost(plugin: Plugin, kind: Kind, channel: "lean" | "grpc-js
 }
 
 /** The floor host (bench/floor/host.ts): one JSON object, its mode chosen by `args`. */
-async function floorHostRun<T = TetherHostResult>(plugin: Plugin, args: string[], what: string): Promise<T> {
+async function floorHostRun<T = TetherHostResult>(
+  plugin: Plugin,
+  args: string[],
+  what: string,
+  hostFlags: string[] = [],
+): Promise<T> {
   return JSON.parse(
     await run(Deno.execPath(), [
       "run",
+      ...hostFlags,
       "--no-config",
       "-A",
       `${repoRoot}/bench/floor/host.ts`,
@@ -517,10 +523,18 @@ try {
   // The host is the application's process: its V8 flags are the application's choice. Measured for reference.
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
   // The floors: the floor host's RSS with the Go plugin as its first plugin, then the floor plugin's.
-  const memoryFloor: Omit<MemoryResult, "bare_deno_kib" | "idle_ms"> = await floorHostRun(
+  type FloorMemory = Omit<MemoryResult, "bare_deno_kib" | "idle_ms">;
+  const memoryFloor: FloorMemory = await floorHostRun(
     floorPlugin,
     ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
     "floor host memory",
+  );
+  // Both with V8's young generation capped (the flag Tether passes to `runtime: deno` plugins): the best floor.
+  const memoryFloorSmall: FloorMemory = await floorHostRun(
+    { cmd: floorPlugin.cmd, args: [floorPlugin.args[0], smallHeapFlags, ...floorPlugin.args.slice(1)] },
+    ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory (small heap)",
+    [smallHeapFlags],
   );
 
   console.error(
@@ -594,7 +608,12 @@ try {
     floor_host_first_plugin_added_anon_mib: mib(
       memoryFloor.host_anon_kib.first_plugin - memoryFloor.host_anon_kib.loaded,
     ),
-    raw: memoryFloor,
+    floor_plugin_small_heap_mib: mib(memoryFloorSmall.ts_plugin.rss_kib),
+    floor_plugin_small_heap_anon_mib: mib(memoryFloorSmall.ts_plugin.anon_kib),
+    floor_host_first_plugin_added_small_heap_mib: mib(
+      memoryFloorSmall.host_first_plugin_kib - memoryFloorSmall.host_loaded_kib,
+    ),
+    raw: { plain: memoryFloor, small_heap: memoryFloorSmall },
   };
   const lineSpawn = {
     go_plugin_ms: round(median(lineSpawns.go_plugin)),
@@ -751,9 +770,10 @@ try {
       } (${x(ft.bare_deno_line_vs_go_plugin_line)}), deno with node:http2 listening ${
         ms(lineSpawn.bare_deno_http2_ms)
       } (${x(ft.bare_deno_http2_line_vs_go_plugin_line)}); ` +
-      `memory: floor plugin ${floorMemory.floor_plugin_mib} MiB (anonymous ${floorMemory.floor_plugin_anon_mib}), ` +
+      `memory: floor plugin ${floorMemory.floor_plugin_mib} MiB (anonymous ${floorMemory.floor_plugin_anon_mib}; ` +
+      `small heap ${floorMemory.floor_plugin_small_heap_mib}, anonymous ${floorMemory.floor_plugin_small_heap_anon_mib}), ` +
       `floor host +${floorMemory.floor_host_loaded_added_mib} MiB loading node:http2/node:tls, +${floorMemory.floor_host_first_plugin_added_mib} MiB ` +
-      `for its first plugin (anonymous +${floorMemory.floor_host_first_plugin_added_anon_mib}); ` +
+      `for its first plugin (anonymous +${floorMemory.floor_host_first_plugin_added_anon_mib}; small heap +${floorMemory.floor_host_first_plugin_added_small_heap_mib}); ` +
       `notifier: SFTPGo's sender into the floor plugin ${
         Math.round(notifier.sftpgo_floor.events_per_s).toLocaleString("en-US")
       }/s (${notifier.sftpgo_floor.lost} lost)`,

@@ -46,6 +46,12 @@ if (!values.certs) {
   Deno.exit(2);
 }
 
+// Deno's one-time TLS crypto set-up, started on Web Crypto's thread while the rest loads, as Tether's
+// serve() does (src/tls_warmup.ts): the floor keeps every trick Tether has, so it stays a lower bound.
+if (Deno.env.get("PLUGIN_CLIENT_CERT")) {
+  crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]).catch(() => {});
+}
+
 const versions = (Deno.env.get("PLUGIN_PROTOCOL_VERSIONS") ?? "1").split(",").map(Number).filter(
   Number.isInteger,
 );
