@@ -147,9 +147,14 @@ export function renderChart(results: Results): string {
           label: "  same, host with small young generation",
           value: m.host_first_plugin_added_small_heap_mib,
         }]),
+        ...(m.ts_plugin_trimmed_mib === undefined ? [] : [
+          { label: "TypeScript plugin, trimmed", value: m.ts_plugin_trimmed_mib },
+          { label: "Tether host: first plugin, trimmed", value: m.host_first_plugin_added_trimmed_mib },
+        ]),
         ...(fl === undefined ? [] : [
           { label: "floor plugin (Deno only)", value: fl.memory.floor_plugin_mib },
           { label: "floor plugin, small heap", value: fl.memory.floor_plugin_small_heap_mib },
+          { label: "floor plugin, trimmed", value: fl.memory.floor_plugin_trimmed_mib },
           { label: "floor host: added by first plugin", value: fl.memory.floor_host_first_plugin_added_mib },
         ]),
       ],
@@ -265,9 +270,9 @@ export function renderTable(results: Results): string {
       `**${fmt(m.ts_plugin_mib, 0)} MiB** (bundled ${fmt(m.ts_plugin_bundled_mib, 0)}, bundled + ` +
       `\`--max-semi-space-size=1\` ${fmt(m.ts_plugin_bundled_small_heap_mib, 0)}; anonymous memory ${
         fmt(m.ts_plugin_anon_mib, 0)
-      } MiB, the deno executable's shared pages ${fmt(m.ts_plugin_file_mib, 0)} MiB); Go plugin ${
-        fmt(m.go_plugin_mib, 0)
-      } MiB, bare deno ${fmt(m.bare_deno_mib, 0)} MiB`,
+      } MiB, the deno executable's shared pages ${fmt(m.ts_plugin_file_mib, 0)} MiB; trimmed ${
+        fmt(m.ts_plugin_trimmed_mib ?? NaN, 0)
+      }); Go plugin ${fmt(m.go_plugin_mib, 0)} MiB, bare deno ${fmt(m.bare_deno_mib, 0)} MiB`,
       "<= 50 MiB",
       yes(m.ts_plugin_mib <= 50),
     ],
@@ -278,7 +283,9 @@ export function renderTable(results: Results): string {
       } MiB; grpc-js channel: +${fmt(m.host_first_plugin_added_grpcjs_mib, 0)} MiB; host run with ` +
       `\`--max-semi-space-size=1\`: +${
         fmt(m.host_first_plugin_added_small_heap_mib ?? NaN, 0)
-      } MiB; loading Tether itself: +${fmt(m.host_loaded_added_mib, 0)} MiB)`,
+      } MiB; trimmed: +${fmt(m.host_first_plugin_added_trimmed_mib ?? NaN, 0)} MiB; loading Tether itself: +${
+        fmt(m.host_loaded_added_mib, 0)
+      } MiB)`,
       "<= +30 MiB",
       yes(m.host_first_plugin_added_mib <= 30),
     ],
@@ -324,10 +331,13 @@ function floorCells(results: Results): string[] {
     `${fmt(t.bare_deno_http2_line_vs_go_plugin_line, 1)}x a Go plugin's (${fmt(l.go_plugin_ms, 0)} ms)`,
     `${fmt(results.large_answers.floor_host, 1)} ms, **${fmt(t.large_answers_vs_go_host, 1)}x**`,
     `**${fmt(m.floor_plugin_mib, 0)} MiB** (anonymous ${fmt(m.floor_plugin_anon_mib, 0)}; ` +
-    `\`--max-semi-space-size=1\` ${fmt(m.floor_plugin_small_heap_mib, 0)})`,
+    `\`--max-semi-space-size=1\` ${fmt(m.floor_plugin_small_heap_mib, 0)}; trimmed ${
+      fmt(m.floor_plugin_trimmed_mib, 0)
+    }, anonymous ${fmt(m.floor_plugin_trimmed_anon_mib, 0)})`,
     `**+${fmt(m.floor_host_first_plugin_added_mib, 0)} MiB** (anonymous +${
       fmt(m.floor_host_first_plugin_added_anon_mib, 0)
-    }; host with \`--max-semi-space-size=1\`: +${fmt(m.floor_host_first_plugin_added_small_heap_mib, 0)})`,
+    }; host with \`--max-semi-space-size=1\`: +${fmt(m.floor_host_first_plugin_added_small_heap_mib, 0)}; ` +
+    `trimmed: +${fmt(m.floor_host_first_plugin_added_trimmed_mib, 0)})`,
     `SFTPGo's sender -> floor plugin: **${n.events_per_s}/s**, ${n.lost} lost`,
   ];
 }

@@ -107,8 +107,9 @@ const config = {
 
 const decoder = new TextDecoder();
 
-async function run(cmd: string, args: string[], what: string): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" }).output();
+async function run(cmd: string, args: string[], what: string, env?: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
   const stdout = decoder.decode(out.stdout).trim();
   if (!out.success) {
     throw new Error(
@@ -263,21 +264,27 @@ async function floorHostRun<T = TetherHostResult>(
   args: string[],
   what: string,
   hostFlags: string[] = [],
+  env?: Record<string, string>,
 ): Promise<T> {
   return JSON.parse(
-    await run(Deno.execPath(), [
-      "run",
-      ...hostFlags,
-      "--no-config",
-      "-A",
-      `${repoRoot}/bench/floor/host.ts`,
-      "--certs",
-      floorCerts,
-      ...args,
-      "--",
-      plugin.cmd,
-      ...plugin.args,
-    ], what),
+    await run(
+      Deno.execPath(),
+      [
+        "run",
+        ...hostFlags,
+        "--no-config",
+        "-A",
+        `${repoRoot}/bench/floor/host.ts`,
+        "--certs",
+        floorCerts,
+        ...args,
+        "--",
+        plugin.cmd,
+        ...plugin.args,
+      ],
+      what,
+      env,
+    ),
   );
 }
 
@@ -391,6 +398,8 @@ const bareDenoHttp2: Plugin = { cmd: bareDeno.cmd, args: [...bareDeno.args, "--h
 const bundle = `${scratch}/kv.bundle.js`;
 await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/deno.json`);
 const tsBundled: Plugin = { cmd: Deno.execPath(), args: ["run", "--no-prompt", "-A", bundle] };
+/** Deno's opt-in trim on SIGUSR2 (glibc's malloc_trim(0) and a V8 GC), for the "trimmed" memory readings. */
+const TRIM_ENV = { ...Deno.env.toObject(), DENO_USR2_MEMORY_TRIM: "1" };
 /** V8 flags for a small plugin heap (see docs/performance.md, "Memory"). */
 const smallHeapFlags = "--v8-flags=--max-semi-space-size=1";
 const tsBundledSmall: Plugin = {
@@ -496,25 +505,36 @@ try {
   }
 
   console.error("memory: one plugin of each kind, 2,000 calls each ...");
-  const memory = async (ts: Plugin, channel = "lean", hostFlags: string[] = []): Promise<MemoryResult> =>
+  const memory = async (
+    ts: Plugin,
+    channel = "lean",
+    hostFlags: string[] = [],
+    trim = false,
+  ): Promise<MemoryResult> =>
     JSON.parse(
-      await run(Deno.execPath(), [
-        "run",
-        ...hostFlags,
-        "-A",
-        "--config",
-        `${repoRoot}/deno.json`,
-        `${repoRoot}/bench/memory.ts`,
-        "--calls",
-        String(config.memoryCalls),
-        "--channel",
-        channel,
-        "--go",
-        kvplugin,
-        "--ts",
-        ts.cmd,
-        ...ts.args,
-      ], "bench/memory.ts"),
+      await run(
+        Deno.execPath(),
+        [
+          "run",
+          ...hostFlags,
+          "-A",
+          "--config",
+          `${repoRoot}/deno.json`,
+          `${repoRoot}/bench/memory.ts`,
+          "--calls",
+          String(config.memoryCalls),
+          "--channel",
+          channel,
+          ...(trim ? ["--trim"] : []),
+          "--go",
+          kvplugin,
+          "--ts",
+          ts.cmd,
+          ...ts.args,
+        ],
+        "bench/memory.ts",
+        trim ? TRIM_ENV : undefined,
+      ),
     );
   const memoryPlain = await memory(tsPlugin);
   const memoryBundled = await memory(tsBundled);
@@ -522,12 +542,21 @@ try {
   const memoryGrpcJs = await memory(tsPlugin, "grpc-js");
   // The host is the application's process: its V8 flags are the application's choice. Measured for reference.
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
+  // Deno's opt-in memory trim (DENO_USR2_MEMORY_TRIM=1, then SIGUSR2) in host and plugin before the idle readings.
+  const memoryTrim = await memory(tsPlugin, "lean", [], true);
   // The floors: the floor host's RSS with the Go plugin as its first plugin, then the floor plugin's.
   type FloorMemory = Omit<MemoryResult, "bare_deno_kib" | "idle_ms">;
   const memoryFloor: FloorMemory = await floorHostRun(
     floorPlugin,
     ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
     "floor host memory",
+  );
+  const memoryFloorTrim: FloorMemory = await floorHostRun(
+    floorPlugin,
+    ["--memory", "--trim", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory (trimmed)",
+    [],
+    TRIM_ENV,
   );
   // Both with V8's young generation capped (the flag Tether passes to `runtime: deno` plugins): the best floor.
   const memoryFloorSmall: FloorMemory = await floorHostRun(
@@ -591,12 +620,15 @@ try {
     host_first_plugin_added_small_heap_mib: mib(
       memoryHostSmall.host_first_plugin_kib - memoryHostSmall.host_loaded_kib,
     ),
+    ts_plugin_trimmed_mib: mib(memoryTrim.ts_plugin.rss_kib),
+    host_first_plugin_added_trimmed_mib: mib(memoryTrim.host_first_plugin_kib - memoryTrim.host_loaded_kib),
     raw: {
       plain: memoryPlain,
       bundled: memoryBundled,
       bundled_small_heap: memorySmall,
       grpcjs_channel: memoryGrpcJs,
       host_small_heap: memoryHostSmall,
+      trimmed: memoryTrim,
     },
   };
   const floorMemory = {
@@ -613,7 +645,12 @@ try {
     floor_host_first_plugin_added_small_heap_mib: mib(
       memoryFloorSmall.host_first_plugin_kib - memoryFloorSmall.host_loaded_kib,
     ),
-    raw: { plain: memoryFloor, small_heap: memoryFloorSmall },
+    floor_plugin_trimmed_mib: mib(memoryFloorTrim.ts_plugin.rss_kib),
+    floor_plugin_trimmed_anon_mib: mib(memoryFloorTrim.ts_plugin.anon_kib),
+    floor_host_first_plugin_added_trimmed_mib: mib(
+      memoryFloorTrim.host_first_plugin_kib - memoryFloorTrim.host_loaded_kib,
+    ),
+    raw: { plain: memoryFloor, small_heap: memoryFloorSmall, trimmed: memoryFloorTrim },
   };
   const lineSpawn = {
     go_plugin_ms: round(median(lineSpawns.go_plugin)),
@@ -741,7 +778,9 @@ try {
       `bundled + small heap ${memoryFigures.ts_plugin_bundled_small_heap_mib}), bare deno ${memoryFigures.bare_deno_mib} MiB; ` +
       `host: +${memoryFigures.host_loaded_added_mib} MiB loading Tether, +${memoryFigures.host_first_plugin_added_mib} MiB ` +
       `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; host run with ${smallHeapFlags}: +${memoryFigures.host_first_plugin_added_small_heap_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
-      `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
+      `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB; ` +
+      `trimmed (DENO_USR2_MEMORY_TRIM=1, SIGUSR2 after the calls): TypeScript plugin ${memoryFigures.ts_plugin_trimmed_mib} MiB, ` +
+      `host +${memoryFigures.host_first_plugin_added_trimmed_mib} MiB)`,
   );
   lines.push(
     `Notifier (${config.events} fs events into one TypeScript plugin, median of ${config.rounds} round(s)): PluginManager unordered ${
@@ -774,6 +813,8 @@ try {
       `small heap ${floorMemory.floor_plugin_small_heap_mib}, anonymous ${floorMemory.floor_plugin_small_heap_anon_mib}), ` +
       `floor host +${floorMemory.floor_host_loaded_added_mib} MiB loading node:http2/node:tls, +${floorMemory.floor_host_first_plugin_added_mib} MiB ` +
       `for its first plugin (anonymous +${floorMemory.floor_host_first_plugin_added_anon_mib}; small heap +${floorMemory.floor_host_first_plugin_added_small_heap_mib}); ` +
+      `trimmed: floor plugin ${floorMemory.floor_plugin_trimmed_mib} MiB (anonymous ${floorMemory.floor_plugin_trimmed_anon_mib}), ` +
+      `floor host +${floorMemory.floor_host_first_plugin_added_trimmed_mib} MiB; ` +
       `notifier: SFTPGo's sender into the floor plugin ${
         Math.round(notifier.sftpgo_floor.events_per_s).toLocaleString("en-US")
       }/s (${notifier.sftpgo_floor.lost} lost)`,

@@ -13,14 +13,15 @@
  *
  *   deno run -A bench/floor/host.ts --certs DIR [--n 3000] [--warmup 200] [--concurrency 16]
  *     [--duration 3] [--spawn-runs 5] [--large-bytes N --large-n 10] -- <cmd> [args...]
- *   deno run -A bench/floor/host.ts --certs DIR --memory [--calls 2000] [--idle-ms 1000] --go <cmd> -- <cmd> [args...]
+ *   deno run -A bench/floor/host.ts --certs DIR --memory [--calls 2000] [--idle-ms 1000] [--trim] --go <cmd> -- <cmd> [args...]
  *   deno run -A bench/floor/host.ts --certs DIR --line-only N -- <cmd> [args...]
  *
  * The first gives bench/tether_host.ts's figures (same names). `--memory`
  * gives bench/memory.ts's: this host's VmRSS before it loads `node:http2` and
  * `node:tls`, after, and after its first plugin (`--go`) answered `--calls`
  * Gets and idled; then the RSS of the plugin after `--` after the same calls.
- * `--line-only N` times N launches from spawn to the handshake line (the
+ * With `--trim`, the plugin (and this host, if started with `DENO_USR2_MEMORY_TRIM=1`) gets Deno's opt-in
+ * memory trim before the idle reading. `--line-only N` times N launches from spawn to the handshake line (the
  * spawn floor of bench/floor/bare.ts).
  *
  * @module
@@ -69,6 +70,12 @@ interface Launched {
 }
 
 let certsDir = "";
+/**
+ * `--trim`: Deno's opt-in memory trim (`DENO_USR2_MEMORY_TRIM=1`, then SIGUSR2: glibc's `malloc_trim(0)`
+ * and a V8 GC) in the plugin and, when this host was started with that variable, in the host, once the
+ * calls are done and before the idle reading.
+ */
+let trim = false;
 
 /** Starts `cmd` with go-plugin's environment and reads its handshake line (stdout is drained after it). */
 async function launch(cmd: string, args: string[]): Promise<Launched> {
@@ -88,6 +95,7 @@ async function launch(cmd: string, args: string[]): Promise<Launched> {
       PLUGIN_MIN_PORT: "10000",
       PLUGIN_MAX_PORT: "25000",
       PLUGIN_CLIENT_CERT: host.certPem,
+      ...(trim ? { DENO_USR2_MEMORY_TRIM: "1" } : {}),
     },
     stdin: "null",
     stdout: "piped",
@@ -286,10 +294,16 @@ async function memory(goCmd: string, cmd: string, args: string[], calls: number,
     const session = await dial(launched);
     await call(session, PUT, putRequest("bench", VALUE64));
     for (let i = 0; i < calls; i++) await call(session, GET, GET_BENCH);
+    // Only a deno process has the handler (a Go plugin would die of SIGUSR2).
+    if (trim && c !== goCmd) launched.child.kill("SIGUSR2");
     await sleep(idleMs);
     return { launched, memory: rss(launched.child.pid) };
   };
   const go = await exercise(goCmd, []);
+  if (trim && Deno.env.get("DENO_USR2_MEMORY_TRIM") === "1") {
+    Deno.kill(Deno.pid, "SIGUSR2");
+    await sleep(idleMs);
+  }
   const firstPlugin = rss("self");
   const plugin = await exercise(cmd, args);
   await stop(go.launched);
@@ -316,6 +330,7 @@ if (import.meta.main) {
       "idle-ms": { type: "string", default: "1000" },
       go: { type: "string" },
       "line-only": { type: "string" },
+      trim: { type: "boolean", default: false },
     },
   });
   if (dash < 0 || dash === Deno.args.length - 1 || !values.certs || (values.memory && !values.go)) {
@@ -326,6 +341,7 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   certsDir = values.certs;
+  trim = values.trim;
   http2 = await import("node:http2");
   tls = await import("node:tls");
   const loaded = rss("self");
