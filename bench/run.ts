@@ -310,6 +310,7 @@ async function floorHost(plugin: Plugin, kind: Kind): Promise<Figures> {
     spawn_first_ms: result.spawn_to_first_call_ms,
     spawn_typical_ms: result.spawn_to_first_call_warm_ms,
     spawn_samples_ms: [result.spawn_to_first_call_ms, ...result.spawn_samples_ms],
+    seq_host_cpu_us: result.seq_host_cpu_us,
   };
 }
 
@@ -346,6 +347,8 @@ function aggregate(all: Figures[]): Figures {
     spawn_samples_ms: all.flatMap((f) => f.spawn_samples_ms),
     ...(all[0].seq_host_cpu_us === undefined ? {} : {
       seq_host_cpu_us: round(median(all.map((f) => f.seq_host_cpu_us ?? NaN))),
+    }),
+    ...(all[0].seq_plugin_cpu_us === undefined ? {} : {
       seq_plugin_cpu_us: round(median(all.map((f) => f.seq_plugin_cpu_us ?? NaN))),
     }),
   };
@@ -400,7 +403,7 @@ await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/den
 const tsBundled: Plugin = { cmd: Deno.execPath(), args: ["run", "--no-prompt", "-A", bundle] };
 /** Deno's opt-in trim on SIGUSR2 (glibc's malloc_trim(0) and a V8 GC), for the "trimmed" memory readings. */
 const TRIM_ENV = { ...Deno.env.toObject(), DENO_USR2_MEMORY_TRIM: "1" };
-/** V8 flags for a small plugin heap (see docs/performance.md, "Memory"). */
+/** V8 flags for a small plugin heap (see docs/performance.md, "Hand runs"). */
 const smallHeapFlags = "--v8-flags=--max-semi-space-size=1";
 const tsBundledSmall: Plugin = {
   cmd: Deno.execPath(),
@@ -751,7 +754,9 @@ try {
     `  CPU per sequential call, Tether host -> Go plugin: host ${
       us(lean.seq_host_cpu_us ?? NaN)
     } on the lean ` +
-      `channel, ${us(before.seq_host_cpu_us ?? NaN)} on grpc-js's (10 ms clock ticks over ${config.n} calls)`,
+      `channel, ${us(before.seq_host_cpu_us ?? NaN)} on grpc-js's, floor host ${
+        us(results.floor_host_go_plugin.seq_host_cpu_us ?? NaN)
+      } (10 ms clock ticks over ${config.n} calls)`,
   );
   lines.push("");
   lines.push(

@@ -62,6 +62,16 @@ function median(samples: readonly number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/** CPU time (user + system) this process has used, ms, in 10 ms clock ticks (NaN without /proc). */
+function cpuMs(): number {
+  try {
+    const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** A launched plugin: its process, its handshake line, and (once dialled) its HTTP/2 session. */
 interface Launched {
   child: Deno.ChildProcess;
@@ -227,11 +237,13 @@ async function measure(cmd: string, args: string[], o: Record<string, number>) {
     await call(session, PUT, putRequest("bench", VALUE64));
     for (let i = 0; i < o.warmup; i++) await call(session, GET, GET_BENCH);
     const latencies = new Array<number>(o.n);
+    const cpu0 = cpuMs();
     for (let i = 0; i < o.n; i++) {
       const t = performance.now();
       await call(session, GET, GET_BENCH);
       latencies[i] = (performance.now() - t) * 1000;
     }
+    const cpu = cpuMs() - cpu0;
     latencies.sort((a, b) => a - b);
 
     let calls = 0;
@@ -275,6 +287,7 @@ async function measure(cmd: string, args: string[], o: Record<string, number>) {
       spawn_samples_ms: samples.map(round2),
       seq_p50_us: round2(percentile(latencies, 50)),
       seq_p99_us: round2(percentile(latencies, 99)),
+      ...(Number.isFinite(cpu) ? { seq_host_cpu_us: round2((cpu * 1000) / o.n) } : {}),
       calls_per_sec: round2(elapsedS > 0 ? calls / elapsedS : 0),
       ...large,
       n: o.n,
