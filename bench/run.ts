@@ -76,9 +76,9 @@ if (flags.help) {
   --events N       fs events sent through PluginManager per notifier mode (default 20000; --quick 3000)
   --out FILE       where to write the JSON results (default bench/results.json)
   --chart FILE     where to write the SVG chart (default docs/performance.svg)
-  --quick          smaller defaults, for a smoke run (~40 s)
+  --quick          smaller defaults, for a smoke run (~2 min)
 
-The default run takes about 3 minutes on a 2-core machine.`);
+The default run takes about 6-7 minutes on a 2-core machine (--quick: about 2).`);
   Deno.exit(0);
 }
 
