@@ -64,9 +64,12 @@ export function renderChart(results: Results): string {
     ["go_host_go_plugin", "Go host -> Go plugin (reference)", true],
     ["tether_host_go_plugin", "Tether host -> Go plugin"],
     ["tether_grpcjs_host_go_plugin", "Tether host (grpc-js channel) -> Go plugin"],
+    ["floor_host_go_plugin", "floor host (Deno only) -> Go plugin"],
     ["go_host_ts_plugin", "Go host -> TypeScript plugin"],
     ["go_host_ts_grpcjs_server_plugin", "Go host -> TypeScript plugin (grpc-js server)"],
+    ["go_host_floor_plugin", "Go host -> floor plugin (Deno only)"],
     ["tether_host_ts_plugin", "Tether host -> TypeScript plugin"],
+    ["floor_host_floor_plugin", "floor host -> floor plugin"],
   ];
   const present = pairings.filter(([key]) => r[key]);
   const panels: [string, string, Bar[]][] = [
@@ -90,6 +93,7 @@ export function renderChart(results: Results): string {
         { label: "Go host", value: l.go_host, reference: true },
         { label: "Tether host", value: l.tether_host },
         { label: "Tether host (grpc-js channel)", value: l.tether_grpcjs_host },
+        ...(l.floor_host === undefined ? [] : [{ label: "floor host (Deno only)", value: l.floor_host }]),
       ],
     ]);
   }
@@ -102,6 +106,15 @@ export function renderChart(results: Results): string {
       label: "Go host: TypeScript plugin, bundled",
       value: results.bundled_ts_plugin_spawn.go_host_ms,
     });
+  }
+  const fl = results.floors;
+  if (fl) {
+    spawn.push(
+      { label: "Go host: floor plugin (Deno only)", value: r.go_host_floor_plugin.spawn_typical_ms },
+      { label: "to handshake line: Go plugin", value: fl.spawn_to_line.go_plugin_ms, reference: true },
+      { label: "to handshake line: bare deno", value: fl.spawn_to_line.bare_deno_ms },
+      { label: "to line: deno, node:http2 listening", value: fl.spawn_to_line.bare_deno_http2_ms },
+    );
   }
   spawn.push(
     { label: "Tether host: Go plugin", value: r.tether_host_go_plugin.spawn_typical_ms },
@@ -134,6 +147,29 @@ export function renderChart(results: Results): string {
           label: "  same, host with small young generation",
           value: m.host_first_plugin_added_small_heap_mib,
         }]),
+        ...(m.ts_plugin_trimmed_mib === undefined ? [] : [
+          { label: "TypeScript plugin, trimmed", value: m.ts_plugin_trimmed_mib },
+          { label: "Tether host: first plugin, trimmed", value: m.host_first_plugin_added_trimmed_mib },
+        ]),
+        ...(fl === undefined ? [] : [
+          { label: "floor plugin (Deno only)", value: fl.memory.floor_plugin_mib },
+          { label: "floor plugin, small heap", value: fl.memory.floor_plugin_small_heap_mib },
+          { label: "floor plugin, trimmed", value: fl.memory.floor_plugin_trimmed_mib },
+          { label: "floor host: added by first plugin", value: fl.memory.floor_host_first_plugin_added_mib },
+        ]),
+      ],
+    ]);
+  }
+  if (results.notifier?.sftpgo_floor) {
+    const n = results.notifier;
+    panels.push([
+      "Notifier: fs events/s into one plugin, SFTPGo's sender or Tether's (higher is better)",
+      "events/s",
+      [
+        { label: "SFTPGo's sender -> floor plugin", value: n.sftpgo_floor.events_per_s },
+        { label: "SFTPGo's sender -> TypeScript plugin", value: n.sftpgo.events_per_s },
+        { label: "PluginManager unordered -> TS plugin", value: n.unordered.events_per_s },
+        { label: "PluginManager ordered -> TS plugin", value: n.ordered.events_per_s },
       ],
     ]);
   }
@@ -234,9 +270,9 @@ export function renderTable(results: Results): string {
       `**${fmt(m.ts_plugin_mib, 0)} MiB** (bundled ${fmt(m.ts_plugin_bundled_mib, 0)}, bundled + ` +
       `\`--max-semi-space-size=1\` ${fmt(m.ts_plugin_bundled_small_heap_mib, 0)}; anonymous memory ${
         fmt(m.ts_plugin_anon_mib, 0)
-      } MiB, the deno executable's shared pages ${fmt(m.ts_plugin_file_mib, 0)} MiB); Go plugin ${
-        fmt(m.go_plugin_mib, 0)
-      } MiB, bare deno ${fmt(m.bare_deno_mib, 0)} MiB`,
+      } MiB, the deno executable's shared pages ${fmt(m.ts_plugin_file_mib, 0)} MiB; trimmed ${
+        fmt(m.ts_plugin_trimmed_mib ?? NaN, 0)
+      }); Go plugin ${fmt(m.go_plugin_mib, 0)} MiB, bare deno ${fmt(m.bare_deno_mib, 0)} MiB`,
       "<= 50 MiB",
       yes(m.ts_plugin_mib <= 50),
     ],
@@ -247,7 +283,9 @@ export function renderTable(results: Results): string {
       } MiB; grpc-js channel: +${fmt(m.host_first_plugin_added_grpcjs_mib, 0)} MiB; host run with ` +
       `\`--max-semi-space-size=1\`: +${
         fmt(m.host_first_plugin_added_small_heap_mib ?? NaN, 0)
-      } MiB; loading Tether itself: +${fmt(m.host_loaded_added_mib, 0)} MiB)`,
+      } MiB; trimmed: +${fmt(m.host_first_plugin_added_trimmed_mib ?? NaN, 0)} MiB; loading Tether itself: +${
+        fmt(m.host_loaded_added_mib, 0)
+      } MiB)`,
       "<= +30 MiB",
       yes(m.host_first_plugin_added_mib <= 30),
     ],
@@ -262,12 +300,46 @@ export function renderTable(results: Results): string {
       yes(n.unordered.events_per_s >= 20000),
     ],
   ];
+  const floors = floorCells(results);
   return [
-    "| what | this run | target | |",
-    "| --- | --- | --- | --- |",
-    ...rows.map((row) => `| ${row.join(" | ")} |`),
+    "| what | this run | floor: Deno only, same run | target | |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows.map(([what, run, target, met], i) => `| ${[what, run, floors[i], target, met].join(" | ")} |`),
     "",
   ].join("\n");
+}
+
+/** The floor column of the table, row by row (bench/floor; "-" for a results file without floors). */
+function floorCells(results: Results): string[] {
+  const f = results.floors;
+  if (!f) return Array(9).fill("-");
+  const t = f.targets;
+  const r = results.results;
+  const l = f.spawn_to_line;
+  const m = f.memory;
+  const n = results.notifier.sftpgo_floor;
+  return [
+    `${fmt(r.floor_host_go_plugin.seq_p50_us, 0)} us, **${
+      fmt(t.tether_host_go_plugin_p50, 1)
+    }x** (floor host)`,
+    `${fmt(r.floor_host_go_plugin.calls_per_sec, 0)}/s, **${fmt(t.tether_host_go_plugin_throughput)}x**`,
+    `**${fmt(t.go_host_ts_plugin_p50, 1)}x / ${fmt(t.go_host_ts_plugin_throughput)}x** (floor plugin)`,
+    `**${fmt(t.tether_host_ts_plugin_p50, 1)}x / ${fmt(t.tether_host_ts_plugin_throughput)}x**`,
+    `${fmt(r.go_host_floor_plugin.spawn_typical_ms, 0)} ms, **${fmt(t.ts_spawn_vs_go_spawn_go_host, 1)}x** ` +
+    `(Go host); ${fmt(t.ts_spawn_vs_go_spawn_tether_host, 1)}x (floor host); to the handshake line: bare ` +
+    `deno ${fmt(t.bare_deno_line_vs_go_plugin_line, 1)}x, with \`node:http2\` listening ` +
+    `${fmt(t.bare_deno_http2_line_vs_go_plugin_line, 1)}x a Go plugin's (${fmt(l.go_plugin_ms, 0)} ms)`,
+    `${fmt(results.large_answers.floor_host, 1)} ms, **${fmt(t.large_answers_vs_go_host, 1)}x**`,
+    `**${fmt(m.floor_plugin_mib, 0)} MiB** (anonymous ${fmt(m.floor_plugin_anon_mib, 0)}; ` +
+    `\`--max-semi-space-size=1\` ${fmt(m.floor_plugin_small_heap_mib, 0)}; trimmed ${
+      fmt(m.floor_plugin_trimmed_mib, 0)
+    }, anonymous ${fmt(m.floor_plugin_trimmed_anon_mib, 0)})`,
+    `**+${fmt(m.floor_host_first_plugin_added_mib, 0)} MiB** (anonymous +${
+      fmt(m.floor_host_first_plugin_added_anon_mib, 0)
+    }; host with \`--max-semi-space-size=1\`: +${fmt(m.floor_host_first_plugin_added_small_heap_mib, 0)}; ` +
+    `trimmed: +${fmt(m.floor_host_first_plugin_added_trimmed_mib, 0)})`,
+    `SFTPGo's sender -> floor plugin: **${n.events_per_s}/s**, ${n.lost} lost`,
+  ];
 }
 
 if (import.meta.main) {

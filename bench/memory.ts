@@ -14,6 +14,11 @@
  *
  * `--ts` takes the rest of the command line (the deno command of the TypeScript plugin).
  *
+ * `--trim`: Deno's opt-in memory trim before the idle readings: the TypeScript plugin is started with
+ * `DENO_USR2_MEMORY_TRIM=1` and sent SIGUSR2 after its calls (glibc's `malloc_trim(0)` and a V8 GC), and
+ * so is this host, if it was itself started with `DENO_USR2_MEMORY_TRIM=1`. What an application can do
+ * today with `PluginClient`'s `env` and `pid`.
+ *
  * @module
  */
 
@@ -91,6 +96,7 @@ if (import.meta.main) {
       "idle-ms": { type: "string", default: "1000" },
       go: { type: "string" },
       channel: { type: "string", default: "lean" },
+      trim: { type: "boolean", default: false },
     },
   });
   const calls = Number(values.calls);
@@ -114,20 +120,31 @@ if (import.meta.main) {
   }
 
   /** Starts a plugin, makes `calls` Gets, idles, reads its memory; leaves it running. */
-  const exercise = async (cmd: string, args: string[]) => {
-    const client = new PluginClient({ cmd, args, env, handshake: kvHandshake, autoMTLS: true });
+  const exercise = async (cmd: string, args: string[], trim = false) => {
+    const client = new PluginClient({
+      cmd,
+      args,
+      env: trim ? { ...env, DENO_USR2_MEMORY_TRIM: "1" } : env,
+      handshake: kvHandshake,
+      autoMTLS: true,
+    });
     await client.start();
     const kv = client.dispense(KV);
     await kv.put({ key: "bench", value: new Uint8Array(64).fill(97) });
     for (let i = 0; i < calls; i++) await kv.get({ key: "bench" });
+    if (trim) Deno.kill(client.pid!, "SIGUSR2");
     await sleep(idleMs);
     return { client, memory: procMemory(client.pid!) };
   };
 
   const go = await exercise(values.go ?? "", []);
+  if (values.trim && Deno.env.get("DENO_USR2_MEMORY_TRIM") === "1") {
+    Deno.kill(Deno.pid, "SIGUSR2");
+    await sleep(idleMs);
+  }
   const firstPlugin = procMemory("self");
   const hostFirstPlugin = firstPlugin.rss_kib;
-  const tsPlugin = await exercise(tsCmd, tsArgs);
+  const tsPlugin = await exercise(tsCmd, tsArgs, values.trim);
   await go.client.kill();
   await tsPlugin.client.kill();
 

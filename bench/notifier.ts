@@ -13,12 +13,16 @@
  * 4. **unordered_direct**: the same sends outside PluginManager: a
  *    PluginClient and a NotifierClient with up to 250 events in flight, no
  *    retry queue, no bookkeeping; what the manager's own overhead is
- *    measured against.
+ *    measured against;
+ * 5. **sftpgo_floor**: SFTPGo's sender into the floor plugin
+ *    (bench/floor/plugin.ts: `node:http2` answering every event with a
+ *    precomputed empty message, no Tether, no protobuf): the most any Deno
+ *    plugin can take from that sender.
  *
  * Each run starts a fresh plugin; "lost" is events sent minus events the
  * plugin counted. Prints one JSON object ({@linkcode NotifierResult}):
  *
- *   deno run -A bench/notifier.ts [--events 20000] [--rounds 1] [--only ordered|unordered|sftpgo|unordered_direct]
+ *   deno run -A bench/notifier.ts [--events 20000] [--rounds 1] [--only ordered|unordered|sftpgo|unordered_direct|sftpgo_floor]
  *
  * With `--rounds N` every mode runs N times, interleaved, and its median round
  * is reported (with each round's rate).
@@ -33,6 +37,7 @@ import { sftpgoHandshakes } from "../src/sftpgo/handshakes.ts";
 import { PluginClient } from "../src/client.ts";
 import { parsePluginsConfig } from "../src/sftpgo/config.ts";
 import { goFixture, repoRoot } from "../tests/helpers.ts";
+import { writeFloorCertificates } from "./floor/certs.ts";
 import type { Logger } from "../mod.ts";
 
 /** One delivery mode's figures. */
@@ -57,6 +62,7 @@ export interface NotifierResult {
   unordered: NotifierModeResult;
   sftpgo: NotifierModeResult;
   unordered_direct: NotifierModeResult;
+  sftpgo_floor: NotifierModeResult;
 }
 
 const plugin = `${repoRoot}/bench/fixtures/count_notifier.ts`;
@@ -136,25 +142,15 @@ async function managed(
   return figures(events, (await counted(out)) - 1, seconds);
 }
 
-/** SFTPGo's sender: a goroutine per event. */
-async function sftpgo(events: number, dir: string): Promise<NotifierModeResult> {
+/** SFTPGo's sender: a goroutine per event; into the Tether plugin, or the floor plugin with `floorCerts`. */
+async function sftpgo(events: number, dir: string, floorCerts?: string): Promise<NotifierModeResult> {
   const out = `${dir}/sftpgo.json`;
   const bin = await goFixture("benchnotifier");
+  const target = floorCerts
+    ? ["--no-config", "-A", `${repoRoot}/bench/floor/plugin.ts`, "--certs", floorCerts]
+    : ["--config", `${repoRoot}/deno.json`, "-A", plugin];
   const result = await new Deno.Command(bin, {
-    args: [
-      "-events",
-      String(events),
-      "--",
-      Deno.execPath(),
-      "run",
-      "--no-prompt",
-      "--config",
-      `${repoRoot}/deno.json`,
-      "-A",
-      plugin,
-      "--out",
-      out,
-    ],
+    args: ["-events", String(events), "--", Deno.execPath(), "run", "--no-prompt", ...target, "--out", out],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -205,7 +201,7 @@ async function unorderedDirect(events: number, dir: string, inFlight = 250): Pro
   return figures(events, (await counted(out)) - 1, seconds);
 }
 
-const MODES = ["ordered", "unordered", "sftpgo", "unordered_direct"] as const;
+const MODES = ["ordered", "unordered", "sftpgo", "unordered_direct", "sftpgo_floor"] as const;
 type Mode = typeof MODES[number];
 
 /** The median round by rate (lost and received of that round; a loss in any round is kept). */
@@ -239,11 +235,14 @@ if (import.meta.main) {
     throw new Error(`--only: expected one of ${MODES.join(", ")}, found ${only}`);
   }
   const modes = MODES.filter((mode) => only === undefined || only === mode);
+  // The floor plugin's certificate is made once, before any timing (bench/floor/certs.ts).
+  const floorCerts = await Deno.makeTempDir({ prefix: "tether-bench-floor-certs-" });
+  await writeFloorCertificates(floorCerts);
   const run = (mode: Mode, dir: string): Promise<NotifierModeResult> =>
     mode === "ordered" || mode === "unordered"
       ? managed(events, dir, mode)
-      : mode === "sftpgo"
-      ? sftpgo(events, dir)
+      : mode === "sftpgo" || mode === "sftpgo_floor"
+      ? sftpgo(events, dir, mode === "sftpgo_floor" ? floorCerts : undefined)
       : unorderedDirect(events, dir);
   const runs = new Map<Mode, NotifierModeResult[]>(modes.map((mode) => [mode, []]));
   // Rounds interleave the modes, so a change in the machine's load falls on all of them alike.
@@ -257,6 +256,7 @@ if (import.meta.main) {
       }
     }
   }
+  await Deno.remove(floorCerts, { recursive: true });
   // --only (for profiling one sender) prints just that mode's figures.
   const result: Partial<NotifierResult> = Object.fromEntries(
     modes.map((mode) => [mode, median(runs.get(mode)!)]),

@@ -19,6 +19,16 @@
  * (bench/memory.ts) and the notifier rate through PluginManager
  * (bench/notifier.ts, against SFTPGo's own sender).
  *
+ * The floors, interleaved with the rest: the same workloads with Tether's
+ * code removed and only Deno's runtime layer left (bench/floor/): a floor
+ * host (`node:http2` + `node:tls`, pre-encoded requests) against the Go
+ * plugin and the floor plugin, the Go host against the floor plugin
+ * (`node:http2` answering precomputed bytes), the floor host's large answers
+ * and memory, the floor plugin's memory, the bare spawn of `deno` (to a
+ * handshake line, with and without `node:http2` loaded and listening) and
+ * SFTPGo's notifier sender into the floor plugin. Tether -> floor is what
+ * Tether costs; floor -> Go is what Deno's runtime costs.
+ *
  * Each measurement runs in its own host process, one after the other; the
  * pairings are measured `--rounds` times, interleaved, and each figure is the
  * median over the rounds (spawn samples are pooled).
@@ -33,6 +43,7 @@ import { median, type TetherHostResult } from "./tether_host.ts";
 import type { MemoryResult } from "./memory.ts";
 import type { NotifierResult } from "./notifier.ts";
 import { renderChart } from "./chart.ts";
+import { writeFloorCertificates } from "./floor/certs.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -65,9 +76,9 @@ if (flags.help) {
   --events N       fs events sent through PluginManager per notifier mode (default 20000; --quick 3000)
   --out FILE       where to write the JSON results (default bench/results.json)
   --chart FILE     where to write the SVG chart (default docs/performance.svg)
-  --quick          smaller defaults, for a smoke run (~40 s)
+  --quick          smaller defaults, for a smoke run (~2 min)
 
-The default run takes about 3 minutes on a 2-core machine.`);
+The default run takes about 6-7 minutes on a 2-core machine (--quick: about 2).`);
   Deno.exit(0);
 }
 
@@ -96,8 +107,9 @@ const config = {
 
 const decoder = new TextDecoder();
 
-async function run(cmd: string, args: string[], what: string): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" }).output();
+async function run(cmd: string, args: string[], what: string, env?: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
   const stdout = decoder.decode(out.stdout).trim();
   if (!out.success) {
     throw new Error(
@@ -121,11 +133,11 @@ interface GoHostResult {
 }
 
 type Plugin = { cmd: string; args: string[] };
-type Kind = "go" | "typescript";
+type Kind = "go" | "typescript" | "floor";
 
 /** One pairing's figures, the same shape for both hosts. */
 interface Figures {
-  host: "go" | "tether" | "tether-grpc-js";
+  host: "go" | "tether" | "tether-grpc-js" | "floor";
   plugin: Kind;
   seq_p50_us: number;
   seq_p99_us: number;
@@ -246,6 +258,62 @@ async function tetherHost(plugin: Plugin, kind: Kind, channel: "lean" | "grpc-js
   };
 }
 
+/** The floor host (bench/floor/host.ts): one JSON object, its mode chosen by `args`. */
+async function floorHostRun<T = TetherHostResult>(
+  plugin: Plugin,
+  args: string[],
+  what: string,
+  hostFlags: string[] = [],
+  env?: Record<string, string>,
+): Promise<T> {
+  return JSON.parse(
+    await run(
+      Deno.execPath(),
+      [
+        "run",
+        ...hostFlags,
+        "--no-config",
+        "-A",
+        `${repoRoot}/bench/floor/host.ts`,
+        "--certs",
+        floorCerts,
+        ...args,
+        "--",
+        plugin.cmd,
+        ...plugin.args,
+      ],
+      what,
+      env,
+    ),
+  );
+}
+
+async function floorHost(plugin: Plugin, kind: Kind): Promise<Figures> {
+  const result = await floorHostRun(plugin, [
+    "--concurrency",
+    String(config.concurrency),
+    "--n",
+    String(config.n),
+    "--warmup",
+    String(config.warmup),
+    "--duration",
+    String(config.durationS),
+    "--spawn-runs",
+    String(config.spawnRuns),
+  ], `floor host -> ${kind} plugin`);
+  return {
+    host: "floor",
+    plugin: kind,
+    seq_p50_us: result.seq_p50_us,
+    seq_p99_us: result.seq_p99_us,
+    calls_per_sec: result.calls_per_sec,
+    spawn_first_ms: result.spawn_to_first_call_ms,
+    spawn_typical_ms: result.spawn_to_first_call_warm_ms,
+    spawn_samples_ms: [result.spawn_to_first_call_ms, ...result.spawn_samples_ms],
+    seq_host_cpu_us: result.seq_host_cpu_us,
+  };
+}
+
 function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -279,6 +347,8 @@ function aggregate(all: Figures[]): Figures {
     spawn_samples_ms: all.flatMap((f) => f.spawn_samples_ms),
     ...(all[0].seq_host_cpu_us === undefined ? {} : {
       seq_host_cpu_us: round(median(all.map((f) => f.seq_host_cpu_us ?? NaN))),
+    }),
+    ...(all[0].seq_plugin_cpu_us === undefined ? {} : {
       seq_plugin_cpu_us: round(median(all.map((f) => f.seq_plugin_cpu_us ?? NaN))),
     }),
   };
@@ -307,10 +377,33 @@ const tsPlugin = denoPlugin("examples/kv/plugin.ts");
 /** The same plugin on grpc-js's server: the plugin side's "before", in the same run. */
 const tsGrpcJsServerPlugin = denoPlugin("bench/fixtures/kv_grpcjs_server.ts");
 const scratch = await Deno.makeTempDir({ prefix: "tether-bench-" });
+/** The floors' certificates, made once before any timing (a floor is a lower bound). */
+const floorCerts = `${scratch}/floor-certs`;
+await writeFloorCertificates(floorCerts);
+const floorPlugin: Plugin = {
+  cmd: Deno.execPath(),
+  args: [
+    "run",
+    "--no-config",
+    "--no-prompt",
+    "-A",
+    `${repoRoot}/bench/floor/plugin.ts`,
+    "--certs",
+    floorCerts,
+  ],
+};
+/** The bare spawn floor (bench/floor/bare.ts): deno's start alone, and with node:http2 loaded and listening. */
+const bareDeno: Plugin = {
+  cmd: Deno.execPath(),
+  args: ["run", "--no-config", "--no-prompt", "-A", `${repoRoot}/bench/floor/bare.ts`],
+};
+const bareDenoHttp2: Plugin = { cmd: bareDeno.cmd, args: [...bareDeno.args, "--http2"] };
 const bundle = `${scratch}/kv.bundle.js`;
 await bundlePlugin(`${repoRoot}/examples/kv/plugin.ts`, bundle, `${repoRoot}/deno.json`);
 const tsBundled: Plugin = { cmd: Deno.execPath(), args: ["run", "--no-prompt", "-A", bundle] };
-/** V8 flags for a small plugin heap (see docs/performance.md, "Memory"). */
+/** Deno's opt-in trim on SIGUSR2 (glibc's malloc_trim(0) and a V8 GC), for the "trimmed" memory readings. */
+const TRIM_ENV = { ...Deno.env.toObject(), DENO_USR2_MEMORY_TRIM: "1" };
+/** V8 flags for a small plugin heap (see docs/performance.md, "Hand runs"). */
 const smallHeapFlags = "--v8-flags=--max-semi-space-size=1";
 const tsBundledSmall: Plugin = {
   cmd: Deno.execPath(),
@@ -326,21 +419,31 @@ try {
       "  same, grpc-js channel (before)",
       () => tetherHost(goPlugin, "go", "grpc-js"),
     ],
+    ["floor_host_go_plugin", "  floor: Deno only (bench/floor)", () => floorHost(goPlugin, "go")],
     ["go_host_ts_plugin", "Go host -> TypeScript plugin", () => goHost(tsPlugin, "typescript")],
     [
       "go_host_ts_grpcjs_server_plugin",
       "  same, grpc-js server (before)",
       () => goHost(tsGrpcJsServerPlugin, "typescript"),
     ],
+    ["go_host_floor_plugin", "  floor: Deno only (bench/floor)", () => goHost(floorPlugin, "floor")],
     [
       "tether_host_ts_plugin",
       "Tether host -> TypeScript plugin",
       () => tetherHost(tsPlugin, "typescript", "lean"),
     ],
+    ["floor_host_floor_plugin", "  floor: Deno only (bench/floor)", () => floorHost(floorPlugin, "floor")],
   ];
   const keys = pairings.map(([key]) => key);
   const rounds: Record<string, Figures[]> = Object.fromEntries(keys.map((k) => [k, []]));
-  const large: Record<string, number[]> = { go_host: [], tether_host: [], tether_grpcjs_host: [] };
+  const large: Record<string, number[]> = {
+    go_host: [],
+    tether_host: [],
+    tether_grpcjs_host: [],
+    floor_host: [],
+  };
+  /** Spawn to handshake line (no call): the Go plugin, bare deno, deno with node:http2 loaded and listening. */
+  const lineSpawns: Record<string, number[]> = { go_plugin: [], bare_deno: [], bare_deno_http2: [] };
   const bundledSpawns: Record<string, number[]> = { go_host: [], tether_host: [] };
   const benchplugin: Plugin = { cmd: await goFixture("benchplugin"), args: [] };
   const largeArgs = ["--n", "1", "--warmup", "0", "--duration", "0", "--spawn-runs", "0"];
@@ -374,6 +477,12 @@ try {
       );
       large[channel === "lean" ? "tether_host" : "tether_grpcjs_host"].push(result.large_p50_ms!);
     }
+    const floorLarge = await floorHostRun(
+      benchplugin,
+      [...largeArgs, ...largeFlags],
+      "floor host large answers",
+    );
+    large.floor_host.push(floorLarge.large_p50_ms!);
     console.error(`round ${r}/${config.rounds}: spawn of the bundled TypeScript plugin ...`);
     bundledSpawns.go_host.push(...await goSpawns(tsBundled, config.spawnRuns + 1, "bundled TS plugin"));
     const bundled = await tetherHostRun(
@@ -382,28 +491,53 @@ try {
       "Tether host -> bundled TS plugin (spawn)",
     );
     bundledSpawns.tether_host.push(...bundled.spawn_samples_ms);
+    console.error(`round ${r}/${config.rounds}: spawn floors (to the handshake line) ...`);
+    for (
+      const [key, plugin] of [["go_plugin", goPlugin], ["bare_deno", bareDeno], [
+        "bare_deno_http2",
+        bareDenoHttp2,
+      ]] as const
+    ) {
+      const lines = await floorHostRun<{ samples_ms: number[] }>(
+        plugin,
+        ["--line-only", String(config.spawnRuns + 1)],
+        `spawn to handshake line (${key})`,
+      );
+      lineSpawns[key].push(...lines.samples_ms);
+    }
   }
 
   console.error("memory: one plugin of each kind, 2,000 calls each ...");
-  const memory = async (ts: Plugin, channel = "lean", hostFlags: string[] = []): Promise<MemoryResult> =>
+  const memory = async (
+    ts: Plugin,
+    channel = "lean",
+    hostFlags: string[] = [],
+    trim = false,
+  ): Promise<MemoryResult> =>
     JSON.parse(
-      await run(Deno.execPath(), [
-        "run",
-        ...hostFlags,
-        "-A",
-        "--config",
-        `${repoRoot}/deno.json`,
-        `${repoRoot}/bench/memory.ts`,
-        "--calls",
-        String(config.memoryCalls),
-        "--channel",
-        channel,
-        "--go",
-        kvplugin,
-        "--ts",
-        ts.cmd,
-        ...ts.args,
-      ], "bench/memory.ts"),
+      await run(
+        Deno.execPath(),
+        [
+          "run",
+          ...hostFlags,
+          "-A",
+          "--config",
+          `${repoRoot}/deno.json`,
+          `${repoRoot}/bench/memory.ts`,
+          "--calls",
+          String(config.memoryCalls),
+          "--channel",
+          channel,
+          ...(trim ? ["--trim"] : []),
+          "--go",
+          kvplugin,
+          "--ts",
+          ts.cmd,
+          ...ts.args,
+        ],
+        "bench/memory.ts",
+        trim ? TRIM_ENV : undefined,
+      ),
     );
   const memoryPlain = await memory(tsPlugin);
   const memoryBundled = await memory(tsBundled);
@@ -411,6 +545,29 @@ try {
   const memoryGrpcJs = await memory(tsPlugin, "grpc-js");
   // The host is the application's process: its V8 flags are the application's choice. Measured for reference.
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
+  // Deno's opt-in memory trim (DENO_USR2_MEMORY_TRIM=1, then SIGUSR2) in host and plugin before the idle readings.
+  const memoryTrim = await memory(tsPlugin, "lean", [], true);
+  // The floors: the floor host's RSS with the Go plugin as its first plugin, then the floor plugin's.
+  type FloorMemory = Omit<MemoryResult, "bare_deno_kib" | "idle_ms">;
+  const memoryFloor: FloorMemory = await floorHostRun(
+    floorPlugin,
+    ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory",
+  );
+  const memoryFloorTrim: FloorMemory = await floorHostRun(
+    floorPlugin,
+    ["--memory", "--trim", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory (trimmed)",
+    [],
+    TRIM_ENV,
+  );
+  // Both with V8's young generation capped (the flag Tether passes to `runtime: deno` plugins): the best floor.
+  const memoryFloorSmall: FloorMemory = await floorHostRun(
+    { cmd: floorPlugin.cmd, args: [floorPlugin.args[0], smallHeapFlags, ...floorPlugin.args.slice(1)] },
+    ["--memory", "--calls", String(config.memoryCalls), "--go", kvplugin],
+    "floor host memory (small heap)",
+    [smallHeapFlags],
+  );
 
   console.error(
     `notifier: ${config.events} fs events per mode and round (${config.rounds} rounds): PluginManager, SFTPGo's sender ...`,
@@ -466,13 +623,63 @@ try {
     host_first_plugin_added_small_heap_mib: mib(
       memoryHostSmall.host_first_plugin_kib - memoryHostSmall.host_loaded_kib,
     ),
+    ts_plugin_trimmed_mib: mib(memoryTrim.ts_plugin.rss_kib),
+    host_first_plugin_added_trimmed_mib: mib(memoryTrim.host_first_plugin_kib - memoryTrim.host_loaded_kib),
     raw: {
       plain: memoryPlain,
       bundled: memoryBundled,
       bundled_small_heap: memorySmall,
       grpcjs_channel: memoryGrpcJs,
       host_small_heap: memoryHostSmall,
+      trimmed: memoryTrim,
     },
+  };
+  const floorMemory = {
+    floor_plugin_mib: mib(memoryFloor.ts_plugin.rss_kib),
+    floor_plugin_anon_mib: mib(memoryFloor.ts_plugin.anon_kib),
+    floor_plugin_file_mib: mib(memoryFloor.ts_plugin.file_kib),
+    floor_host_loaded_added_mib: mib(memoryFloor.host_loaded_kib - memoryFloor.host_baseline_kib),
+    floor_host_first_plugin_added_mib: mib(memoryFloor.host_first_plugin_kib - memoryFloor.host_loaded_kib),
+    floor_host_first_plugin_added_anon_mib: mib(
+      memoryFloor.host_anon_kib.first_plugin - memoryFloor.host_anon_kib.loaded,
+    ),
+    floor_plugin_small_heap_mib: mib(memoryFloorSmall.ts_plugin.rss_kib),
+    floor_plugin_small_heap_anon_mib: mib(memoryFloorSmall.ts_plugin.anon_kib),
+    floor_host_first_plugin_added_small_heap_mib: mib(
+      memoryFloorSmall.host_first_plugin_kib - memoryFloorSmall.host_loaded_kib,
+    ),
+    floor_plugin_trimmed_mib: mib(memoryFloorTrim.ts_plugin.rss_kib),
+    floor_plugin_trimmed_anon_mib: mib(memoryFloorTrim.ts_plugin.anon_kib),
+    floor_host_first_plugin_added_trimmed_mib: mib(
+      memoryFloorTrim.host_first_plugin_kib - memoryFloorTrim.host_loaded_kib,
+    ),
+    raw: { plain: memoryFloor, small_heap: memoryFloorSmall, trimmed: memoryFloorTrim },
+  };
+  const lineSpawn = {
+    go_plugin_ms: round(median(lineSpawns.go_plugin)),
+    bare_deno_ms: round(median(lineSpawns.bare_deno)),
+    bare_deno_http2_ms: round(median(lineSpawns.bare_deno_http2)),
+    samples_ms: lineSpawns,
+  };
+  const vf = versusGoHostGoPlugin;
+  /** The targets' quantities for the floors of the same run: the best any Deno host or plugin can reach here. */
+  const floorTargets = {
+    tether_host_go_plugin_p50: vf.floor_host_go_plugin.p50,
+    tether_host_go_plugin_throughput: vf.floor_host_go_plugin.throughput,
+    go_host_ts_plugin_p50: vf.go_host_floor_plugin.p50,
+    go_host_ts_plugin_throughput: vf.go_host_floor_plugin.throughput,
+    tether_host_ts_plugin_p50: vf.floor_host_floor_plugin.p50,
+    tether_host_ts_plugin_throughput: vf.floor_host_floor_plugin.throughput,
+    ts_spawn_vs_go_spawn_go_host: round(results.go_host_floor_plugin.spawn_typical_ms / ref.spawn_typical_ms),
+    ts_spawn_vs_go_spawn_tether_host: round(
+      results.floor_host_floor_plugin.spawn_typical_ms / results.floor_host_go_plugin.spawn_typical_ms,
+    ),
+    bare_deno_line_vs_go_plugin_line: round(lineSpawn.bare_deno_ms / lineSpawn.go_plugin_ms),
+    bare_deno_http2_line_vs_go_plugin_line: round(lineSpawn.bare_deno_http2_ms / lineSpawn.go_plugin_ms),
+    large_answers_vs_go_host: round(largeMedians.floor_host / largeMedians.go_host),
+    ts_plugin_idle_rss_mib: floorMemory.floor_plugin_mib,
+    host_first_plugin_added_mib: floorMemory.floor_host_first_plugin_added_mib,
+    notifier_unordered_events_per_s: notifier.sftpgo_floor.events_per_s,
   };
   const targets = {
     tether_host_go_plugin_p50: versusGoHostGoPlugin.tether_host_go_plugin.p50,
@@ -547,7 +754,9 @@ try {
     `  CPU per sequential call, Tether host -> Go plugin: host ${
       us(lean.seq_host_cpu_us ?? NaN)
     } on the lean ` +
-      `channel, ${us(before.seq_host_cpu_us ?? NaN)} on grpc-js's (10 ms clock ticks over ${config.n} calls)`,
+      `channel, ${us(before.seq_host_cpu_us ?? NaN)} on grpc-js's, floor host ${
+        us(results.floor_host_go_plugin.seq_host_cpu_us ?? NaN)
+      } (10 ms clock ticks over ${config.n} calls)`,
   );
   lines.push("");
   lines.push(
@@ -574,7 +783,9 @@ try {
       `bundled + small heap ${memoryFigures.ts_plugin_bundled_small_heap_mib}), bare deno ${memoryFigures.bare_deno_mib} MiB; ` +
       `host: +${memoryFigures.host_loaded_added_mib} MiB loading Tether, +${memoryFigures.host_first_plugin_added_mib} MiB ` +
       `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; host run with ${smallHeapFlags}: +${memoryFigures.host_first_plugin_added_small_heap_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
-      `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB)`,
+      `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB; ` +
+      `trimmed (DENO_USR2_MEMORY_TRIM=1, SIGUSR2 after the calls): TypeScript plugin ${memoryFigures.ts_plugin_trimmed_mib} MiB, ` +
+      `host +${memoryFigures.host_first_plugin_added_trimmed_mib} MiB)`,
   );
   lines.push(
     `Notifier (${config.events} fs events into one TypeScript plugin, median of ${config.rounds} round(s)): PluginManager unordered ${
@@ -588,6 +799,30 @@ try {
     }/s (${notifier.sftpgo.lost} lost); Tether host unordered, 250 in flight, outside PluginManager ${
       Math.round(notifier.unordered_direct.events_per_s).toLocaleString("en-US")
     }/s (${notifier.unordered_direct.lost} lost)`,
+  );
+  const ft = floorTargets;
+  lines.push(
+    `Floors (bench/floor: Deno's node:http2/node:tls only, no Tether, precomputed bytes; same run): ` +
+      `large answers, floor host ${ms(largeMedians.floor_host)} (${
+        x(ft.large_answers_vs_go_host)
+      } the Go host); ` +
+      `spawn to first answer, floor plugin under the Go host ${
+        ms(results.go_host_floor_plugin.spawn_typical_ms)
+      } (${x(ft.ts_spawn_vs_go_spawn_go_host)} a Go plugin's); ` +
+      `spawn to handshake line: Go plugin ${ms(lineSpawn.go_plugin_ms)}, bare deno ${
+        ms(lineSpawn.bare_deno_ms)
+      } (${x(ft.bare_deno_line_vs_go_plugin_line)}), deno with node:http2 listening ${
+        ms(lineSpawn.bare_deno_http2_ms)
+      } (${x(ft.bare_deno_http2_line_vs_go_plugin_line)}); ` +
+      `memory: floor plugin ${floorMemory.floor_plugin_mib} MiB (anonymous ${floorMemory.floor_plugin_anon_mib}; ` +
+      `small heap ${floorMemory.floor_plugin_small_heap_mib}, anonymous ${floorMemory.floor_plugin_small_heap_anon_mib}), ` +
+      `floor host +${floorMemory.floor_host_loaded_added_mib} MiB loading node:http2/node:tls, +${floorMemory.floor_host_first_plugin_added_mib} MiB ` +
+      `for its first plugin (anonymous +${floorMemory.floor_host_first_plugin_added_anon_mib}; small heap +${floorMemory.floor_host_first_plugin_added_small_heap_mib}); ` +
+      `trimmed: floor plugin ${floorMemory.floor_plugin_trimmed_mib} MiB (anonymous ${floorMemory.floor_plugin_trimmed_anon_mib}), ` +
+      `floor host +${floorMemory.floor_host_first_plugin_added_trimmed_mib} MiB; ` +
+      `notifier: SFTPGo's sender into the floor plugin ${
+        Math.round(notifier.sftpgo_floor.events_per_s).toLocaleString("en-US")
+      }/s (${notifier.sftpgo_floor.lost} lost)`,
   );
   const elapsedS = (performance.now() - started) / 1000;
   lines.push("");
@@ -654,6 +889,15 @@ try {
     bundled_ts_plugin_spawn: bundledSpawn,
     memory: memoryFigures,
     notifier,
+    floors: {
+      what: "bench/floor: the same workloads with Tether's code removed, only Deno's node:http2/node:tls " +
+        "left; requests and answers precomputed, certificates made before the run",
+      plugin_command: "deno run --no-config --no-prompt -A bench/floor/plugin.ts --certs DIR",
+      host_command: "deno run --no-config -A bench/floor/host.ts --certs DIR ... -- <plugin>",
+      spawn_to_line: lineSpawn,
+      memory: floorMemory,
+      targets: floorTargets,
+    },
     ratios: {
       versus_go_host_go_plugin: versusGoHostGoPlugin,
       tether_host_versus_go_host: {
