@@ -81,3 +81,11 @@ export type { Isolation, ResourceLimits } from "./src/isolation.ts";
 export { DEFAULT_DATA_MIB, DEFAULT_HEAP_MIB } from "./src/isolation.ts";
 export type { PluginRuntime } from "./src/launch.ts";
 export type { DenoPermissions } from "./src/permissions.ts";
+export {
+  DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+  DEFAULT_RECEIVE_BUDGET_BYTES,
+  MAX_RECEIVE_MESSAGE_BYTES,
+  receiveBudget,
+  type ReceiveBudgetUsage,
+  setReceiveBudget,
+} from "./src/receive_limits.ts";

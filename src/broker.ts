@@ -9,7 +9,7 @@
  */
 
 import type { DescService } from "@bufbuild/protobuf";
-import type { PluginChannel } from "./channel.ts";
+import type { ChannelReceiveOptions, PluginChannel } from "./channel.ts";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
@@ -90,6 +90,7 @@ export class Broker {
   readonly #listen: ListenOptions;
   readonly #socketPathFor: ((id: number) => string) | undefined;
   readonly #checkPeer: ((endpoint: Endpoint, id: number) => void) | undefined;
+  readonly #receive: ChannelReceiveOptions | undefined;
   readonly #knocksAnswered = new Set<number>();
   #mux: MuxLink | undefined;
   /** Multiplexed: the private socket of each brokered server, by id. */
@@ -108,13 +109,16 @@ export class Broker {
    * @param socketPathFor exact socket path per broker id, when a sandbox granted fixed paths
    * @param checkPeer throws for an address the peer announced that must not be dialled (the host pins
    *   a plugin's broker sockets to its launch directory)
+   * @param receive what the connections this side dials accept (the host's `maxReceiveMessageBytes`)
    */
   constructor(
     tls: TlsMaterial | undefined,
     listen: ListenOptions,
     socketPathFor?: (id: number) => string,
     checkPeer?: (endpoint: Endpoint, id: number) => void,
+    receive?: ChannelReceiveOptions,
   ) {
+    this.#receive = receive;
     this.#tls = tls;
     this.#listen = listen;
     this.#socketPathFor = socketPathFor;
@@ -334,7 +338,7 @@ export class Broker {
       import("./calls.ts"),
     ]);
     this.#assertOpen();
-    const channel = openChannel(endpoint, this.#tls);
+    const channel = openChannel(endpoint, this.#tls, this.#receive);
     this.#connections.add(channel);
     const codec = { serializer, deserializer } as MessageCodec;
     return {

@@ -16,6 +16,7 @@ import { TetherError } from "./errors.ts";
 import { sameBytes } from "./mtls.ts";
 import { H2Channel, type H2ChannelConfig } from "./h2channel.ts";
 import { MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from "./receive_limits.ts";
 import type { Endpoint, TlsMaterial } from "./listen.ts";
 
 /**
@@ -41,7 +42,19 @@ export function grpcTarget(endpoint: Endpoint): string {
 export type ChannelImplementation = "lean" | "grpc-js";
 let implementation: ChannelImplementation = "lean";
 
-type GrpcJsOpener = (endpoint: Endpoint, tls: TlsMaterial | undefined) => PluginChannel;
+/** What a channel accepts from its peer, and whose answers they are (`src/receive_limits.ts`). */
+export interface ChannelReceiveOptions {
+  /** Largest message accepted (default `DEFAULT_MAX_RECEIVE_MESSAGE_BYTES`, 128 MiB); validated by the caller. */
+  readonly maxReceiveMessageBytes?: number;
+  /** Whose answers these are (e.g. `plugin "kv"`), named in a RESOURCE_EXHAUSTED status. */
+  readonly peer?: string;
+}
+
+type GrpcJsOpener = (
+  endpoint: Endpoint,
+  tls: TlsMaterial | undefined,
+  receive: ChannelReceiveOptions | undefined,
+) => PluginChannel;
 let grpcJsOpener: GrpcJsOpener | undefined;
 
 /**
@@ -51,7 +64,9 @@ let grpcJsOpener: GrpcJsOpener | undefined;
  * @example
  * ```ts ignore
  * import { setGrpcJsOpener } from "./channel.ts";
- * setGrpcJsOpener((endpoint, tls) => new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls)));
+ * setGrpcJsOpener((endpoint, tls, receive) =>
+ *   new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls, receive))
+ * );
  * ```
  */
 export function setGrpcJsOpener(opener: GrpcJsOpener): void {
@@ -79,22 +94,27 @@ export function setChannelImplementation(choice: ChannelImplementation): Promise
 }
 
 /**
- * Client options matching go-plugin's client (no message size limits below
- * MaxInt32), with the lean channel plugged in. grpc-js's own channel, when
- * chosen, runs without retries and channelz: a plugin connection uses
- * neither, and both cost on every call.
+ * Client options matching go-plugin's client (sends of up to MaxInt32), with
+ * the lean channel plugged in; receives up to `receive.maxReceiveMessageBytes`
+ * (default 128 MiB). grpc-js's own channel, when chosen, runs without retries
+ * and channelz: a plugin connection uses neither, and both cost on every call.
+ * It has the per-message limit but not the receive budget (only the lean
+ * channel counts against that).
  */
-export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions {
+export function channelOptions(
+  tls: TlsMaterial | undefined,
+  receive?: ChannelReceiveOptions,
+): grpc.ClientOptions {
   const authority = tls?.serverName ?? "localhost";
   if (implementation === "lean") {
     return {
       channelFactoryOverride: (target: string) =>
         // grpc-js types its Channel as a class; H2Channel has the interface grpc.Client uses.
-        new H2Channel(leanConfig(target, tls)) as unknown as grpc.Channel,
+        new H2Channel(leanConfig(target, tls, receive)) as unknown as grpc.Channel,
     };
   }
   return {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_receive_message_length": receive?.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
     ...(tls ? { "grpc.ssl_target_name_override": authority } : {}),
     "grpc.default_authority": authority,
@@ -103,12 +123,17 @@ export function channelOptions(tls: TlsMaterial | undefined): grpc.ClientOptions
   };
 }
 
-function leanConfig(target: string, tls: TlsMaterial | undefined): H2ChannelConfig {
+function leanConfig(
+  target: string,
+  tls: TlsMaterial | undefined,
+  receive: ChannelReceiveOptions | undefined,
+): H2ChannelConfig {
   const authority = tls?.serverName ?? "localhost";
   return {
     target,
     authority,
-    maxMessageBytes: MAX_MESSAGE_BYTES,
+    maxMessageBytes: receive?.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+    peer: receive?.peer,
     tls: tls && {
       ca: tls.peerCaPem,
       key: tls.keyPem,
@@ -151,7 +176,8 @@ export function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertif
 /**
  * A channel to `endpoint` with this side's TLS settings, the one chosen by
  * {@linkcode setChannelImplementation}: the one way the host's plugin
- * connection and every brokered connection are opened.
+ * connection and every brokered connection are opened. `receive` limits what
+ * it accepts (`PluginClientOptions.maxReceiveMessageBytes`).
  *
  * @example
  * ```ts ignore
@@ -162,8 +188,12 @@ export function peerCheck(tls: TlsMaterial): (hostname: string, cert: PeerCertif
  *
  * @throws {TetherError} `config` when grpc-js's channel was chosen and has not loaded yet.
  */
-export function openChannel(endpoint: Endpoint, tls: TlsMaterial | undefined): PluginChannel {
-  if (implementation === "lean") return new H2Channel(leanConfig(grpcTarget(endpoint), tls));
+export function openChannel(
+  endpoint: Endpoint,
+  tls: TlsMaterial | undefined,
+  receive?: ChannelReceiveOptions,
+): PluginChannel {
+  if (implementation === "lean") return new H2Channel(leanConfig(grpcTarget(endpoint), tls, receive));
   if (!grpcJsOpener) {
     throw new TetherError(
       "config",
@@ -171,5 +201,5 @@ export function openChannel(endpoint: Endpoint, tls: TlsMaterial | undefined): P
         "opening a channel",
     );
   }
-  return grpcJsOpener(endpoint, tls);
+  return grpcJsOpener(endpoint, tls, receive);
 }

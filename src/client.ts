@@ -25,6 +25,7 @@ import {
 } from "./handshake.ts";
 import { forEachLine } from "./lines.ts";
 import { validateTimerMs } from "./timers.ts";
+import { validateMaxReceiveMessageBytes } from "./receive_limits.ts";
 import { track } from "./lifeline.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import type { PluginRuntime } from "./launch.ts";
@@ -177,6 +178,16 @@ export interface PluginClientOptions {
   readonly grpcBrokerMultiplex?: boolean;
   /** Kill a `deno` plugin whose permission audit holds a malformed line or whose socket path is misused. */
   readonly killOnAuditTamper?: boolean;
+  /**
+   * Largest message accepted from the plugin, on its connection and every
+   * brokered connection the host dials: an integer from 1 to 2^31-1 bytes,
+   * default 128 MiB (`DEFAULT_MAX_RECEIVE_MESSAGE_BYTES`). A message
+   * announcing more ends its call at once with RESOURCE_EXHAUSTED (the
+   * connection stays up); `2 ** 31 - 1` is go-plugin's own limit. All answers
+   * being received at once also share the process's receive budget
+   * (`setReceiveBudget`, see docs/security.md).
+   */
+  readonly maxReceiveMessageBytes?: number;
   /** TCP port range for plugins that use TCP (default 10000..25000, as go-plugin). */
   readonly minPort?: number;
   /** Upper end of the TCP port range. */
@@ -287,6 +298,7 @@ export class PluginClient implements AsyncDisposable {
     const versions = offeredVersions(options.handshake);
     validateTimerMs(options.startTimeoutMs, "startTimeoutMs");
     validateTimerMs(options.killTimeoutMs, "killTimeoutMs");
+    validateMaxReceiveMessageBytes(options.maxReceiveMessageBytes, "PluginClient: maxReceiveMessageBytes");
     const sources = [
       options.cmd !== undefined && "cmd",
       options.runner !== undefined && "runner",
@@ -686,7 +698,8 @@ export class PluginClient implements AsyncDisposable {
       this.#mainBridge = await bridge(brokerDir, "main", () => Promise.resolve(opened.open()));
       endpoint = { network: "unix", address: this.#mainBridge.path };
     }
-    const channel = openChannel(endpoint, tls);
+    const receive = { maxReceiveMessageBytes: options.maxReceiveMessageBytes, peer: `plugin ${this.#name}` };
+    const channel = openChannel(endpoint, tls, receive);
     this.#channel = channel;
     await waitConnected(channel, {
       plugin: this.#name,
@@ -708,6 +721,7 @@ export class PluginClient implements AsyncDisposable {
       },
       hostBrokerSocket,
       (announced, id) => assertPinnedAddress(announced, brokerPin, `broker connection ${id}`),
+      receive,
     );
     this.#broker = broker;
     routed.broker = broker;

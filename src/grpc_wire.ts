@@ -13,8 +13,9 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Buffer } from "node:buffer";
 import { GrpcStatus } from "./errors.ts";
+import { tooLargeStatus } from "./receive_limits.ts";
 
-/** go-plugin sets both message size limits to MaxInt32. */
+/** go-plugin sets both message size limits to MaxInt32 (the host receives less by default: `src/receive_limits.ts`). */
 export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
 
 /**
@@ -35,6 +36,33 @@ export function methodPath(method: DescMethod): string {
 export type WireStatus = [code: number, details: string];
 
 /**
+ * What a {@linkcode MessageDecoder} tells about the memory it takes: the
+ * receive budget of `src/receive_limits.ts`, for the host's channel.
+ */
+export interface DecoderAccounting {
+  /** Named in the over-limit status (e.g. `plugin "kv"`), with the option to raise. */
+  readonly peer?: string;
+  /**
+   * Asked before the decoder holds `bytes` more: a status refuses them (the
+   * decoder stops there). Taken bytes stay taken: the caller gives them back
+   * as it hands each message on (its length) and when the call ends.
+   */
+  take(bytes: number): WireStatus | undefined;
+}
+
+/**
+ * A message is copied into one buffer of its exact length once 1/8 of it, or
+ * 16 MiB, has arrived: memory then stays about 1x the payload (plus at most
+ * 16 MiB of pieces waiting for the garbage collector), where collecting every
+ * chunk and concatenating at the end held 2x; and the announced length alone
+ * never allocates anything. From then the whole length counts against the
+ * receive budget (the pages of a large buffer only take memory as written).
+ */
+function wholeAfter(length: number): number {
+  return Math.min(length / 8, 16 * 2 ** 20);
+}
+
+/**
  * Splits HTTP/2 DATA into gRPC messages (1 flag byte, 4 length bytes, the message).
  *
  * @example
@@ -48,16 +76,26 @@ export type WireStatus = [code: number, details: string];
  */
 export class MessageDecoder {
   readonly #max: number;
+  readonly #accounting: DecoderAccounting | undefined;
   #header = Buffer.alloc(5);
   #headerFill = 0;
   /** Bytes of the current message still to come; -1 while reading a prefix. */
   #need = -1;
   #length = 0;
+  /** The current message's first pieces (views of chunks), until enough of it came for its own buffer. */
   #parts: Buffer[] = [];
+  #partsBytes = 0;
+  /** The current message's own buffer, once made; `#filled` bytes of it are written. */
+  #whole: Buffer | undefined;
+  #filled = 0;
 
-  /** @param maxMessageBytes the largest message accepted; a larger announced length is refused. */
-  constructor(maxMessageBytes: number) {
+  /**
+   * @param maxMessageBytes the largest message accepted; a larger announced length is refused.
+   * @param accounting where the memory held is counted (the host's receive budget); none by default.
+   */
+  constructor(maxMessageBytes: number, accounting?: DecoderAccounting) {
     this.#max = maxMessageBytes;
+    this.#accounting = accounting;
   }
 
   /** True between messages: no prefix or message begun and not finished. */
@@ -69,7 +107,8 @@ export class MessageDecoder {
    * Feeds a chunk; the messages it completes go to `out`, each in its own
    * memory (never a view of a chunk). Memory follows the bytes that arrived,
    * not the length a peer announces. Returns the status to end the call with
-   * for a compressed message or one over the limit.
+   * for a compressed message, one over the limit or bytes the accounting
+   * refused.
    */
   push(chunk: Buffer, out: Buffer[]): WireStatus | undefined {
     let offset = 0;
@@ -91,24 +130,50 @@ export class MessageDecoder {
           this.#length = this.#header.readUInt32BE(1);
         }
         if (flag !== 0) return [GrpcStatus.INTERNAL, "compressed message received, none was negotiated"];
-        if (this.#length > this.#max) {
-          return [
-            GrpcStatus.RESOURCE_EXHAUSTED,
-            `Received message larger than max (${this.#length} vs. ${this.#max})`,
-          ];
-        }
+        if (this.#length > this.#max) return tooLargeStatus(this.#length, this.#max, this.#accounting?.peer);
         this.#need = this.#length;
       }
       const take = Math.min(this.#need, chunk.length - offset);
-      if (take > 0) this.#parts.push(chunk.subarray(offset, offset + take));
+      const refused = take > 0 || this.#length === 0
+        ? this.#add(chunk.subarray(offset, offset + take))
+        : undefined;
+      if (refused) return refused;
       offset += take;
       this.#need -= take;
       if (this.#need === 0) {
-        out.push(Buffer.concat(this.#parts, this.#length));
-        this.#parts = [];
+        out.push(this.#whole!);
+        this.#whole = undefined;
+        this.#filled = 0;
         this.#need = -1;
       }
     }
+    return undefined;
+  }
+
+  /** Holds one piece of the current message: in its own buffer once there is one, else as a view. */
+  #add(piece: Buffer): WireStatus | undefined {
+    if (this.#whole) {
+      this.#whole.set(piece, this.#filled);
+      this.#filled += piece.length;
+      return undefined;
+    }
+    const accounting = this.#accounting;
+    const refused = accounting?.take(piece.length);
+    if (refused) return refused;
+    this.#parts.push(piece);
+    this.#partsBytes += piece.length;
+    if (this.#partsBytes < wholeAfter(this.#length)) return undefined;
+    // Enough of it came to be worth its own buffer (all of it, for a message within one chunk).
+    // Counted at its full length from here on: the pieces copied into it are let go.
+    const whole = accounting?.take(this.#length - this.#partsBytes);
+    if (whole) return whole;
+    this.#whole = Buffer.allocUnsafe(this.#length);
+    for (const part of this.#parts) {
+      this.#whole.set(part, this.#filled);
+      this.#filled += part.length;
+    }
+    this.#parts = [];
+    this.#partsBytes = 0;
     return undefined;
   }
 }

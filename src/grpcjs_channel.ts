@@ -37,6 +37,6 @@ export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCr
 }
 
 // The grpc-js channel of `setChannelImplementation("grpc-js")`, opened by `openChannel`.
-setGrpcJsOpener((endpoint, tls) =>
-  new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls))
+setGrpcJsOpener((endpoint, tls, receive) =>
+  new grpc.Client(grpcTarget(endpoint), channelCredentials(tls), channelOptions(tls, receive))
 );

@@ -22,6 +22,7 @@ import * as tls from "node:tls";
 import type { Buffer } from "node:buffer";
 import type { PeerCertificate } from "node:tls";
 import { decodeStatusMessage, formatTimeout, frame, MessageDecoder } from "./grpc_wire.ts";
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, giveReceiveBytes, takeReceiveBytes } from "./receive_limits.ts";
 
 type Deadline = Date | number;
 /**
@@ -68,8 +69,14 @@ export interface H2ChannelConfig {
   readonly target: string;
   /** The `:authority` sent (go-plugin servers ignore it; grpc-js sends `localhost` here). */
   readonly authority: string;
-  /** Largest message accepted from the server; a larger one ends the call with RESOURCE_EXHAUSTED. */
+  /**
+   * Largest message accepted from the server (default 128 MiB,
+   * `DEFAULT_MAX_RECEIVE_MESSAGE_BYTES`); a larger announced length ends the
+   * call with RESOURCE_EXHAUSTED before any of it is held.
+   */
   readonly maxMessageBytes?: number;
+  /** Whose answers these are (e.g. `plugin "kv"`), named in RESOURCE_EXHAUSTED statuses with what to raise. */
+  readonly peer?: string;
   /** TLS client settings, or none for plaintext. */
   readonly tls?: {
     readonly ca: string;
@@ -201,9 +208,14 @@ export class H2Channel {
     return new H2Call(this, method, deadline, ++this.#callNumber);
   }
 
-  /** Largest message accepted from the server (default: go-plugin's, 2^31 - 1 bytes). */
+  /** Largest message accepted from the server (default 128 MiB, `DEFAULT_MAX_RECEIVE_MESSAGE_BYTES`). */
   get maxMessageBytes(): number {
-    return this.#config.maxMessageBytes ?? 2 ** 31 - 1;
+    return this.#config.maxMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
+  }
+
+  /** Whose answers these are, as named in RESOURCE_EXHAUSTED statuses. */
+  get peer(): string | undefined {
+    return this.#config.peer;
   }
 
   /** Headers common to every call. */
@@ -446,6 +458,8 @@ export class H2Call {
   #ended = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #decoder: MessageDecoder;
+  /** Bytes of this call's answers taken from the process's receive budget: in the decoder or not yet read. */
+  #held = 0;
   #httpStatus = 0;
   #withMetadata = true;
   #trailerHeaders: http2.IncomingHttpHeaders | undefined;
@@ -459,7 +473,15 @@ export class H2Call {
     this.#method = method;
     this.#deadline = deadline;
     this.#number = number;
-    this.#decoder = new MessageDecoder(channel.maxMessageBytes);
+    const peer = channel.peer;
+    this.#decoder = new MessageDecoder(channel.maxMessageBytes, {
+      peer,
+      take: (bytes) => {
+        const refused = takeReceiveBytes(bytes, peer);
+        if (!refused) this.#held += bytes;
+        return refused;
+      },
+    });
   }
 
   /** Sends the request headers (after dialling, if needed): grpc-js's entry, with its `Metadata`. */
@@ -542,7 +564,7 @@ export class H2Call {
     });
     stream.on("data", (chunk: Buffer) => {
       // A cancelled call drains what is still on the way (resetQuietly) and drops it.
-      if (this.#cancelled) return;
+      if (this.#cancelled || this.#ended) return;
       const refused = this.#decoder.push(chunk, this.#messages);
       if (refused) {
         this.cancelWithStatus(...refused);
@@ -620,12 +642,19 @@ export class H2Call {
   #deliver(): void {
     while (this.#reads > 0 && this.#messages.length > 0) {
       this.#reads--;
-      this.#listener?.onReceiveMessage(this.#messages.shift()!);
+      const message = this.#messages.shift()!;
+      // Handed over: the caller holds it from here, not the receive budget.
+      this.#held -= message.length;
+      giveReceiveBytes(message.length);
+      this.#listener?.onReceiveMessage(message);
     }
     // Backpressure: a caller that reads slowly makes the server wait, nothing piles up here.
     if (this.#messages.length > 0 && this.#reads === 0) this.#stream?.pause();
     if (this.#status && this.#messages.length === 0 && !this.#ended) {
       this.#ended = true;
+      // Whatever is still held (a message cut short, answers dropped by a cancel) goes back to the budget.
+      giveReceiveBytes(this.#held);
+      this.#held = 0;
       this.#listener?.onReceiveStatus(this.#status);
     }
   }

@@ -12,6 +12,7 @@ import type { HandshakeConfig } from "../handshake.ts";
 import { runtimeFor } from "../launch.ts";
 import type { LogRecord } from "../logs.ts";
 import type { DenoPermissions } from "../permissions.ts";
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from "../receive_limits.ts";
 import { sftpgoHandshakes } from "../sftpgo/handshakes.ts";
 import { int, list, type Options, str } from "./args.ts";
 import { CliError, ExitCode, type Output, UsageError } from "./output.ts";
@@ -29,6 +30,7 @@ export const LAUNCH_OPTIONS: Options = {
   sha256: { type: "string" },
   env: { type: "string", multiple: true },
   "start-timeout": { type: "string" },
+  "max-receive-message-bytes": { type: "string" },
 };
 
 /** Help text for {@linkcode LAUNCH_OPTIONS}. */
@@ -44,7 +46,9 @@ export const LAUNCH_HELP = `Launch options (the plugin command line follows "--"
   --config FILE             deno.json for a TypeScript plugin (default: the nearest one above the plugin file)
   --sha256 HEX              refuse to run unless the command's SHA-256 is HEX (as SFTPGo's sha256sum)
   --env NAME=VALUE          environment variable for the plugin (repeatable; the plugin gets no other)
-  --start-timeout MS        how long to wait for the handshake (default 60000)`;
+  --start-timeout MS        how long to wait for the handshake (default 60000)
+  --max-receive-message-bytes N  largest answer message accepted from the plugin (default 134217728, 128 MiB;
+                            2147483647 is go-plugin's own limit)`;
 
 /** A plugin's log records and forwarded output, as collected while it runs. */
 export interface Collected {
@@ -170,6 +174,9 @@ export async function clientOptionsFrom(
     ...(sha256 !== undefined ? { sha256: sha256.toLowerCase() } : {}),
     env,
     startTimeoutMs: int(values, "start-timeout", 60_000, { min: 1 }),
+    maxReceiveMessageBytes: int(values, "max-receive-message-bytes", DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, {
+      min: 1,
+    }),
     logger: { log: (record) => collected.logs.push(record) },
     stdout: (chunk) => collected.stdout += decoder.decode(chunk, { stream: true }),
     stderr: (chunk) => collected.stderr += decoder.decode(chunk, { stream: true }),

@@ -658,6 +658,7 @@ export class PluginManager implements AsyncDisposable {
       allowBroadPermissions: t.allowBroadPermissions,
       ...(t.uid !== undefined ? { uid: t.uid } : {}),
       ...(t.gid !== undefined ? { gid: t.gid } : {}),
+      ...(t.maxReceiveMessageBytes !== undefined ? { maxReceiveMessageBytes: t.maxReceiveMessageBytes } : {}),
       startTimeoutMs: t.startTimeoutMs,
       ...(deno && !config.sha256sum && options.denoConfig ? { denoConfig: options.denoConfig } : {}),
       logger: this.#logger,

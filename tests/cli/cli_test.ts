@@ -410,3 +410,38 @@ Deno.test("call: --protocol-version offers versions (the plugin picks its highes
     /--allow takes KIND=VALUE with KIND read, write, net, env, sys, run, ffi or import/,
   );
 });
+
+Deno.test({
+  name:
+    "call --max-receive-message-bytes limits the plugin's answers (a larger one fails naming the option); " +
+    "0 is a usage error",
+  ignore,
+  fn: () =>
+    withPluginDir(async (_dir, goPlugin) => {
+      const args = (limit: string) => [
+        "call",
+        "--max-receive-message-bytes",
+        limit,
+        ...KV_COOKIE,
+        "--",
+        goPlugin,
+        "tether.kv.v1.KV/Get",
+        '{"key": "a"}',
+      ];
+      // The first answer is the reflection service's file descriptor, a few hundred bytes.
+      const limited = await tether(args("100"));
+      assert.equal(limited.code, 1, limited.stderr);
+      assert.match(
+        limited.stderr,
+        /RESOURCE_EXHAUSTED: Received message larger than max \(\d+ vs\. 100\); raise maxReceiveMessageBytes for plugin kvplugin/,
+      );
+      const roomy = await tether(args("65536"));
+      assert.equal(roomy.code, 0, roomy.stderr);
+      const zero = await tether(args("0"));
+      assert.equal(zero.code, 2);
+      assert.match(
+        zero.stderr,
+        /--max-receive-message-bytes must be an integer from 1 to 2147483647, found "0"/,
+      );
+    }),
+});

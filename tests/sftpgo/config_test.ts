@@ -1317,3 +1317,24 @@ Deno.test("rule: tether.notifier_order only for a notifier plugin", () => {
     hint: "this plugin's type is ipfilter; remove notifier_order from its tether mapping",
   });
 });
+
+Deno.test("rule: tether.max_receive_message_bytes is an integer from 1 to 2^31-1 bytes; absent means PluginClient's default", () => {
+  const [set] = parsePluginsConfig(
+    lines("- type: ipfilter", "  cmd: /f", "  tether:", "    max_receive_message_bytes: 2147483647"),
+    FILE,
+  );
+  assert.equal(set.tether.maxReceiveMessageBytes, 2 ** 31 - 1);
+  const [unset] = parsePluginsConfig(lines("- type: ipfilter", "  cmd: /f"), FILE);
+  assert.equal(unset.tether.maxReceiveMessageBytes, undefined);
+  for (
+    const [value, found] of [["0", "0"], ["2147483648", "2147483648"], ['"64MiB"', '"64MiB"'], ["1.5", "1.5"]]
+  ) {
+    rejects(lines("- type: ipfilter", "  cmd: /f", "  tether:", `    max_receive_message_bytes: ${value}`), {
+      line: 4,
+      column: 32,
+      path: "plugins[0].tether.max_receive_message_bytes",
+      expected: "an integer from 1 to 2147483647 (bytes; 2^31-1 is go-plugin's own limit)",
+      found,
+    });
+  }
+});

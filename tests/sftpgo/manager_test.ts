@@ -816,3 +816,36 @@ Deno.test("examples/sftpgo_demo.ts runs every plugin type end to end", async () 
   ) assert.match(transcript, expected);
   assert.doesNotMatch(transcript, /\[sandbox\]/, "no plugin needed more than the YAML grants");
 });
+
+Deno.test({
+  name:
+    "manager: tether.max_receive_message_bytes reaches the plugin's client: a larger answer fails its call " +
+    "with RESOURCE_EXHAUSTED naming the plugin, and the plugin keeps running",
+  ignore,
+  fn: async () => {
+    const configs = await goConfigs(`
+plugins:
+  - type: eventsearcher
+    cmd: tests/interop/go/bin/sftpgo-plugins
+    args: [eventsearcher]
+    tether: { max_receive_message_bytes: 64 }
+`);
+    const { logger } = collectingLogger();
+    const manager = new PluginManager(configs, testOptions(logger));
+    await manager.start();
+    try {
+      const refused = await rejectsWithCode(
+        manager.eventSearcher.searchFsEvents({ username: "alice", actions: ["upload", "rename"] }),
+        "rpc",
+      );
+      assert.equal(refused.status, 8);
+      assert.match(
+        refused.message,
+        /RESOURCE_EXHAUSTED: Received message larger than max \(\d+ vs\. 64\); raise maxReceiveMessageBytes for plugin eventsearcher#0/,
+      );
+      assert.deepEqual(manager.status().map((s) => [s.state, s.restarts]), [["running", 0]]);
+    } finally {
+      await manager.stop();
+    }
+  },
+});

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { refusedDenoEnv, runtimeFor } from "../../launch.ts";
 import { validatePermissionEntries } from "../../permissions.ts";
+import { MAX_RECEIVE_MESSAGE_BYTES } from "../../receive_limits.ts";
 import { goBool, goInt, goSlice, goString, isPlainObject } from "./decode.ts";
 import { suggest } from "./text.ts";
 import {
@@ -68,6 +69,7 @@ export const X = {
   healthMs: `0 (no health checks) or an integer from 1 to ${MAX_TIMER_MS} (milliseconds; a longer time ` +
     "overflows the timer, which would then fire at once)",
   maxRestarts: "a non-negative integer (0 for unlimited)",
+  receiveBytes: `an integer from 1 to ${MAX_RECEIVE_MESSAGE_BYTES} (bytes; 2^31-1 is go-plugin's own limit)`,
   grant: "a non-empty string",
   grantEntry: 'one entry: no list separator (",", newline, NUL) and no leading "-"',
   pathGrant: "an absolute path (starting with /)",
@@ -175,6 +177,9 @@ const tetherShape = {
     .default(5_000),
   permissions: strictStruct(permissionsShape),
   allow_broad_permissions: z.boolean(E(X.bool)).default(false),
+  // Absent rather than defaulted: PluginClient holds the default (src/receive_limits.ts).
+  max_receive_message_bytes: z.int(E(X.receiveBytes)).min(1, E(X.receiveBytes))
+    .max(MAX_RECEIVE_MESSAGE_BYTES, E(X.receiveBytes)).optional(),
   uid: z.int(E(X.id)).min(0, E(X.id)).optional(),
   gid: z.int(E(X.id)).min(0, E(X.id)).optional(),
   // Absent rather than defaulted, so a non-notifier entry that sets it can be told it has no effect.

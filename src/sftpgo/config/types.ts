@@ -309,6 +309,11 @@ export interface TetherOptions {
   permissions: Required<DenoPermissions>;
   /** `allow_broad_permissions`: must be `true` to grant `run`, `ffi` or `all` (default false). */
   allowBroadPermissions: boolean;
+  /**
+   * `max_receive_message_bytes`: largest message accepted from the plugin, 1 to 2^31-1 bytes; absent means
+   * PluginClient's default (128 MiB). A larger answer fails its call with RESOURCE_EXHAUSTED.
+   */
+  maxReceiveMessageBytes?: number;
   /** `uid`: user id to run a native plugin as. */
   uid?: number;
   /** `gid`: group id to run a native plugin as. */

@@ -229,6 +229,9 @@ function toPluginConfig(p: DecodedPlugin, index: number, ctx: Context): PluginCo
       all: t.permissions.all,
     },
     allowBroadPermissions: t.allow_broad_permissions,
+    ...(t.max_receive_message_bytes !== undefined
+      ? { maxReceiveMessageBytes: t.max_receive_message_bytes }
+      : {}),
     ...(t.uid !== undefined ? { uid: t.uid } : {}),
     ...(t.gid !== undefined ? { gid: t.gid } : {}),
     ...(p.type === "notifier" ? { notifierOrder: t.notifier_order ?? "ordered" } : {}),

@@ -13,6 +13,7 @@ import type { LaunchAttempt } from "./probe.ts";
 import { channelAttempts, moduleAttempts } from "./launch_code.ts";
 import { stateAttempts } from "./launch_state.ts";
 import { availabilityAttempts, outliveAttempt } from "./launch_availability.ts";
+import { answerAttempts } from "./launch_answers.ts";
 import { protocolAttempts } from "./launch_protocol.ts";
 import { inputAttempts, isolationAttempts } from "./launch_inputs.ts";
 
@@ -30,6 +31,7 @@ export const LAUNCH_ATTEMPTS: readonly LaunchAttempt[] = [
   ...stateAttempts,
   ...availabilityAttempts.map(serial),
   serial(outliveAttempt),
+  ...answerAttempts,
   ...protocolAttempts.map((a) => SERIAL_LIES.has(a.id) ? serial(a) : a),
   ...inputAttempts,
 ];
