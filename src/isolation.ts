@@ -340,7 +340,13 @@ export function checkGrantPath(
       { plugin, cause: where.cause },
     );
   }
-  const why = refusal(where.resolved, privateDir, grant);
+  const written = normalizePath(path);
+  const mountedOver = KERNEL_DIRS.find((dir) => inside(written, dir));
+  const why = refusal(where.resolved, privateDir, grant) ??
+    (mountedOver
+      ? `it would be bound at ${written}, in ${mountedOver}, which the namespace mounts afresh over any bind ` +
+        "(and a path there is a kernel object's name on the host)"
+      : undefined);
   if (why) throw new TetherError("config", `${what} is refused: ${why}; grant a narrower path`, { plugin });
   return where.resolved;
 }

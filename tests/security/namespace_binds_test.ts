@@ -168,6 +168,18 @@ test("grants into /proc, /sys and /dev are refused (host processes, magic links,
       denied(result, refusal);
       assert.ok(!result.out.includes(token), result.out);
     }
+    // Written under /dev but leading elsewhere: not an escape (the namespace's own /dev covers it), refused so
+    // the grant does not silently vanish in one mode.
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.symlink(`${dir}/elsewhere`, `/dev/shm/tether-link-${token}`);
+    try {
+      denied(
+        await attempt(dir, { read: [`/dev/shm/tether-link-${token}`] }, hostile(read(shm))),
+        /would be bound at \/dev\/shm\/tether-link-.*, in \/dev, which the namespace mounts afresh/,
+      );
+    } finally {
+      await Deno.remove(`/dev/shm/tether-link-${token}`);
+    }
     // A write grant into /dev too (it would be bound over the namespace's own /dev).
     denied(await attempt(dir, { write: ["/dev/shm"] }, hostile(read(shm))), /in \/dev, a kernel file system/);
   } finally {
