@@ -322,7 +322,7 @@ export function checkGrantPath(
   const where = resolvePath(path);
   const what = `plugin ${plugin}: ${field} ${path}`;
   if (!("resolved" in where)) {
-    const at = where.unresolvable === normalizePath(path) ? "" : `${where.unresolvable} is `;
+    const at = where.unresolvable === normalizePath(path) ? "" : `${where.unresolvable}: `;
     if (where.hostMayNotRead) {
       throw new TetherError(
         "permission",

@@ -270,7 +270,7 @@ for (const isolation of ["namespaces", "deno-only"] as const) {
     try {
       await Deno.mkdir(`${dir}/out`);
       await Deno.symlink(`${dir}/out/target`, `${dir}/out/link`);
-      const launch = (permissions: Record<string, string[]>) =>
+      const launch = (permissions: Record<string, string[]>, broad?: { all: true }) =>
         new PluginClient({
           cmd: `${repoRoot}/tests/fixtures/sandbox/probe.ts`,
           denoConfig: `${repoRoot}/deno.json`,
@@ -278,8 +278,9 @@ for (const isolation of ["namespaces", "deno-only"] as const) {
           unixSocketDir: dir,
           name: "binds",
           isolation,
-          permissions,
-        }).start();
+          permissions: broad ?? permissions,
+          allowBroadPermissions: broad !== undefined,
+        });
       const cases: [Record<string, string[]>, RegExp][] = [
         [
           { write: [`${dir}/out/ok.txt`, `${dir}/out/link`] },
@@ -292,9 +293,16 @@ for (const isolation of ["namespaces", "deno-only"] as const) {
         [{ write: [dir] }, /plugin binds: permissions\.write\[0\] .* is refused: .*every launch's private/],
       ];
       for (const [permissions, refusal] of cases) {
-        const error = await rejectsWith(launch(permissions), "config");
+        const error = await rejectsWith(launch(permissions).start(), "config");
         assert.match(error.message, refusal);
         assert.deepEqual(tetherDirs(dir), [], "nothing is left behind");
+      }
+      // `all: true` (with allowBroadPermissions) is no sandbox and says so: its `/` is not held to the rule.
+      const broad = launch({}, { all: true });
+      try {
+        await broad.start();
+      } finally {
+        await broad.kill();
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
