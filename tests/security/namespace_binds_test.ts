@@ -155,13 +155,11 @@ test("grants into /proc, /sys and /dev are refused (host processes, magic links,
         new RegExp(`leads to /proc/${host.pid}, in /proc, a kernel file`),
       ],
       [["/proc"], read(`/proc/${host.pid}/cmdline`), /path \/proc is refused: it leads to \/proc, in \/proc/],
-      [
-        ["/proc/self"],
-        read("/proc/self/cmdline"),
-        /path \/proc\/self is refused: it leads to \/proc\/\d+, in \/proc/,
-      ],
       [["/dev"], read(shm), /path \/dev is refused: it leads to \/dev, in \/dev/],
-      [["/sys/kernel"], read("/sys/kernel/hostname"), /in \/sys, a kernel file system/],
+      // Refused by the rule, not escapes on the earlier code (bwrap bound its own /proc entry there; nothing
+      // secret showed under /sys/kernel): the host resolves /proc/self to its OWN entry, never to be bound.
+      [["/proc/self"], "", /path \/proc\/self is refused: it leads to \/proc\/\d+, in \/proc/],
+      [["/sys/kernel"], "", /in \/sys, a kernel file system/],
     ];
     for (const [grants, script, refusal] of cases) {
       const result = await attempt(dir, { read: grants }, hostile(script));
