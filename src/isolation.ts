@@ -16,6 +16,7 @@
 
 import { TetherError } from "./errors.ts";
 import type { Logger } from "./logs.ts";
+import { normalizePath, resolvePath } from "./resolve.ts";
 
 /**
  * Which OS layer a `deno` plugin gets:
@@ -194,8 +195,223 @@ export async function resolveIsolation(
   return undefined;
 }
 
+/** A path a launch binds into a plugin's namespace, and the config field it came from (named in errors). */
+export interface BindPath {
+  /** The path as configured: the plugin names it so (Deno's flags hold it to this path). */
+  readonly path: string;
+  /** Where it came from, e.g. `permissions.write[0]`. */
+  readonly field: string;
+  /**
+   * A grant of the plugin's config (default), not a path the host chose (its tree, a socket directory):
+   * only grants are held off the host's private directories (the tree is the operator's own choice).
+   */
+  readonly grant?: boolean;
+}
+
+/** One bind mount: the host path as resolved when checked, mounted where the plugin names it. */
+export interface Bind {
+  /** The real host path, resolved by {@linkcode resolvePath} when the launch was checked. */
+  readonly source: string;
+  /** The path inside the namespace (the configured path, normalised). */
+  readonly dest: string;
+  /** Read-write (a write grant) or read-only. */
+  readonly writable: boolean;
+}
+
+/** Options of {@linkcode checkGrantPath} and {@linkcode grantBinds}. */
+export interface GrantBindOptions {
+  /** The plugin's name, for errors. */
+  readonly plugin: string;
+  /** The launch's private directory: the others next to it (its parent) are refused to a grant. */
+  readonly privateDir: string;
+  /** Bound read-only: the plugin's tree, its read grants. A plain string is a grant named by its path. */
+  readonly readOnly: readonly (string | BindPath)[];
+  /** Bound read-write: its write grants (and a socket directory of the host's choosing). */
+  readonly readWrite: readonly (string | BindPath)[];
+}
+
+/** Kernel file systems: their entries are the host's processes, devices and magic links that lead anywhere. */
+const KERNEL_DIRS = ["/proc", "/sys", "/dev"] as const;
+/** Names of Tether's private directories and their owner markers (stale.ts makes them so). */
+const PRIVATE_NAME = /^tether-/;
+
+function inside(path: string, root: string): boolean {
+  return root === "/" || path === root || path.startsWith(`${root}/`);
+}
+
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+function lexists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function asBindPath(entry: string | BindPath): Required<BindPath> {
+  return typeof entry === "string" ? { path: entry, field: "path", grant: true } : { grant: true, ...entry };
+}
+
+/**
+ * Why the namespace may not bind `real` (a resolved path) for a grant, or
+ * `undefined`. Kernel file systems never: the namespace has its own `/proc`
+ * and `/dev`, and the host's hold magic links (`/proc/<pid>/root`,
+ * `/proc/<pid>/fd/*`, `/dev/fd`) that reopen anything the host's processes
+ * hold, past any bind. Tether's private directories never: the launch's own
+ * is bound already, another launch's holds its sockets and audit, and a
+ * directory holding them all (their parent) exposes every one, with the
+ * owner markers the host's sweep trusts.
+ */
+function refusal(real: string, privateDir: string, grant: boolean): string | undefined {
+  const kernel = KERNEL_DIRS.find((dir) => inside(real, dir));
+  if (kernel) {
+    return `it leads to ${real}, in ${kernel}, a kernel file system (the host's processes, devices and magic ` +
+      "links such as /proc/<pid>/root that lead anywhere); the namespace has its own /proc and /dev";
+  }
+  if (!grant) return undefined;
+  const own = resolvedOr(privateDir);
+  const base = parentOf(own);
+  if (inside(base, real)) {
+    return `it leads to ${real}, which holds ${base}, where the host keeps every launch's private directory ` +
+      "(sockets, permission audit, owner markers)";
+  }
+  if (inside(real, base)) {
+    const top = `${base === "/" ? "" : base}/${real.slice(base === "/" ? 1 : base.length + 1).split("/")[0]}`;
+    if (PRIVATE_NAME.test(top.slice(top.lastIndexOf("/") + 1)) && !inside(real, own)) {
+      return `it leads to ${real}, into ${top}, another launch's private directory or owner marker`;
+    }
+  }
+  return undefined;
+}
+
+function resolvedOr(path: string): string {
+  const where = resolvePath(path);
+  return "resolved" in where ? where.resolved : normalizePath(path);
+}
+
+/**
+ * Resolves one path a launch would bind ({@linkcode resolvePath}) and refuses
+ * what no isolation mode may grant, before any process starts: a path the
+ * host cannot follow to its end (a dangling symlink, a loop, a path through a
+ * file, a directory the host may not read: it leads wherever that later
+ * leads), one leading into `/proc`, `/sys` or `/dev`, and a grant leading
+ * into another launch's private directory or holding them all.
+ *
+ * @param writable Whether it is bound read-write (only named in errors).
+ * @returns The real path (for a path that does not exist yet: its existing prefix resolved, the rest appended).
+ * @throws {TetherError} `config` naming the plugin, the field, the path and why (`permission` when the host's
+ *   own Deno permissions keep it from resolving the path, naming the `--allow-read` it needs).
+ *
+ * @example
+ * ```ts ignore
+ * import { checkGrantPath } from "./isolation.ts";
+ * checkGrantPath("kv", { path: "/srv/kv/out", field: "permissions.write[0]" }, "/tmp/tether-x", true);
+ * ```
+ */
+export function checkGrantPath(
+  plugin: string,
+  entry: string | BindPath,
+  privateDir: string,
+  writable: boolean,
+): string {
+  const { path, field, grant } = asBindPath(entry);
+  const where = resolvePath(path);
+  const what = `plugin ${plugin}: ${field} ${path}`;
+  if (!("resolved" in where)) {
+    const at = where.unresolvable === normalizePath(path) ? "" : `${where.unresolvable}: `;
+    if (where.hostMayNotRead) {
+      throw new TetherError(
+        "permission",
+        `${what} cannot be resolved (symlinks on it could lead anywhere): ${at}${where.reason}; run the host ` +
+          `with --allow-read=${path} so it can see where the grant leads`,
+        { plugin, cause: where.cause },
+      );
+    }
+    throw new TetherError(
+      "config",
+      `${what} cannot be resolved: ${at}${where.reason}. A ${
+        writable ? "write" : "read"
+      } grant must lead somewhere the host can follow now (it would lead wherever that later appears); ` +
+        "remove the link or grant its target",
+      { plugin, cause: where.cause },
+    );
+  }
+  const written = normalizePath(path);
+  const mountedOver = KERNEL_DIRS.find((dir) => inside(written, dir));
+  const why = refusal(where.resolved, privateDir, grant) ??
+    (mountedOver
+      ? `it would be bound at ${written}, in ${mountedOver}, which the namespace mounts afresh over any bind ` +
+        "(and a path there is a kernel object's name on the host)"
+      : undefined);
+  if (why) throw new TetherError("config", `${what} is refused: ${why}; grant a narrower path`, { plugin });
+  return where.resolved;
+}
+
+/**
+ * The bind mounts of a plugin's namespace for its tree and grants, each
+ * resolved once, here ({@linkcode checkGrantPath}): the source is the real
+ * path seen by the check, so a symlink swapped afterwards does not change
+ * what bwrap mounts. Nothing wider than needed: a read path that does not
+ * exist yet is bound as itself (bwrap's `-try` skips it if it is still
+ * missing: nothing to read); a write grant that does not exist yet is bound
+ * as its directory, which must exist (so the file the plugin creates lands
+ * on the host) and pass the same rules: a directory holding the host's
+ * private directories is refused rather than bound read-write.
+ *
+ * @throws {TetherError} as {@linkcode checkGrantPath}, and `config` for a write grant whose directory does not exist.
+ *
+ * @example
+ * ```ts ignore
+ * import { grantBinds } from "./isolation.ts";
+ * const binds = grantBinds({ plugin: "kv", privateDir: "/tmp/tether-x", readOnly: ["/opt/kv"], readWrite: [] });
+ * ```
+ */
+export function grantBinds(options: GrantBindOptions): Bind[] {
+  const { plugin, privateDir } = options;
+  const binds = new Map<string, Bind>();
+  const add = (entry: string | BindPath, writable: boolean) => {
+    const named = asBindPath(entry);
+    const real = checkGrantPath(plugin, named, privateDir, writable);
+    let source = real;
+    let dest = normalizePath(named.path);
+    if (writable && !lexists(source)) {
+      // Bind its directory, so what the plugin creates lands on the host; only the one directory.
+      source = parentOf(source);
+      dest = parentOf(dest);
+      if (!lexists(source)) {
+        throw new TetherError(
+          "config",
+          `plugin ${plugin}: ${named.field} ${named.path} does not exist, nor does its directory ${source}: the ` +
+            "namespace would have to bind a wider directory read-write for it to land on the host; create " +
+            `${source} first`,
+          { plugin },
+        );
+      }
+      const why = refusal(source, privateDir, named.grant);
+      if (why) {
+        throw new TetherError(
+          "config",
+          `plugin ${plugin}: ${named.field} ${named.path} does not exist yet, so its directory would be bound ` +
+            `read-write, and that is refused: ${why}; create ${named.path} first or grant a narrower path`,
+          { plugin },
+        );
+      }
+    }
+    binds.set(`${writable ? "w" : "r"}:${dest}`, { source, dest, writable });
+  };
+  for (const entry of options.readOnly) add(entry, false);
+  for (const entry of options.readWrite) add(entry, true);
+  return [...binds.values()];
+}
+
 /** What the plugin's namespace holds. */
 export interface SandboxSpec {
+  /** The plugin's name, for errors. */
+  readonly plugin?: string;
   /** The bwrap binary. */
   readonly bwrap: string;
   /** The Deno binary (bound read-only at its path). */
@@ -204,10 +420,10 @@ export interface SandboxSpec {
   readonly denoDir?: string;
   /** The launch's private directory (read-write: sockets, audit file, verified copy). */
   readonly privateDir: string;
-  /** Bound read-only if they exist: the plugin's tree, its read grants. */
-  readonly readOnly: readonly string[];
-  /** Bound read-write if they exist: the plugin's write grants. */
-  readonly readWrite: readonly string[];
+  /** Bound read-only ({@linkcode grantBinds}): the plugin's tree, its read grants. */
+  readonly readOnly: readonly (string | BindPath)[];
+  /** Bound read-write ({@linkcode grantBinds}): the plugin's write grants. */
+  readonly readWrite: readonly (string | BindPath)[];
   /** Keep the host's network namespace (the plugin was granted TCP/UDP hosts). */
   readonly shareNet: boolean;
   /** Working directory inside the namespace (created empty if not bound). */
@@ -216,13 +432,18 @@ export interface SandboxSpec {
 
 /**
  * The `bwrap` arguments that run `command` in the namespace described by
- * `spec`. The environment is NOT put on the command line (`--setenv` would
- * show secrets in `/proc/<pid>/cmdline`, which every user can read): spawn
- * bwrap with `clearEnv: true` and only the plugin's variables, which is what
- * `--clearenv` plus `--setenv` would give.
+ * `spec`. The tree and grants are bound as {@linkcode grantBinds} resolves
+ * them (it throws for one no namespace may bind), and before what Tether
+ * mounts itself (the Deno binary and cache, the private directory, `/proc`,
+ * `/dev`), so no grant can cover those. The environment is NOT put on the
+ * command line (`--setenv` would show secrets in `/proc/<pid>/cmdline`, which
+ * every user can read): spawn bwrap with `clearEnv: true` and only the
+ * plugin's variables, which is what `--clearenv` plus `--setenv` would give.
+ *
+ * @throws {TetherError} as {@linkcode grantBinds}.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { bwrapArgs } from "./isolation.ts";
  * const args = bwrapArgs({
  *   bwrap: "/usr/bin/bwrap", deno: "/usr/bin/deno", privateDir: "/tmp/tether-x", readOnly: ["/opt/p"],
@@ -232,11 +453,19 @@ export interface SandboxSpec {
  * ```
  */
 export function bwrapArgs(spec: SandboxSpec, command: readonly string[]): string[] {
+  const binds = grantBinds({
+    plugin: spec.plugin ?? "(unnamed)",
+    privateDir: spec.privateDir,
+    readOnly: spec.readOnly,
+    readWrite: spec.readWrite,
+  });
   const args = ["--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"];
   if (spec.shareNet) args.push("--share-net");
   for (const lib of ["/usr/lib", "/usr/lib64", "/lib", "/lib64"]) args.push("--ro-bind-try", lib, lib);
+  args.push("--tmpfs", "/tmp");
+  for (const bind of binds) args.push(bind.writable ? "--bind-try" : "--ro-bind-try", bind.source, bind.dest);
+  // Tether's own mounts come after the grants: a grant that holds one of these paths does not cover it.
   args.push("--ro-bind", spec.deno, spec.deno);
-  args.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp");
   if (spec.shareNet) {
     for (
       const file of [
@@ -254,21 +483,12 @@ export function bwrapArgs(spec: SandboxSpec, command: readonly string[]): string
     args.push("--ro-bind-try", spec.denoDir, spec.denoDir);
     if (exists(`${spec.denoDir}/location_data`)) args.push("--tmpfs", `${spec.denoDir}/location_data`);
   }
-  // A grant that does not exist yet (a file the plugin will create) is bound as its nearest existing
-  // directory, so what the plugin writes there lands on the host; Deno's flags still hold it to the grant.
-  for (const path of new Set(spec.readOnly.map(existingAncestor))) args.push("--ro-bind-try", path, path);
-  for (const path of new Set(spec.readWrite.map(existingAncestor))) args.push("--bind-try", path, path);
   args.push("--bind", spec.privateDir, spec.privateDir);
-  const bound = [spec.privateDir, ...spec.readOnly, ...spec.readWrite, spec.denoDir ?? "/nonexistent"];
+  args.push("--proc", "/proc", "--dev", "/dev");
+  const bound = [spec.privateDir, ...binds.map((bind) => bind.dest), spec.denoDir ?? "/nonexistent"];
   if (!bound.some((dir) => spec.cwd === dir || spec.cwd.startsWith(`${dir}/`))) args.push("--dir", spec.cwd);
   args.push("--chdir", spec.cwd, "--", ...command);
   return args;
-}
-
-function existingAncestor(path: string): string {
-  let at = path;
-  while (at !== "/" && !exists(at)) at = at.slice(0, at.lastIndexOf("/")) || "/";
-  return at;
 }
 
 function exists(path: string): boolean {

@@ -22,8 +22,11 @@ export { protocolEnv };
 import { sha256Hex, verifyIntoPrivateCopy } from "./integrity.ts";
 import { makeMarkedDir, removeOwnerMarker, sweepStaleDirs } from "./stale.ts";
 import {
+  type BindPath,
   bwrapArgs,
+  checkGrantPath,
   findPrlimit,
+  grantBinds,
   type Isolation,
   limitFromExit,
   resolveIsolation,
@@ -440,6 +443,34 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       cwd,
     });
 
+    // What the namespace binds, named by config field. Every mode refuses a grant the host cannot follow to its
+    // end, one into /proc, /sys or /dev, one into the host's private directories; namespaces also check what
+    // each grant binds (grantBinds, which bwrapArgs calls again for the command) before anything starts.
+    const all = options.permissions?.all === true;
+    const grantPaths = (paths: readonly string[], kind: "read" | "write"): BindPath[] =>
+      paths.map((path, index) =>
+        all
+          ? { path, field: "permissions.all", grant: false }
+          : { path, field: `permissions.${kind}[${index}]` }
+      );
+    const readBinds: BindPath[] = [
+      { path: tree, field: "the plugin's tree", grant: false },
+      ...grantPaths(readGrants, "read"),
+      ...(options.integrityDir && options.sha256
+        ? [{ path: entry, field: "the verified entry", grant: false }]
+        : []),
+    ];
+    const writeBinds: BindPath[] = [
+      ...grantPaths(policy.writePaths, "write"),
+      ...(socketDir === privateDir ? [] : [{ path: socketDir, field: "the socket directory", grant: false }]),
+    ];
+    if (bwrap) {
+      grantBinds({ plugin: options.name, privateDir, readOnly: readBinds, readWrite: writeBinds });
+    } else {
+      for (const path of readBinds) checkGrantPath(options.name, path, privateDir, false);
+      for (const path of writeBinds) checkGrantPath(options.name, path, privateDir, true);
+    }
+
     cache = await denoDir();
     if (!bwrap) {
       // Without namespaces Deno's path grants are the only wall, and they do not resolve symlinks.
@@ -589,16 +620,16 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
     ];
     let command = [Deno.execPath(), ...denoArgs];
     if (bwrap) {
-      const writeGrants = policy.writePaths;
       command = [
         bwrap,
         ...bwrapArgs({
+          plugin: options.name,
           bwrap,
           deno: Deno.execPath(),
           denoDir: cache,
           privateDir,
-          readOnly: [tree, ...readGrants, ...(options.integrityDir && options.sha256 ? [entry] : [])],
-          readWrite: socketDir === privateDir ? writeGrants : [...writeGrants, socketDir],
+          readOnly: readBinds,
+          readWrite: writeBinds,
           shareNet: policy.needsNetwork,
           cwd,
         }, command),

@@ -304,14 +304,17 @@ export class PermissionPolicy {
       if (value === true) flags.push(`--allow-${name}`);
       else list(name, listOf(value));
     };
-    list("read", [...listOf(g.read), ...sockets]);
-    list("write", [...listOf(g.write), ...sockets]);
-    list("net", [...listOf(g.net), ...sockets.map((path) => `unix:${path}`)]);
-    list("env", this.envNames);
-    listOrAll("sys", g.sys);
-    listOrAll("run", g.run);
-    listOrAll("ffi", g.ffi);
-    list("import", listOf(g.import));
+    // Deno 2.9.6 refuses --allow-all next to any --allow-<kind> ("conflicts with"): all: true is all.
+    if (!g.all) {
+      list("read", [...listOf(g.read), ...sockets]);
+      list("write", [...listOf(g.write), ...sockets]);
+      list("net", [...listOf(g.net), ...sockets.map((path) => `unix:${path}`)]);
+      list("env", this.envNames);
+      listOrAll("sys", g.sys);
+      listOrAll("run", g.run);
+      listOrAll("ffi", g.ffi);
+      list("import", listOf(g.import));
+    }
     const d = this.#deny;
     for (const kind of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
       // `true` (validated: only sys, run, ffi) denies the whole kind, as `decide` says.

@@ -52,12 +52,19 @@ function linkOrNull(path: string): string | null {
   }
 }
 
-/** Field 22 of /proc/<pid>/stat; the command name (field 2) may hold spaces, so count after its ')'. */
-function startTime(pid: number | "self"): string | null {
+/**
+ * The fields of /proc/<pid>/stat from field 3 (the state) on. The command name (field 2) is the executed
+ * file's name, which may hold spaces, `)` and `) Z `, so count after its LAST `)`.
+ */
+function statFields(pid: number | "self"): string[] | null {
   const stat = readOrNull(`/proc/${pid}/stat`);
   if (stat === null) return null;
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return fields[19] ?? null;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** Field 22 of /proc/<pid>/stat (start time). */
+function startTime(pid: number | "self"): string | null {
+  return statFields(pid)?.[19] ?? null;
 }
 
 /** The marker path of a private directory. */
@@ -143,11 +150,11 @@ function ownerAlive(marker: OwnerMarker): boolean {
   if (marker.boot !== null && here.boot !== null && marker.boot !== here.boot) return false;
   // A host in another pid namespace (another container sharing this directory): we cannot see it, so keep it.
   if ((marker.pidns ?? null) !== (here.pidns ?? null)) return true;
-  const stat = readOrNull(`/proc/${marker.pid}/stat`);
-  if (stat === null) return false;
+  const fields = statFields(marker.pid);
+  if (fields === null) return false;
   // A zombie host cannot run code any more: its directories are as good as orphaned.
-  if (/^\d+ \(.*\) Z /s.test(stat)) return false;
-  const start = startTime(marker.pid);
+  if (fields[0] === "Z") return false;
+  const start = fields[19] ?? null;
   return marker.start === null || start === null || start === marker.start;
 }
 

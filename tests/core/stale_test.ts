@@ -118,3 +118,63 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "owner marker: a live host whose command name holds ') Z ' is not taken for a zombie (its directory stays)",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const base = await Deno.makeTempDir({ prefix: "tsz" });
+    const bin = await Deno.makeTempDir({ prefix: "tszb" });
+    // The kernel names a process after the file it executed: a live "host" whose /proc/<pid>/stat reads
+    // "<pid> (h) Z x) S ...", running or sleeping, with ") Z " inside the name.
+    const name = `${bin}/h) Z x`;
+    await Deno.symlink("/bin/sleep", name);
+    const host = new Deno.Command(name, { args: ["30"] }).spawn();
+    try {
+      const stat = await Deno.readTextFile(`/proc/${host.pid}/stat`);
+      assert.match(stat, /\(h\) Z x\) [RSD] /);
+      const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+      const boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+      const pidns = Deno.readLinkSync("/proc/self/ns/pid");
+      Deno.mkdirSync(`${base}/tether-live`);
+      Deno.writeTextFileSync(
+        `${base}/tether-live.owner`,
+        JSON.stringify({ pid: host.pid, start, boot, pidns }),
+      );
+      // The control: a real zombie (a child its parent never reaps) is taken for a dead host.
+      const reaper = new Deno.Command("/bin/sh", {
+        args: ["-c", "sleep 0 & echo $!; exec sleep 30"],
+        stdout: "piped",
+      }).spawn();
+      const reader = reaper.stdout.getReader();
+      const zombie = Number(new TextDecoder().decode((await reader.read()).value).trim());
+      reader.releaseLock();
+      await reaper.stdout.cancel();
+      let zstat = "";
+      for (let i = 0; i < 100 && !/\) Z /.test(zstat); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        zstat = await Deno.readTextFile(`/proc/${zombie}/stat`);
+      }
+      try {
+        assert.match(zstat, /\(sleep\) Z /);
+        const zstart = zstat.slice(zstat.lastIndexOf(")") + 2).split(" ")[19];
+        Deno.mkdirSync(`${base}/tether-zombie`);
+        Deno.writeTextFileSync(
+          `${base}/tether-zombie.owner`,
+          JSON.stringify({ pid: zombie, start: zstart, boot, pidns }),
+        );
+        assert.deepEqual(await sweepStaleDirs(base), [`${base}/tether-zombie`]);
+      } finally {
+        reaper.kill();
+        await reaper.status;
+      }
+      assert.ok(Deno.statSync(`${base}/tether-live`).isDirectory, "a live host's directory was removed");
+    } finally {
+      host.kill();
+      await host.status;
+      await Deno.remove(base, { recursive: true });
+      await Deno.remove(bin, { recursive: true });
+    }
+  },
+});
