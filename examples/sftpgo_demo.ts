@@ -81,6 +81,8 @@ export async function runSftpgoDemo(options: SftpgoDemoOptions = {}): Promise<vo
       }],
     }),
   );
+  // The eventsearcher's read grant must exist when it starts (under namespaces it is bound then).
+  await Deno.writeTextFile(`${DATA}/events.jsonl`, "");
 
   // Manager-level news (exits, restarts, drops) go into the transcript; the rest of the log is dropped.
   const logger: Logger = {

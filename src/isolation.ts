@@ -17,6 +17,7 @@
 import { TetherError } from "./errors.ts";
 import type { Logger } from "./logs.ts";
 import { normalizePath, resolvePath } from "./resolve.ts";
+import { isPrivateName } from "./stale.ts";
 
 /**
  * Which OS layer a `deno` plugin gets:
@@ -232,8 +233,6 @@ export interface GrantBindOptions {
 
 /** Kernel file systems: their entries are the host's processes, devices and magic links that lead anywhere. */
 const KERNEL_DIRS = ["/proc", "/sys", "/dev"] as const;
-/** Names of Tether's private directories and their owner markers (stale.ts makes them so). */
-const PRIVATE_NAME = /^tether-/;
 
 function inside(path: string, root: string): boolean {
   return root === "/" || path === root || path.startsWith(`${root}/`);
@@ -281,7 +280,7 @@ function refusal(real: string, privateDir: string, grant: boolean): string | und
   }
   if (inside(real, base)) {
     const top = `${base === "/" ? "" : base}/${real.slice(base === "/" ? 1 : base.length + 1).split("/")[0]}`;
-    if (PRIVATE_NAME.test(top.slice(top.lastIndexOf("/") + 1)) && !inside(real, own)) {
+    if (isPrivateName(top.slice(top.lastIndexOf("/") + 1)) && !inside(real, own)) {
       return `it leads to ${real}, into ${top}, another launch's private directory or owner marker`;
     }
   }
@@ -378,6 +377,16 @@ export function grantBinds(options: GrantBindOptions): Bind[] {
     const real = checkGrantPath(plugin, named, privateDir, writable);
     let source = real;
     let dest = normalizePath(named.path);
+    if (!writable && !lexists(source)) {
+      // Bound when the plugin starts, a path made later would never appear inside: say so now, not as NotFound.
+      throw new TetherError(
+        "config",
+        `plugin ${plugin}: ${named.field} ${named.path} does not exist. Under namespaces a read grant is bound ` +
+          "when the plugin starts, so a file made later would never appear to the plugin; create it before the " +
+          "start (an empty file will do), grant its directory, or run the plugin with isolation: deno-only",
+        { plugin },
+      );
+    }
     if (writable && !lexists(source)) {
       // Bind its directory, so what the plugin creates lands on the host; only the one directory.
       source = parentOf(source);

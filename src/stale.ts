@@ -36,6 +36,24 @@ export interface OwnerMarker {
 const MARKER_SUFFIX = ".owner";
 const PRIVATE_DIR = /^tether-[A-Za-z0-9_]+$/;
 
+/**
+ * Whether a name is one Tether gives a launch's private directory
+ * (`tether-` then letters, digits and `_`, as {@linkcode makeMarkedDir} makes
+ * them) or its owner marker (the same, then `.owner`): the one rule the sweep
+ * and the namespace's grant checks share. A user's own `tether-data-1`
+ * (a `-` after the prefix) is not such a name.
+ *
+ * @example
+ * ```ts
+ * import { isPrivateName } from "./stale.ts";
+ * console.assert(isPrivateName("tether-a1B2_c3") && isPrivateName("tether-a1B2_c3.owner"));
+ * console.assert(!isPrivateName("tether-sftpgo-demo"));
+ * ```
+ */
+export function isPrivateName(name: string): boolean {
+  return PRIVATE_DIR.test(name.endsWith(MARKER_SUFFIX) ? name.slice(0, -MARKER_SUFFIX.length) : name);
+}
+
 function readOrNull(path: string): string | null {
   try {
     return Deno.readTextFileSync(path).trim();
