@@ -18,13 +18,22 @@ export interface Deadline {
   readonly at: number;
   /** Called once when it passes (never after `remove`). */
   readonly expire: () => void;
-  /** Position in the heap; -1 once out of it. */
-  index: number;
+  /** Removed, or expired: no longer waiting. */
+  gone: boolean;
 }
+
+/** Removed deadlines left in the heap before it is rebuilt without them (and at least as many as are waiting). */
+const MIN_COMPACT = 256;
 
 /**
  * Deadlines on one timer. The timer does not keep the process alive: a
  * deadline belongs to a call, whose connection does.
+ *
+ * Removing is marking: calls mostly end long before their deadline, and in
+ * the order they came, which is the heap's order, so taking each out would
+ * sift the whole depth of the heap per call. Marked entries are dropped
+ * when they reach the top, or all at once when they are more than half the
+ * heap (so memory stays within twice the calls waiting).
  *
  * @example
  * ```ts
@@ -36,39 +45,54 @@ export interface Deadline {
  * ```
  */
 export class DeadlineQueue {
-  readonly #heap: Deadline[] = [];
+  #heap: Deadline[] = [];
+  /** Entries in the heap that are gone. */
+  #removed = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the armed timer fires. */
   #timerAt = Infinity;
 
   /** Deadlines waiting. */
   get size(): number {
-    return this.#heap.length;
+    return this.#heap.length - this.#removed;
   }
 
   /** Calls `expire` at `at` (or on the next turn if `at` has passed) unless removed first. */
   add(at: number, expire: () => void): Deadline {
-    const deadline: Deadline = { at, expire, index: this.#heap.length };
+    const deadline: Deadline = { at, expire, gone: false };
     this.#heap.push(deadline);
-    this.#up(deadline.index);
+    this.#up(this.#heap.length - 1);
     // Deadlines mostly arrive in order (a fixed timeout per call): the armed timer then already comes first.
     if (at < this.#timerAt) this.#arm(at);
     return deadline;
   }
 
-  /** Takes a deadline out (its call ended); removing one twice is harmless. */
+  /** Takes a deadline out (its call ended); removing one twice, or an expired one, is harmless. */
   remove(deadline: Deadline): void {
-    const i = deadline.index;
-    if (i < 0) return;
-    deadline.index = -1;
-    const last = this.#heap.pop()!;
-    if (last !== deadline) {
-      this.#heap[i] = last;
-      last.index = i;
-      this.#down(i);
-      this.#up(last.index);
-    }
+    if (deadline.gone) return;
+    deadline.gone = true;
+    this.#removed++;
+    if (this.#removed >= MIN_COMPACT && this.#removed * 2 > this.#heap.length) this.#compact();
     // The timer is left armed: when it fires early it arms itself for the new earliest deadline.
+  }
+
+  #compact(): void {
+    const heap = this.#heap.filter((deadline) => !deadline.gone);
+    this.#heap = heap;
+    this.#removed = 0;
+    for (let i = (heap.length >> 1) - 1; i >= 0; i--) this.#down(i);
+  }
+
+  /** Takes the first entry off the heap. */
+  #pop(): Deadline {
+    const heap = this.#heap;
+    const first = heap[0];
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      this.#down(0);
+    }
+    return first;
   }
 
   #arm(at: number): void {
@@ -82,17 +106,21 @@ export class DeadlineQueue {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = Date.now();
-    const heap = this.#heap;
-    while (heap.length > 0 && heap[0].at <= now) {
-      const first = heap[0];
-      this.remove(first);
+    // #heap is read afresh: an expiry may add deadlines, or compact the heap into a new array.
+    while (this.#heap.length > 0 && (this.#heap[0].gone || this.#heap[0].at <= now)) {
+      const first = this.#pop();
+      if (first.gone) {
+        this.#removed--;
+        continue;
+      }
+      first.gone = true;
       try {
         first.expire();
       } catch {
         // One call's failure to end must not keep the others' deadlines from passing.
       }
     }
-    if (heap.length > 0) this.#arm(heap[0].at);
+    if (this.#heap.length > 0 && this.#heap[0].at < this.#timerAt) this.#arm(this.#heap[0].at);
   }
 
   #up(i: number): void {
@@ -102,11 +130,9 @@ export class DeadlineQueue {
       const parent = (i - 1) >> 1;
       if (heap[parent].at <= item.at) break;
       heap[i] = heap[parent];
-      heap[i].index = i;
       i = parent;
     }
     heap[i] = item;
-    item.index = i;
   }
 
   #down(i: number): void {
@@ -119,10 +145,8 @@ export class DeadlineQueue {
       if (child + 1 < n && heap[child + 1].at < heap[child].at) child++;
       if (heap[child].at >= item.at) break;
       heap[i] = heap[child];
-      heap[i].index = i;
       i = child;
     }
     heap[i] = item;
-    item.index = i;
   }
 }

@@ -68,3 +68,20 @@ Deno.test("deadline queue: many deadlines added and removed at random keep the h
   assert.deepEqual(expired, [...expired].sort((a, b) => a - b));
   assert.equal(queue.size, 0);
 });
+
+Deno.test("deadline queue: removing most of many deadlines compacts the heap; the rest still expire in order", async () => {
+  const queue = new DeadlineQueue();
+  const base = Date.now() + 30;
+  const expired: number[] = [];
+  const deadlines = Array.from({ length: 2000 }, (_, i) => {
+    const at = base + ((i * 7919) % 60);
+    return queue.add(at, () => expired.push(at));
+  });
+  deadlines.forEach((deadline, i) => {
+    if (i % 10 !== 0) queue.remove(deadline);
+  });
+  assert.equal(queue.size, 200);
+  await eventually(() => expired.length === 200);
+  assert.deepEqual(expired, [...expired].sort((a, b) => a - b));
+  assert.equal(queue.size, 0);
+});
