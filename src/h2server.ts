@@ -223,8 +223,11 @@ export class H2Server {
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     // Errors end in "close", which is where a call learns it was cut off.
-    stream.on("error", () => {});
-    if (headers[":method"] !== "POST" || !isGrpcContentType(headers["content-type"])) {
+    stream.on("error", ignore);
+    const contentType = headers["content-type"];
+    if (
+      headers[":method"] !== "POST" || (contentType !== "application/grpc" && !isGrpcContentType(contentType))
+    ) {
       try {
         stream.respond({ ":status": headers[":method"] !== "POST" ? 405 : 415 }, { endStream: true });
       } catch {
@@ -254,6 +257,9 @@ export class H2Server {
     new ServerCall(stream, headers, route, this.#limits);
   }
 }
+
+/** A listener that ignores its event: one function for every stream, not a closure per call. */
+function ignore(): void {}
 
 function trailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
