@@ -85,3 +85,17 @@ Deno.test("deadline queue: removing most of many deadlines compacts the heap; th
   assert.deepEqual(expired, [...expired].sort((a, b) => a - b));
   assert.equal(queue.size, 0);
 });
+
+Deno.test("deadline queue: a waiting deadline does not keep the process alive (its call's connection does)", async () => {
+  const module = new URL("../../src/deadline_queue.ts", import.meta.url).href;
+  const script = `import { DeadlineQueue } from ${JSON.stringify(module)};
+new DeadlineQueue().add(Date.now() + 3_600_000, () => console.log("expired"));
+console.log("added");`;
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(code, 0);
+  assert.equal(new TextDecoder().decode(stdout).trim(), "added");
+});
