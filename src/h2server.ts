@@ -20,15 +20,15 @@ import * as http2 from "node:http2";
 import type { Server } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Buffer } from "node:buffer";
-import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { GrpcStatus, type GrpcStatusCode, TetherError } from "./errors.ts";
 import { encodeStatusMessage, frame, isGrpcContentType, MessageDecoder, parseTimeout } from "./grpc_wire.ts";
+import { type Deadline, DeadlineQueue } from "./deadline_queue.ts";
 import {
   deserializer,
   type HandlerContext,
   MAX_MESSAGE_BYTES,
   methodPath,
-  serializer,
   type ServiceRegistration,
   statusOf,
 } from "./service.ts";
@@ -62,7 +62,8 @@ interface Route {
   readonly path: string;
   readonly kind: Kind;
   readonly handler: Handler | undefined;
-  readonly decode: (bytes: Buffer) => unknown;
+  readonly decode: (bytes: Uint8Array) => unknown;
+  /** The answer as it goes out: gRPC's 5-byte prefix, then the message. */
   readonly encode: (value: MessageInitShape<DescMessage>) => Buffer;
 }
 
@@ -76,8 +77,21 @@ interface Limits {
 const STREAM_WINDOW = 8 << 20;
 const SESSION_WINDOW = 32 << 20;
 const RESPONSE_HEADERS = { ":status": 200, "content-type": "application/grpc" } as const;
-/** setTimeout's largest delay; longer deadlines are waited for in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The framed empty message: every answer of a message type with no fields (never written to). */
+const EMPTY_FRAME = Buffer.alloc(5);
+/** Every call's deadline, on one timer. */
+const deadlines = new DeadlineQueue();
+
+/**
+ * An answer's encoder, framed: one copy from protobuf-es's bytes into the framed Buffer. A message type with
+ * no fields (`Empty`, most acknowledgements) is always the same 5 bytes unless it carries unknown fields.
+ */
+function framedSerializer(schema: DescMessage): (value: MessageInitShape<DescMessage>) => Buffer {
+  const general = (value: MessageInitShape<DescMessage>) => frame(toBinary(schema, create(schema, value)));
+  if (schema.fields.length > 0) return general;
+  return (value) =>
+    (value as { $unknown?: unknown[] } | undefined)?.$unknown?.length ? general(value) : EMPTY_FRAME;
+}
 
 /**
  * The options of `http2.createSecureServer` for mTLS: what grpc-js's
@@ -138,7 +152,7 @@ export class H2Server {
           kind: method.methodKind,
           handler: typeof fn === "function" ? (fn as Handler).bind(implementation) : undefined,
           decode: deserializer(method.input),
-          encode: serializer(method.output) as Route["encode"],
+          encode: framedSerializer(method.output),
         });
       }
     }
@@ -209,8 +223,11 @@ export class H2Server {
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     // Errors end in "close", which is where a call learns it was cut off.
-    stream.on("error", () => {});
-    if (headers[":method"] !== "POST" || !isGrpcContentType(headers["content-type"])) {
+    stream.on("error", ignore);
+    const contentType = headers["content-type"];
+    if (
+      headers[":method"] !== "POST" || (contentType !== "application/grpc" && !isGrpcContentType(contentType))
+    ) {
       try {
         stream.respond({ ":status": headers[":method"] !== "POST" ? 405 : 415 }, { endStream: true });
       } catch {
@@ -240,6 +257,9 @@ export class H2Server {
     new ServerCall(stream, headers, route, this.#limits);
   }
 }
+
+/** A listener that ignores its event: one function for every stream, not a closure per call. */
+function ignore(): void {}
 
 function trailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
@@ -284,13 +304,14 @@ class ServerCall implements HandlerContext {
   readonly #headers: http2.IncomingHttpHeaders;
   readonly #route: Route;
   readonly #limits: Limits;
-  readonly #decoder: MessageDecoder;
+  /** Made when a message does not come in one chunk of its own: most requests do. */
+  #decoder: MessageDecoder | undefined;
   /** Messages received and not yet taken by the handler. */
-  readonly #queue: Buffer[] = [];
+  readonly #queue: Uint8Array[] = [];
   #controller: AbortController | undefined;
   #abortReason: TetherError | undefined;
   #metadata: Record<string, string> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: Deadline | undefined;
   #headersSent = false;
   /** The status is sent, or the stream is gone: nothing more goes out. */
   #done = false;
@@ -301,7 +322,7 @@ class ServerCall implements HandlerContext {
   /** A streaming handler left its request loop: later requests are dropped. */
   #readerGone = false;
   /** A streaming handler waiting for its next request. */
-  #waiter: { resolve(message: Buffer | undefined): void; reject(reason: TetherError): void } | undefined;
+  #waiter: { resolve(message: Uint8Array | undefined): void; reject(reason: TetherError): void } | undefined;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -313,8 +334,8 @@ class ServerCall implements HandlerContext {
     this.#headers = headers;
     this.#route = route;
     this.#limits = limits;
-    this.#decoder = new MessageDecoder(limits.receive);
-    stream.once("close", () => this.#closed());
+    // "close" and "end" come once per stream: `on` spares `once`'s wrapper and its removal per call.
+    stream.on("close", () => this.#closed());
     const timeout = headers["grpc-timeout"];
     if (timeout !== undefined) {
       const ms = parseTimeout(String(timeout));
@@ -323,14 +344,15 @@ class ServerCall implements HandlerContext {
         stream.resume();
         return;
       }
-      this.#armDeadline(Date.now() + ms);
-      if (this.#done) {
+      if (ms <= 0) {
+        this.#expire();
         stream.resume();
         return;
       }
+      this.#deadline = deadlines.add(Date.now() + ms, () => this.#expire());
     }
     stream.on("data", (chunk: Buffer) => this.#onData(chunk));
-    stream.once("end", () => this.#onEnd());
+    stream.on("end", () => this.#onEnd());
     if (route.kind === "client_streaming" || route.kind === "bidi_streaming") this.#runStreaming();
   }
 
@@ -354,18 +376,22 @@ class ServerCall implements HandlerContext {
     return this.#route.path;
   }
 
-  #armDeadline(at: number): void {
-    const left = at - Date.now();
-    if (left <= 0) {
-      this.#abort(
-        new TetherError("rpc", `${this.#route.path}: the caller's deadline (grpc-timeout) passed`, {
-          status: GrpcStatus.DEADLINE_EXCEEDED,
-        }),
-      );
-      this.#finish(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded");
-      return;
+  /** The caller's deadline passed. */
+  #expire(): void {
+    this.#deadline = undefined;
+    this.#abort(
+      new TetherError("rpc", `${this.#route.path}: the caller's deadline (grpc-timeout) passed`, {
+        status: GrpcStatus.DEADLINE_EXCEEDED,
+      }),
+    );
+    this.#finish(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded");
+  }
+
+  #dropDeadline(): void {
+    if (this.#deadline) {
+      deadlines.remove(this.#deadline);
+      this.#deadline = undefined;
     }
-    this.#timer = setTimeout(() => this.#armDeadline(at), Math.min(left, MAX_TIMER_MS));
   }
 
   #abort(reason: TetherError): void {
@@ -376,7 +402,7 @@ class ServerCall implements HandlerContext {
 
   /** The stream closed: after the status, nothing to do; before it, the caller is gone (RST_STREAM, lost connection). */
   #closed(): void {
-    clearTimeout(this.#timer);
+    this.#dropDeadline();
     if (!this.#done) {
       this.#done = true;
       this.#abort(
@@ -391,10 +417,15 @@ class ServerCall implements HandlerContext {
 
   #onData(chunk: Buffer): void {
     if (this.#done) return;
-    const refused = this.#decoder.push(chunk, this.#queue);
-    if (refused) {
-      this.#fail(...refused);
-      return;
+    const message = this.#decoder === undefined ? wholeMessage(chunk, this.#limits.receive) : undefined;
+    if (message !== undefined) this.#queue.push(message);
+    else {
+      this.#decoder ??= new MessageDecoder(this.#limits.receive);
+      const refused = this.#decoder.push(chunk, this.#queue as Buffer[]);
+      if (refused) {
+        this.#fail(...refused);
+        return;
+      }
     }
     if (this.#route.kind === "unary" || this.#route.kind === "server_streaming") {
       if (this.#queue.length > 1) {
@@ -422,7 +453,7 @@ class ServerCall implements HandlerContext {
     }
     this.#ended = true;
     if (this.#done) return;
-    if (!this.#decoder.idle) {
+    if (this.#decoder && !this.#decoder.idle) {
       this.#fail(GrpcStatus.INTERNAL, "the request stream ended in the middle of a message");
       return;
     }
@@ -439,7 +470,7 @@ class ServerCall implements HandlerContext {
     if (this.#queue.length === 0) this.#wake(undefined);
   }
 
-  #wake(message: Buffer | undefined): void {
+  #wake(message: Uint8Array | undefined): void {
     const waiter = this.#waiter;
     this.#waiter = undefined;
     if (!waiter) return;
@@ -458,7 +489,7 @@ class ServerCall implements HandlerContext {
   }
 
   /** The next request of a stream, or `undefined` once the caller half-closed; rejects if the call was cut off. */
-  #read(): Promise<Buffer | undefined> {
+  #read(): Promise<Uint8Array | undefined> {
     const message = this.#queue.shift();
     if (message !== undefined) return Promise.resolve(message);
     const cutOff = this.#cutOff();
@@ -490,7 +521,7 @@ class ServerCall implements HandlerContext {
     return iterator;
   }
 
-  #decode(message: Buffer): unknown {
+  #decode(message: Uint8Array): unknown {
     try {
       return this.#route.decode(message);
     } catch (error) {
@@ -503,7 +534,7 @@ class ServerCall implements HandlerContext {
   }
 
   /** Unary and server-streaming: the one request arrived and the caller half-closed. */
-  #runSingle(bytes: Buffer): void {
+  #runSingle(bytes: Uint8Array): void {
     let request: unknown;
     try {
       request = this.#decode(bytes);
@@ -540,7 +571,9 @@ class ServerCall implements HandlerContext {
   #answer(response: unknown): void {
     this.#handlerDone = true;
     if (this.#done) return;
-    if (this.#send(response)) this.#finish(GrpcStatus.OK, "");
+    // Headers, the answer and (once HTTP/2 asks) the trailers, with no write of its own for the answer.
+    const framed = this.#encode(response);
+    if (framed) this.#finish(GrpcStatus.OK, "", framed);
   }
 
   #handlerFailed(error: unknown): void {
@@ -590,32 +623,40 @@ class ServerCall implements HandlerContext {
     });
   }
 
-  /** Sends one answer; false (and the call ended with a status) when it cannot be. */
-  #send(response: unknown): boolean {
-    if (this.#done) return false;
-    let bytes: Buffer;
+  /** An answer, framed; undefined (and the call ended with a status) when it cannot be sent. */
+  #encode(response: unknown): Buffer | undefined {
+    let framed: Buffer;
     try {
-      bytes = this.#route.encode(response as MessageInitShape<DescMessage>);
+      framed = this.#route.encode(response as MessageInitShape<DescMessage>);
     } catch (error) {
       this.#fail(
         GrpcStatus.INTERNAL,
         `Error serializing response: ${error instanceof Error ? error.message : String(error)}`,
       );
-      return false;
+      return undefined;
     }
-    if (bytes.length > this.#limits.send) {
+    const length = framed.length - 5;
+    if (length > this.#limits.send) {
       this.#fail(
         GrpcStatus.RESOURCE_EXHAUSTED,
-        `Sent message larger than max (${bytes.length} vs. ${this.#limits.send})`,
+        `Sent message larger than max (${length} vs. ${this.#limits.send})`,
       );
-      return false;
+      return undefined;
     }
+    return framed;
+  }
+
+  /** Sends one answer of a stream; false (and the call ended with a status) when it cannot be. */
+  #send(response: unknown): boolean {
+    if (this.#done) return false;
+    const framed = this.#encode(response);
+    if (!framed) return false;
     try {
       if (!this.#headersSent) {
         this.#headersSent = true;
         this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
       }
-      this.#stream.write(frame(bytes));
+      this.#stream.write(framed);
     } catch {
       // The caller reset the stream and its "close" has not been emitted yet: the call is over.
       this.#closed();
@@ -632,11 +673,14 @@ class ServerCall implements HandlerContext {
     this.#finish(code, details);
   }
 
-  /** Sends the status: as trailers after answers, or as a trailers-only answer. */
-  #finish(code: number, details: string): void {
+  /**
+   * Sends the status: as trailers after answers (`last`, a unary call's one answer, goes out with the end of the
+   * stream), or as a trailers-only answer.
+   */
+  #finish(code: number, details: string, last?: Buffer): void {
     if (this.#done) return;
     this.#done = true;
-    clearTimeout(this.#timer);
+    this.#dropDeadline();
     const stream = this.#stream;
     // Whatever the caller still sends is read and dropped, so its flow-control window does not stall.
     this.#queue.length = 0;
@@ -645,21 +689,53 @@ class ServerCall implements HandlerContext {
     if (stream.destroyed || stream.closed) return;
     try {
       if (!this.#headersSent) {
-        stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
-        return;
-      }
-      stream.once("wantTrailers", () => {
-        try {
-          stream.sendTrailers(statusTrailers(code, details));
-        } catch {
-          // Reset meanwhile: nobody is left to tell.
+        if (last === undefined) {
+          stream.respond({ ...RESPONSE_HEADERS, ...statusTrailers(code, details) }, { endStream: true });
+          return;
         }
-      });
-      stream.end();
+        this.#headersSent = true;
+        stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      }
+      if (code === GrpcStatus.OK) stream.on("wantTrailers", sendOkTrailers);
+      else {
+        stream.on("wantTrailers", () => {
+          try {
+            stream.sendTrailers(statusTrailers(code, details));
+          } catch {
+            // Reset meanwhile: nobody is left to tell.
+          }
+        });
+      }
+      if (last === undefined) stream.end();
+      else stream.end(last);
     } catch {
       // The caller reset the stream before its "close" was emitted: nobody is left to tell.
     }
   }
+}
+
+const OK_TRAILERS = { "grpc-status": "0" } as const;
+
+/** The "wantTrailers" listener of a call that ended OK (the stream is `this`): no closure per call. */
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  try {
+    this.sendTrailers(OK_TRAILERS);
+  } catch {
+    // Reset meanwhile: nobody is left to tell.
+  }
+}
+
+/**
+ * A chunk that is exactly one whole uncompressed message within the limit (a request as it usually comes), as
+ * its own memory: never a view of the chunk, so a kept field does not keep the chunk. Anything else (parts,
+ * several messages, a compressed or oversized one) is the decoder's to take or refuse.
+ */
+function wholeMessage(chunk: Buffer, max: number): Uint8Array | undefined {
+  if (chunk.length < 5 || chunk[0] !== 0) return undefined;
+  const length = chunk.readUInt32BE(1);
+  if (length !== chunk.length - 5 || length > max) return undefined;
+  // A plain view's slice: a third of the cost of ArrayBuffer.slice here, and no Buffer made.
+  return new Uint8Array(chunk.buffer, chunk.byteOffset + 5, length).slice();
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -159,9 +159,15 @@ export function serializer<D extends DescMessage>(schema: D): (value: MessageIni
  * console.log(deserializer(AddRequestSchema)(bytes).b); // 2n
  * ```
  */
-export function deserializer<D extends DescMessage>(schema: D): (bytes: Buffer) => MessageShape<D> {
-  // Plain Uint8Array view: bytes fields then come out as Uint8Array, not as slices of a Buffer.
-  return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+export function deserializer<D extends DescMessage>(schema: D): (bytes: Uint8Array) => MessageShape<D> {
+  // Plain Uint8Array (a view of a Buffer's bytes): bytes fields then come out as Uint8Array, not as Buffers.
+  return (bytes) =>
+    fromBinary(
+      schema,
+      bytes.constructor === Uint8Array
+        ? bytes
+        : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    );
 }
 
 /**

@@ -464,19 +464,25 @@ export function logEventFromMessage(raw: LogEventMessage): LogEvent {
  */
 export function notifierService(impl: Notifier): ServiceRegistration<typeof NotifierService> {
   return registration(NotifierService, {
-    sendFsEvent: async (request, context) => {
-      await impl.notifyFsEvent?.(fsEventFromMessage(request), context);
-      return {};
-    },
-    sendProviderEvent: async (request, context) => {
-      await impl.notifyProviderEvent?.(providerEventFromMessage(request), context);
-      return {};
-    },
-    sendLogEvent: async (request, context) => {
-      await impl.notifyLogEvent?.(logEventFromMessage(request), context);
-      return {};
-    },
+    sendFsEvent: (request, context) =>
+      acknowledge(impl.notifyFsEvent?.(fsEventFromMessage(request), context)),
+    sendProviderEvent: (request, context) =>
+      acknowledge(impl.notifyProviderEvent?.(providerEventFromMessage(request), context)),
+    sendLogEvent: (request, context) =>
+      acknowledge(impl.notifyLogEvent?.(logEventFromMessage(request), context)),
   });
+}
+
+const EMPTY = {} as const;
+
+/**
+ * The empty answer, once the notifier handled the event: at once when it returned (no promise and no extra
+ * turn per event), after its promise when it gave one.
+ */
+function acknowledge(handled: void | Promise<void>): typeof EMPTY | Promise<typeof EMPTY> {
+  return typeof (handled as PromiseLike<void> | undefined)?.then === "function"
+    ? Promise.resolve(handled).then(() => EMPTY)
+    : EMPTY;
 }
 
 /**
