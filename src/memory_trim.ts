@@ -314,7 +314,7 @@ export function startMemoryTrimmer(options: TrimmerOptions): Trimmer {
   // Polls after a trim whose CPU is the trim's own.
   let settling = 0;
   let trims = 0;
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
   const stop = () => {
     if (timer !== undefined) clearInterval(timer);
     timer = undefined;
@@ -363,9 +363,10 @@ export function startMemoryTrimmer(options: TrimmerOptions): Trimmer {
       fields: { plugin: options.plugin, pid: target.pid, idleMs: options.idleMs, trims },
     });
   };
-  timer = setInterval(poll, pollMs);
+  const interval = setInterval(poll, pollMs);
+  timer = interval;
   // A plugin's trimmer never keeps the host alive on its own.
-  Deno.unrefTimer(timer);
+  Deno.unrefTimer(interval);
   return {
     get trims() {
       return trims;
