@@ -78,6 +78,7 @@ export {
 } from "./src/reattach.ts";
 export type { AuditTamper, PermissionEvent } from "./src/audit.ts";
 export type { Isolation, ResourceLimits } from "./src/isolation.ts";
+export type { MemoryTrimOption } from "./src/memory_trim.ts";
 export { DEFAULT_DATA_MIB, DEFAULT_HEAP_MIB } from "./src/isolation.ts";
 export type { PluginRuntime } from "./src/launch.ts";
 export type { DenoPermissions } from "./src/permissions.ts";

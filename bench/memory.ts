@@ -12,7 +12,11 @@
  *
  *   deno run -A bench/memory.ts [--calls 2000] [--idle-ms 1000] [--channel lean|grpc-js] --go <cmd> --ts <cmd args...>
  *
- * `--ts` takes the rest of the command line (the deno command of the TypeScript plugin).
+ * `--ts` takes the rest of the command line (the deno command of the TypeScript plugin). When it is a
+ * TypeScript/JavaScript entry instead (`--ts examples/kv/plugin.ts`), Tether launches it as a `deno` plugin,
+ * as an application would: sandboxed (`--deno-config`, default this repository's deno.json), with Tether's
+ * idle memory trim on (`memoryTrim`'s default: the reading is taken `idle_ms` after the trimmer's SIGUSR2);
+ * `--no-memory-trim` launches it with `memoryTrim: false`, for the untrimmed reading.
  *
  * `--trim`: Deno's opt-in memory trim before the idle readings: the TypeScript plugin is started with
  * `DENO_USR2_MEMORY_TRIM=1` and sent SIGUSR2 after its calls (glibc's `malloc_trim(0)` and a V8 GC), and
@@ -47,6 +51,8 @@ export interface MemoryResult {
   host_anon_kib: { baseline: number; loaded: number; first_plugin: number };
   go_plugin: PluginMemory;
   ts_plugin: PluginMemory;
+  /** How the TypeScript plugin ran: a `deno run` command, or a `deno` plugin with or without the idle trim. */
+  ts_launch: "command" | "deno plugin, memoryTrim on" | "deno plugin, memoryTrim off";
   /** A bare `deno run` of a script that only waits, for scale. */
   bare_deno_kib: number;
 }
@@ -97,7 +103,10 @@ if (import.meta.main) {
       go: { type: "string" },
       channel: { type: "string", default: "lean" },
       trim: { type: "boolean", default: false },
+      "memory-trim": { type: "boolean", default: true },
+      "deno-config": { type: "string", default: new URL("../deno.json", import.meta.url).pathname },
     },
+    allowNegative: true,
   });
   const calls = Number(values.calls);
   const idleMs = Number(values["idle-ms"]);
@@ -110,6 +119,8 @@ if (import.meta.main) {
   await setChannelImplementation(values.channel === "grpc-js" ? "grpc-js" : "lean");
   const { KV } = await import("../src/gen/tether/kv/v1/kv_pb.ts");
   const { kvHandshake } = await import("../examples/kv/handshake.ts");
+  const { runtimeFor } = await import("../src/launch.ts");
+  const { findTrimTarget } = await import("../src/memory_trim.ts");
   const loaded = procMemory("self");
   const hostLoaded = loaded.rss_kib;
 
@@ -119,22 +130,49 @@ if (import.meta.main) {
     if (value !== undefined) env[name] = value;
   }
 
+  const memoryTrim = values["memory-trim"];
+  let trims = 0;
+  const logger = {
+    log(record: import("../mod.ts").LogRecord) {
+      if (record.message === "plugin idle: memory trimmed") trims++;
+      else if (record.level === "warn" || record.level === "error") {
+        console.error(record.message, record.fields);
+      }
+    },
+  };
+
   /** Starts a plugin, makes `calls` Gets, idles, reads its memory; leaves it running. */
   const exercise = async (cmd: string, args: string[], trim = false) => {
+    const sandboxed = runtimeFor(cmd) === "deno";
     const client = new PluginClient({
       cmd,
       args,
-      env: trim ? { ...env, DENO_USR2_MEMORY_TRIM: "1" } : env,
       handshake: kvHandshake,
       autoMTLS: true,
+      logger,
+      ...(sandboxed
+        ? { denoConfig: values["deno-config"], memoryTrim: memoryTrim ? undefined : false }
+        : { env: trim ? { ...env, DENO_USR2_MEMORY_TRIM: "1" } : env }),
     });
     await client.start();
     const kv = client.dispense(KV);
     await kv.put({ key: "bench", value: new Uint8Array(64).fill(97) });
     for (let i = 0; i < calls; i++) await kv.get({ key: "bench" });
-    if (trim) Deno.kill(client.pid!, "SIGUSR2");
+    // Under bubblewrap the spawned process is bwrap: read the Deno process the launch started.
+    const pid = sandboxed
+      ? findTrimTarget(client.pid!, Deno.execPath(), ["/usr/bin/bwrap"])?.pid
+      : client.pid;
+    if (pid === undefined) throw new Error(`no Deno process found below ${client.pid}`);
+    if (trim && !sandboxed) Deno.kill(client.pid!, "SIGUSR2");
+    if (sandboxed && memoryTrim) {
+      // Tether's own trimmer: wait for its SIGUSR2 after the calls (idleMs 2000 by default).
+      const before = trims;
+      const until = Date.now() + 60_000;
+      while (trims === before && Date.now() < until) await sleep(50);
+      if (trims === before) throw new Error("the plugin was not trimmed within 60 s of its calls");
+    }
     await sleep(idleMs);
-    return { client, memory: procMemory(client.pid!) };
+    return { client, memory: procMemory(pid), sandboxed };
   };
 
   const go = await exercise(values.go ?? "", []);
@@ -161,6 +199,11 @@ if (import.meta.main) {
     },
     go_plugin: go.memory,
     ts_plugin: tsPlugin.memory,
+    ts_launch: !tsPlugin.sandboxed
+      ? "command"
+      : memoryTrim
+      ? "deno plugin, memoryTrim on"
+      : "deno plugin, memoryTrim off",
     bare_deno_kib: await bareDeno(idleMs),
   };
   console.log(JSON.stringify(result));

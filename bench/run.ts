@@ -513,6 +513,7 @@ try {
     channel = "lean",
     hostFlags: string[] = [],
     trim = false,
+    memoryFlags: string[] = [],
   ): Promise<MemoryResult> =>
     JSON.parse(
       await run(
@@ -529,6 +530,7 @@ try {
           "--channel",
           channel,
           ...(trim ? ["--trim"] : []),
+          ...memoryFlags,
           "--go",
           kvplugin,
           "--ts",
@@ -547,6 +549,11 @@ try {
   const memoryHostSmall = await memory(tsPlugin, "lean", [smallHeapFlags]);
   // Deno's opt-in memory trim (DENO_USR2_MEMORY_TRIM=1, then SIGUSR2) in host and plugin before the idle readings.
   const memoryTrim = await memory(tsPlugin, "lean", [], true);
+  // The plugin as Tether launches it (sandboxed, memoryTrim's default: SIGUSR2 from the host once idle), and
+  // the same launch with memoryTrim: false.
+  const tsLaunched: Plugin = { cmd: `${repoRoot}/examples/kv/plugin.ts`, args: [] };
+  const memoryLaunched = await memory(tsLaunched);
+  const memoryLaunchedUntrimmed = await memory(tsLaunched, "lean", [], false, ["--no-memory-trim"]);
   // The floors: the floor host's RSS with the Go plugin as its first plugin, then the floor plugin's.
   type FloorMemory = Omit<MemoryResult, "bare_deno_kib" | "idle_ms">;
   const memoryFloor: FloorMemory = await floorHostRun(
@@ -624,6 +631,8 @@ try {
       memoryHostSmall.host_first_plugin_kib - memoryHostSmall.host_loaded_kib,
     ),
     ts_plugin_trimmed_mib: mib(memoryTrim.ts_plugin.rss_kib),
+    ts_plugin_launched_mib: mib(memoryLaunched.ts_plugin.rss_kib),
+    ts_plugin_launched_untrimmed_mib: mib(memoryLaunchedUntrimmed.ts_plugin.rss_kib),
     host_first_plugin_added_trimmed_mib: mib(memoryTrim.host_first_plugin_kib - memoryTrim.host_loaded_kib),
     raw: {
       plain: memoryPlain,
@@ -632,6 +641,8 @@ try {
       grpcjs_channel: memoryGrpcJs,
       host_small_heap: memoryHostSmall,
       trimmed: memoryTrim,
+      launched: memoryLaunched,
+      launched_untrimmed: memoryLaunchedUntrimmed,
     },
   };
   const floorMemory = {
@@ -785,7 +796,9 @@ try {
       `for its first plugin (grpc-js channel: +${memoryFigures.host_first_plugin_added_grpcjs_mib} MiB; host run with ${smallHeapFlags}: +${memoryFigures.host_first_plugin_added_small_heap_mib} MiB; anonymous memory only: TypeScript plugin ${memoryFigures.ts_plugin_anon_mib} MiB, ` +
       `Go plugin ${memoryFigures.go_plugin_anon_mib} MiB, host +${memoryFigures.host_first_plugin_added_anon_mib} MiB; ` +
       `trimmed (DENO_USR2_MEMORY_TRIM=1, SIGUSR2 after the calls): TypeScript plugin ${memoryFigures.ts_plugin_trimmed_mib} MiB, ` +
-      `host +${memoryFigures.host_first_plugin_added_trimmed_mib} MiB)`,
+      `host +${memoryFigures.host_first_plugin_added_trimmed_mib} MiB; launched by Tether as a deno plugin ` +
+      `(sandboxed, idle trim on by default): ${memoryFigures.ts_plugin_launched_mib} MiB, memoryTrim: false ` +
+      `${memoryFigures.ts_plugin_launched_untrimmed_mib} MiB)`,
   );
   lines.push(
     `Notifier (${config.events} fs events into one TypeScript plugin, median of ${config.rounds} round(s)): PluginManager unordered ${

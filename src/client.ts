@@ -30,6 +30,7 @@ import { track } from "./lifeline.ts";
 import { PERMISSION_REQUEST_FIELD, type PermissionEvent } from "./audit.ts";
 import type { PluginRuntime } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
+import type { MemoryTrimOption } from "./memory_trim.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import { consoleLogger, type Logger, type LogRecord, StderrLogParser } from "./logs.ts";
 import { takeCertificate } from "./mtls.ts";
@@ -169,6 +170,16 @@ export interface PluginClientOptions {
    * RLIMIT_DATA (default 2048). Dying of one rejects with `resource_limit`.
    */
   readonly limits?: ResourceLimits;
+  /**
+   * Deno's memory trim of an idle `deno` plugin. Default on: the plugin is started with
+   * `DENO_USR2_MEMORY_TRIM=1`, and once its CPU time has stood still for `idleMs` (default 2000) after it
+   * moved, the host sends its Deno process SIGUSR2 (glibc's `malloc_trim(0)` and a V8 GC); again only after
+   * new activity. `false` switches it off (no variable, no signal); `{ idleMs }` (100 to 86400000) sets the
+   * quiet time. Linux only, and the host needs `--allow-all` (Deno 2.9.6 guards `/proc/<pid>/`) and so
+   * unscoped `--allow-run`; without them it says so once at warn and plugins run untrimmed. Native plugins
+   * are never signalled. See docs/security.md ("Launch defaults").
+   */
+  readonly memoryTrim?: MemoryTrimOption;
   /**
    * Ask for go-plugin's broker multiplexing (`PLUGIN_MULTIPLEX_GRPC`, go-plugin's GRPCBrokerMultiplex): the
    * main gRPC connection and every brokered one become yamux streams of one connection to the plugin,
@@ -1089,6 +1100,7 @@ function runnerFromFlatOptions(options: PluginClientOptions): ProcessRunner {
       denoConfig: options.denoConfig,
       isolation: options.isolation,
       limits: options.limits,
+      memoryTrim: options.memoryTrim,
       killOnAuditTamper: options.killOnAuditTamper,
       onPermissionEvent: options.onPermissionEvent,
     },

@@ -35,6 +35,13 @@ import {
   v8Flags,
 } from "./isolation.ts";
 import type { Logger } from "./logs.ts";
+import {
+  MEMORY_TRIM_ENV,
+  type MemoryTrim,
+  type MemoryTrimOption,
+  resolveMemoryTrim,
+  trimUnavailable,
+} from "./memory_trim.ts";
 import { type DenoPermissions, PermissionPolicy } from "./permissions.ts";
 
 /** How a plugin runs: `native` executes the file; `deno` runs a TypeScript/JavaScript entry with `deno run`. */
@@ -101,6 +108,8 @@ export interface LaunchOptions {
   readonly isolation?: Isolation;
   /** Memory limits of a `deno` plugin. */
   readonly limits?: ResourceLimits;
+  /** Deno's memory trim of an idle `deno` plugin (default on; see `memory_trim.ts`). */
+  readonly memoryTrim?: MemoryTrimOption;
   /**
    * Kill the plugin when its audit file holds a malformed line (default: report only). A socket path used as
    * anything but a socket always kills it.
@@ -127,6 +136,11 @@ export interface PreparedLaunch {
   readonly socketPath: string;
   /** The OS layer a `deno` plugin got (`undefined` for native plugins). */
   readonly isolation?: "namespaces" | "deno-only";
+  /**
+   * The idle trim a `deno` plugin was started for (it has `DENO_USR2_MEMORY_TRIM=1`), with the executables
+   * between the spawned process and Deno that fork (bubblewrap); `undefined`: never signal it.
+   */
+  readonly memoryTrim?: MemoryTrim & { readonly wrappers: readonly string[] };
   /** The socket path for the host's broker listener with this id. */
   hostBrokerSocket(id: number): string;
   /**
@@ -320,6 +334,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
   // Decided before anything is created, so a bad option leaves nothing behind.
   if (runtime === "deno") checkDenoEnv(options.name, options.env);
   const limits = runtime === "deno" ? resolveLimits(options.limits, options.name) : undefined;
+  const trim = resolveMemoryTrim(options.memoryTrim, runtime, options.name);
   const bwrap = runtime === "deno"
     ? await resolveIsolation(options.isolation, options.name, options.logger)
     : undefined;
@@ -655,6 +670,12 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       DENO_NO_UPDATE_CHECK: "1",
       NO_COLOR: "1",
     };
+    const trimmed = trim && trimmable(options.name, options.logger)
+      ? { ...trim, wrappers: bwrap ? [bwrap] : [] }
+      : undefined;
+    // The host's decision, never the configured env's (refusedDenoEnv): the handler it installs is what makes
+    // the trimmer's SIGUSR2 safe.
+    if (trimmed) env[MEMORY_TRIM_ENV] = "1";
     if (cache && bwrap) env.DENO_DIR = cache;
     if (cache && !bwrap) {
       try {
@@ -689,6 +710,7 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       privateDir,
       socketPath,
       isolation: bwrap ? "namespaces" : "deno-only",
+      memoryTrim: trimmed,
       hostBrokerSocket: (id) => hostBrokerSocket(privateDir, id),
       watch: (kill) => {
         killPlugin = kill;
@@ -731,6 +753,24 @@ export async function prepareLaunch(options: LaunchOptions): Promise<PreparedLau
       deniedFlag(error, base, options.integrityDir),
     );
   }
+}
+
+let saidNoTrim = false;
+
+/** Whether this host can trim its idle deno plugins; if not, says why once (the plugin runs untrimmed). */
+function trimmable(plugin: string, logger: Logger): boolean {
+  const why = trimUnavailable();
+  if (why === undefined) return true;
+  if (!saidNoTrim) {
+    saidNoTrim = true;
+    logger.log({
+      level: "warn",
+      message: `deno plugins are not trimmed when idle (Deno's DENO_USR2_MEMORY_TRIM): ${why}; they run as ` +
+        "before, keeping the memory they grew (set memoryTrim: false to say so explicitly)",
+      fields: { plugin },
+    });
+  }
+  return false;
 }
 
 /** The flag to add for unix sockets, which Deno cannot grant by directory yet. */

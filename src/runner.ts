@@ -24,6 +24,7 @@ import {
   runtimeFor,
 } from "./launch.ts";
 import type { Isolation, ResourceLimits } from "./isolation.ts";
+import { type MemoryTrimOption, startMemoryTrimmer } from "./memory_trim.ts";
 import type { DenoPermissions } from "./permissions.ts";
 import type { Logger } from "./logs.ts";
 import { removeSocket } from "./listen.ts";
@@ -157,6 +158,8 @@ export interface SandboxOptions {
   readonly isolation?: Isolation;
   /** Memory limits (MiB). */
   readonly limits?: ResourceLimits;
+  /** Deno's memory trim once idle: default on (`idleMs` 2000), `false` off, or `{ idleMs }`. */
+  readonly memoryTrim?: MemoryTrimOption;
   /** Kill the plugin when its audit is malformed. */
   readonly killOnAuditTamper?: boolean;
   /** Receives each permission check the policy does not allow. */
@@ -324,6 +327,7 @@ export class ProcessRunner implements PluginRunner {
       env: command.env,
       isolation: sandbox.isolation,
       limits: sandbox.limits,
+      memoryTrim: sandbox.memoryTrim,
       killOnAuditTamper: sandbox.killOnAuditTamper,
       handleSignals: request.handleSignals,
     });
@@ -400,6 +404,18 @@ export class ProcessRunner implements PluginRunner {
       throw this.#spawnError(name, launch, wrapped, cause);
     }
     spawned.child = child;
+    // Only a deno launch started with DENO_USR2_MEMORY_TRIM=1 has a trimmer; it ends with the process.
+    const trimmer = launch.memoryTrim && child.pid !== undefined
+      ? startMemoryTrimmer({
+        plugin: name,
+        root: child.pid,
+        deno: Deno.execPath(),
+        wrappers: launch.memoryTrim.wrappers,
+        idleMs: launch.memoryTrim.idleMs,
+        logger: request.logger,
+      })
+      : undefined;
+    const status = child.status.finally(() => trimmer?.stop());
     const kill = (signal: Deno.Signal) => {
       try {
         child.kill(signal);
@@ -413,12 +429,13 @@ export class ProcessRunner implements PluginRunner {
       pid: child.pid,
       stdout: child.stdout,
       stderr: child.stderr,
-      status: child.status.then((status) => ({ code: status.code, signal: status.signal })),
+      status: status.then((status) => ({ code: status.code, signal: status.signal })),
       pin: launch.runtime === "deno" ? { socketPath: launch.socketPath } : { socketDir },
       brokerDir: socketDir,
       hostBrokerSocket: launch.hostBrokerSocket,
       kill,
       killNow: () => {
+        trimmer?.stop();
         kill("SIGKILL");
         removeSocket(launch.socketPath);
         launch.removeNow();

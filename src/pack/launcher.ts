@@ -111,6 +111,9 @@ async function run(payload: PackPayload): Promise<number> {
       isolation: manifest.isolation,
       limits: manifest.limits,
       killOnAuditTamper: false,
+      // No idle trimmer here: it reads /proc/<pid>/, which Deno 2.9.6 allows only with --allow-all, and the
+      // launcher runs without it; so the plugin gets no DENO_USR2_MEMORY_TRIM either.
+      memoryTrim: false,
     });
   } catch (error) {
     await dropStaging();

@@ -659,6 +659,9 @@ export class PluginManager implements AsyncDisposable {
       ...(t.uid !== undefined ? { uid: t.uid } : {}),
       ...(t.gid !== undefined ? { gid: t.gid } : {}),
       ...(t.maxReceiveMessageBytes !== undefined ? { maxReceiveMessageBytes: t.maxReceiveMessageBytes } : {}),
+      ...(t.memoryTrimIdleMs !== undefined
+        ? { memoryTrim: t.memoryTrimIdleMs === 0 ? false : { idleMs: t.memoryTrimIdleMs } }
+        : {}),
       startTimeoutMs: t.startTimeoutMs,
       ...(deno && !config.sha256sum && options.denoConfig ? { denoConfig: options.denoConfig } : {}),
       logger: this.#logger,

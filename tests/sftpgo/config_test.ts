@@ -1338,3 +1338,36 @@ Deno.test("rule: tether.max_receive_message_bytes is an integer from 1 to 2^31-1
     });
   }
 });
+
+Deno.test("rule: tether.memory_trim_idle_ms is 0 (off) or 100 to 86400000 ms, for deno plugins only; absent means PluginClient's default", () => {
+  const trim = (value: string, cmd = "/opt/f.ts") =>
+    lines("- type: ipfilter", `  cmd: ${cmd}`, "  tether:", `    memory_trim_idle_ms: ${value}`);
+  assert.equal(parsePluginsConfig(trim("500"), FILE)[0].tether.memoryTrimIdleMs, 500);
+  assert.equal(parsePluginsConfig(trim("0"), FILE)[0].tether.memoryTrimIdleMs, 0);
+  assert.equal(
+    parsePluginsConfig(lines("- type: ipfilter", "  cmd: /opt/f.ts"), FILE)[0].tether.memoryTrimIdleMs,
+    undefined,
+  );
+  for (
+    const [value, found] of [["99", "99"], ["86400001", "86400001"], ["-1", "-1"], ['"2s"', '"2s"'], [
+      "1.5",
+      "1.5",
+    ]]
+  ) {
+    rejects(trim(value), {
+      line: 4,
+      column: 26,
+      path: "plugins[0].tether.memory_trim_idle_ms",
+      expected: "0 (no idle memory trim) or an integer from 100 to 86400000 (milliseconds)",
+      found,
+    });
+  }
+  rejects(trim("500", "/bin/f"), {
+    line: 4,
+    column: 26,
+    path: "plugins[0].tether.memory_trim_idle_ms",
+    expected: "memory_trim_idle_ms only for a deno plugin",
+    found: "500",
+    hint: 'cmd "/bin/f" resolves to runtime native',
+  });
+});

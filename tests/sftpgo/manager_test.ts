@@ -849,3 +849,56 @@ plugins:
     }
   },
 });
+
+Deno.test({
+  name:
+    "manager: tether.memory_trim_idle_ms reaches a deno plugin's launch (0: no DENO_USR2_MEMORY_TRIM, never " +
+    "signalled; 150: the variable, and a trim once idle); still answering",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const { parsePluginsConfig } = await import("../../src/sftpgo/config.ts");
+    const { findTrimTarget } = await import("../../src/memory_trim.ts");
+    const configs = parsePluginsConfig(
+      `
+plugins:
+  - type: ipfilter
+    cmd: tests/fixtures/sftpgo/ipfilter.ts
+    tether: { memory_trim_idle_ms: 0, health_check_interval_ms: 0 }
+  - type: ipfilter
+    cmd: tests/fixtures/sftpgo/ipfilter.ts
+    tether: { memory_trim_idle_ms: 150, health_check_interval_ms: 0 }
+`,
+      "test.yaml",
+    );
+    const { logger, records } = collectingLogger();
+    const manager = new PluginManager(configs, testOptions(logger, { denoConfig: `${repoRoot}/deno.json` }));
+    await manager.start();
+    try {
+      const [off, on] = manager.status().map((s) => {
+        const target = findTrimTarget(s.pid!, Deno.execPath(), ["/usr/bin/bwrap"]);
+        assert.ok(target, `the Deno process of ${s.name}`);
+        return { name: s.name, pid: target.pid };
+      });
+      const environ = (pid: number) => Deno.readTextFileSync(`/proc/${pid}/environ`).split("\0");
+      assert.ok(!environ(off.pid).some((entry) => entry.startsWith("DENO_USR2_MEMORY_TRIM=")));
+      assert.ok(environ(on.pid).includes("DENO_USR2_MEMORY_TRIM=1"));
+      const trims = (name: string) =>
+        records.filter((r) => r.message === "plugin idle: memory trimmed" && r.fields?.plugin === name);
+      await waitFor(
+        "a trim of the plugin with memory_trim_idle_ms 150",
+        () => trims(on.name).length > 0,
+        20_000,
+      );
+      await sleep(600);
+      assert.deepEqual(trims(off.name), []);
+      // Both still answer (the router asks each in turn): without the variable a SIGUSR2 would have ended the first.
+      assert.deepEqual(await manager.ipFilter.checkIP("198.51.100.7", "SSH"), {
+        allowed: true,
+        plugin: on.name,
+      });
+      assert.deepEqual(manager.status().map((s) => [s.state, s.restarts]), [["running", 0], ["running", 0]]);
+    } finally {
+      await manager.stop();
+    }
+  },
+});

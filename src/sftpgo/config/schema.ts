@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import { refusedDenoEnv, runtimeFor } from "../../launch.ts";
+import { MAX_TRIM_IDLE_MS, MIN_TRIM_IDLE_MS } from "../../memory_trim.ts";
 import { validatePermissionEntries } from "../../permissions.ts";
 import { MAX_RECEIVE_MESSAGE_BYTES } from "../../receive_limits.ts";
 import { goBool, goInt, goSlice, goString, isPlainObject } from "./decode.ts";
@@ -69,6 +70,8 @@ export const X = {
   healthMs: `0 (no health checks) or an integer from 1 to ${MAX_TIMER_MS} (milliseconds; a longer time ` +
     "overflows the timer, which would then fire at once)",
   maxRestarts: "a non-negative integer (0 for unlimited)",
+  trimMs:
+    `0 (no idle memory trim) or an integer from ${MIN_TRIM_IDLE_MS} to ${MAX_TRIM_IDLE_MS} (milliseconds)`,
   receiveBytes: `an integer from 1 to ${MAX_RECEIVE_MESSAGE_BYTES} (bytes; 2^31-1 is go-plugin's own limit)`,
   grant: "a non-empty string",
   grantEntry: 'one entry: no list separator (",", newline, NUL) and no leading "-"',
@@ -177,6 +180,13 @@ const tetherShape = {
     .default(5_000),
   permissions: strictStruct(permissionsShape),
   allow_broad_permissions: z.boolean(E(X.bool)).default(false),
+  // Absent rather than defaulted: PluginClient holds the default (src/memory_trim.ts), and a native entry that
+  // sets it can be told it has no effect.
+  memory_trim_idle_ms: z.int(E(X.trimMs)).refine(
+    (v) => v === 0 || (v >= MIN_TRIM_IDLE_MS && v <= MAX_TRIM_IDLE_MS),
+    E(X.trimMs),
+  )
+    .optional(),
   // Absent rather than defaulted: PluginClient holds the default (src/receive_limits.ts).
   max_receive_message_bytes: z.int(E(X.receiveBytes)).min(1, E(X.receiveBytes))
     .max(MAX_RECEIVE_MESSAGE_BYTES, E(X.receiveBytes)).optional(),
@@ -345,6 +355,11 @@ function checkTether(p: DecodedPlugin, ctx: z.RefinementCtx): void {
         const why = error instanceof Error ? error.message.replace(/^[^:]*: /, "") : String(error);
         custom(ctx, ["tether", "permissions", kind, index], X.grantEntry, { detail: why });
       }
+    });
+  }
+  if (t.memory_trim_idle_ms !== undefined && runtime !== "deno") {
+    custom(ctx, ["tether", "memory_trim_idle_ms"], "memory_trim_idle_ms only for a deno plugin", {
+      hint: why !== "" ? why : `runtime is ${runtime}; native plugins are never trimmed (nor signalled)`,
     });
   }
   if (t.notifier_order !== undefined && p.type !== "notifier") {

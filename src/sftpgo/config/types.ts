@@ -319,6 +319,12 @@ export interface TetherOptions {
   /** `gid`: group id to run a native plugin as. */
   gid?: number;
   /**
+   * `memory_trim_idle_ms` (deno plugins only): how long the plugin's CPU time must stand still after activity
+   * before the host sends it SIGUSR2 for Deno's memory trim (`memoryTrim` of PluginClient); 0 switches the
+   * trim off. Absent means PluginClient's default (on, 2000 ms).
+   */
+  memoryTrimIdleMs?: number;
+  /**
    * `notifier_order` (notifier plugins only): `ordered` (the default) delivers one event at a time, in the order
    * the host produced them, across crashes; `unordered` sends each event as its own task, as SFTPGo does, under
    * the manager's `notifierConcurrency` bound, so events may arrive in any order. Absent means `ordered`.

@@ -234,6 +234,7 @@ function toPluginConfig(p: DecodedPlugin, index: number, ctx: Context): PluginCo
       : {}),
     ...(t.uid !== undefined ? { uid: t.uid } : {}),
     ...(t.gid !== undefined ? { gid: t.gid } : {}),
+    ...(t.memory_trim_idle_ms !== undefined ? { memoryTrimIdleMs: t.memory_trim_idle_ms } : {}),
     ...(p.type === "notifier" ? { notifierOrder: t.notifier_order ?? "ordered" } : {}),
   };
   const pos = ctx.locator.value([index]);
