@@ -274,11 +274,9 @@ function leanUnary(
         return;
       }
       const answer = new OneAnswer(call, path, deserialize, resolve, reject, mapError);
-      // Queued before the start: the headers, the request and the end of the stream leave in one write
-      // (a write then an end sent a second, empty DATA frame per call).
+      call.startPlain(headers, answer, false);
       call.sendMessageWithContext(NO_CONTEXT, bytes);
       call.halfClose();
-      call.startPlain(headers, answer, false);
       call.startRead();
       if (options?.signal) answer.unlink = linkSignal(options.signal, cancelOnClient(call));
     });
@@ -407,10 +405,9 @@ function leanServerStream(
       return failedStream(Promise.resolve(mapError(rpcError(path, statusError(INTERNAL, details)))));
     }
     const answers = new Answers(call);
-    // As leanUnary: request and end of stream leave with the headers.
+    call.startPlain(headers, answers.listener, false);
     call.sendMessageWithContext(NO_CONTEXT, bytes);
     call.halfClose();
-    call.startPlain(headers, answers.listener, false);
     return leanRead(
       path,
       call,

@@ -604,8 +604,7 @@ export class H2Call {
       }
       this.#deliver();
     });
-    // A call whose requests were all queued before it opened (unary, server streaming) has no producer to wake.
-    if (!this.#halfClosed) stream.on("drain", () => this.#wakeProducers());
+    stream.on("drain", () => this.#wakeProducers());
     stream.on("error", () => {
       // Reported on "close" with the RST code or as a dropped connection.
     });
