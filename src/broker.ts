@@ -13,12 +13,14 @@ import type { ChannelReceiveOptions, PluginChannel } from "./channel.ts";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from "./receive_limits.ts";
 import { deserializer, serializer, type ServiceClient, type ServiceRegistration } from "./service.ts";
 import type { MessageCodec } from "./calls.ts";
 import {
   type Endpoint,
   type ListenOptions,
   type RunningServer,
+  type ServerLimits,
   startServer,
   type TlsMaterial,
 } from "./listen.ts";
@@ -91,6 +93,7 @@ export class Broker {
   readonly #socketPathFor: ((id: number) => string) | undefined;
   readonly #checkPeer: ((endpoint: Endpoint, id: number) => void) | undefined;
   readonly #receive: ChannelReceiveOptions | undefined;
+  readonly #serverLimits: ServerLimits | undefined;
   readonly #knocksAnswered = new Set<number>();
   #mux: MuxLink | undefined;
   /** Multiplexed: the private socket of each brokered server, by id. */
@@ -109,7 +112,8 @@ export class Broker {
    * @param socketPathFor exact socket path per broker id, when a sandbox granted fixed paths
    * @param checkPeer throws for an address the peer announced that must not be dialled (the host pins
    *   a plugin's broker sockets to its launch directory)
-   * @param receive what the connections this side dials accept (the host's `maxReceiveMessageBytes`)
+   * @param receive what this side accepts, both on the connections it dials and as requests to the servers it
+   *   serves (the host's `maxReceiveMessageBytes`, default 128 MiB); without it (a plugin), go-plugin's 2^31-1
    */
   constructor(
     tls: TlsMaterial | undefined,
@@ -119,6 +123,10 @@ export class Broker {
     receive?: ChannelReceiveOptions,
   ) {
     this.#receive = receive;
+    // The host's callbacks take the plugin's requests: they get the limit its answers get, not go-plugin's 2 GiB.
+    this.#serverLimits = receive && {
+      maxReceiveMessageBytes: receive.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+    };
     this.#tls = tls;
     this.#listen = listen;
     this.#socketPathFor = socketPathFor;
@@ -270,6 +278,7 @@ export class Broker {
         services,
         { ...this.#listen, socketPath: this.#socketPathFor?.(id) },
         this.#tls,
+        this.#serverLimits,
       );
     } catch (cause) {
       throw new TetherError("broker", `could not listen for brokered connection ${id}: ${String(cause)}`, {

@@ -111,12 +111,14 @@ function metadataHeaders(options: CallOptions | undefined): Record<string, strin
   return headers;
 }
 
+const noop = () => {};
+
 /** Hooks an AbortSignal to a call's cancel(); returns the unhook function. */
 function linkSignal(signal: AbortSignal | undefined, call: { cancel(): void }): () => void {
-  if (!signal) return () => {};
+  if (!signal) return noop;
   if (signal.aborted) {
     call.cancel();
-    return () => {};
+    return noop;
   }
   const onAbort = () => call.cancel();
   signal.addEventListener("abort", onAbort, { once: true });
@@ -139,6 +141,9 @@ function errorText(error: unknown): string {
 // ---------------------------------------------------------------------------------------------------------
 // The lean calls, on H2Call.
 
+/** The request metadata of a call without any: one object, never written to. */
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 /**
  * Starts a lean call, or says why it cannot start (an invalid option, bad
  * metadata, a closed channel: the errors grpc-js throws synchronously).
@@ -149,7 +154,7 @@ function leanCall(
   options: CallOptions | undefined,
 ): { call: H2Call; headers: Record<string, string> } | TetherError {
   let deadline = Infinity;
-  let headers: Record<string, string> = {};
+  let headers = NO_HEADERS;
   try {
     const timeoutMs = validateTimerMs(options?.timeoutMs, "timeoutMs");
     if (timeoutMs !== undefined) deadline = Date.now() + timeoutMs;
@@ -167,42 +172,78 @@ function cancelOnClient(call: H2Call): { cancel(): void } {
   return { cancel: () => call.cancelWithStatus(CANCELLED, "Cancelled on client") };
 }
 
+/** Rejects with `error` as the caller's mapper turns it. */
+function failWith(mapError: ErrorMapper, reject: (error: unknown) => void, error: TetherError): void {
+  Promise.resolve(mapError(error)).then(reject, reject);
+}
+
+/** What {@linkcode H2Call.sendMessageWithContext} is given when nobody waits for the write. */
+const NO_CONTEXT = {};
+
 /**
  * The listener of a call answered by one message (unary, client streaming): resolves with it at an OK status;
  * a second message ends the call (as grpc-js), never a wait for the deadline; no message is UNIMPLEMENTED.
+ * One object per call, in the place of a closure per callback.
  */
-function oneAnswer(
-  call: H2Call,
-  path: string,
-  deserialize: (bytes: Buffer) => unknown,
-  resolve: (value: unknown) => void,
-  fail: (error: TetherError) => void,
-  ended: () => void,
-): CallListener {
-  let response: Buffer | undefined;
-  return {
-    onReceiveMetadata() {},
-    onReceiveMessage(message) {
-      if (response !== undefined) {
-        call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
-        return;
-      }
-      response = message;
-      call.startRead();
-    },
-    onReceiveStatus({ code, details, metadata }) {
-      ended();
-      if (code !== 0) return fail(rpcError(path, statusError(code, details, metadata)));
-      if (response === undefined) {
-        return fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
-      }
-      try {
-        resolve(deserialize(response));
-      } catch (error) {
-        fail(rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)));
-      }
-    },
-  };
+class OneAnswer implements CallListener {
+  readonly #call: H2Call;
+  readonly #path: string;
+  readonly #deserialize: (bytes: Buffer) => unknown;
+  readonly #resolve: (value: unknown) => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #mapError: ErrorMapper;
+  #response: Buffer | undefined;
+  /** Unhooks the caller's AbortSignal once the call has ended. */
+  unlink: () => void = noop;
+
+  constructor(
+    call: H2Call,
+    path: string,
+    deserialize: (bytes: Buffer) => unknown,
+    resolve: (value: unknown) => void,
+    reject: (error: unknown) => void,
+    mapError: ErrorMapper,
+  ) {
+    this.#call = call;
+    this.#path = path;
+    this.#deserialize = deserialize;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#mapError = mapError;
+  }
+
+  onReceiveMetadata(): void {}
+
+  onReceiveMessage(message: Buffer): void {
+    if (this.#response !== undefined) {
+      this.#call.cancelWithStatus(UNIMPLEMENTED, "Too many responses received");
+      return;
+    }
+    this.#response = message;
+    this.#call.startRead();
+  }
+
+  onReceiveStatus({ code, details, metadata }: CallStatus): void {
+    this.unlink();
+    const path = this.#path;
+    if (code !== 0) return this.#fail(rpcError(path, statusError(code, details, metadata)));
+    if (this.#response === undefined) {
+      return this.#fail(rpcError(path, statusError(UNIMPLEMENTED, "No message received")));
+    }
+    let value: unknown;
+    try {
+      value = this.#deserialize(this.#response);
+    } catch (error) {
+      return this.#fail(
+        rpcError(path, statusError(INTERNAL, `Response message parsing error: ${errorText(error)}`)),
+      );
+    }
+    this.#resolve(value);
+  }
+
+  #fail(error: TetherError): void {
+    failWith(this.#mapError, this.#reject, error);
+  }
 }
 
 /**
@@ -218,25 +259,26 @@ function leanUnary(
 ): (request: MessageInitShape<DescMessage>, options?: CallOptions) => Promise<unknown> {
   return (request, options) =>
     new Promise((resolve, reject) => {
-      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
       const started = leanCall(h2, path, options);
-      if (started instanceof TetherError) return fail(started);
+      if (started instanceof TetherError) return failWith(mapError, reject, started);
       const { call, headers } = started;
       let bytes: Buffer;
       try {
         bytes = serialize(request);
       } catch (error) {
-        fail(
+        failWith(
+          mapError,
+          reject,
           rpcError(path, statusError(INTERNAL, `Request message serialization failure: ${errorText(error)}`)),
         );
         return;
       }
-      let unlink = () => {};
-      call.startPlain(headers, oneAnswer(call, path, deserialize, resolve, fail, () => unlink()), false);
-      call.sendMessageWithContext({}, bytes);
+      const answer = new OneAnswer(call, path, deserialize, resolve, reject, mapError);
+      call.startPlain(headers, answer, false);
+      call.sendMessageWithContext(NO_CONTEXT, bytes);
       call.halfClose();
       call.startRead();
-      unlink = linkSignal(options?.signal, cancelOnClient(call));
+      if (options?.signal) answer.unlink = linkSignal(options.signal, cancelOnClient(call));
     });
 }
 
@@ -364,7 +406,7 @@ function leanServerStream(
     }
     const answers = new Answers(call);
     call.startPlain(headers, answers.listener, false);
-    call.sendMessageWithContext({}, bytes);
+    call.sendMessageWithContext(NO_CONTEXT, bytes);
     call.halfClose();
     return leanRead(
       path,
@@ -412,14 +454,13 @@ function leanClientStream(
 ): (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) => Promise<unknown> {
   return (requests, options) =>
     new Promise((resolve, reject) => {
-      const fail = (error: TetherError) => Promise.resolve(mapError(error)).then(reject, reject);
       const started = leanCall(h2, path, options);
-      if (started instanceof TetherError) return fail(started);
+      if (started instanceof TetherError) return failWith(mapError, reject, started);
       const { call, headers } = started;
-      let unlink = () => {};
-      call.startPlain(headers, oneAnswer(call, path, deserialize, resolve, fail, () => unlink()), false);
+      const answer = new OneAnswer(call, path, deserialize, resolve, reject, mapError);
+      call.startPlain(headers, answer, false);
       call.startRead();
-      unlink = linkSignal(options?.signal, cancelOnClient(call));
+      answer.unlink = linkSignal(options?.signal, cancelOnClient(call));
       // As with grpc-js's call objects: a failing request iterable cancels the call and the promise rejects
       // with the iterable's own error.
       leanFeed(call, requests, serialize).catch((error) => {

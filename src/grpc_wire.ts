@@ -77,7 +77,8 @@ function wholeAfter(length: number): number {
 export class MessageDecoder {
   readonly #max: number;
   readonly #accounting: DecoderAccounting | undefined;
-  #header = Buffer.alloc(5);
+  /** A prefix split across chunks, made only when one is: most calls never need it. */
+  #header: Buffer | undefined;
   #headerFill = 0;
   /** Bytes of the current message still to come; -1 while reading a prefix. */
   #need = -1;
@@ -88,6 +89,7 @@ export class MessageDecoder {
   /** The current message's own buffer, once made; `#filled` bytes of it are written. */
   #whole: Buffer | undefined;
   #filled = 0;
+  #taken = 0;
 
   /**
    * @param maxMessageBytes the largest message accepted; a larger announced length is refused.
@@ -96,6 +98,14 @@ export class MessageDecoder {
   constructor(maxMessageBytes: number, accounting?: DecoderAccounting) {
     this.#max = maxMessageBytes;
     this.#accounting = accounting;
+  }
+
+  /**
+   * Bytes this decoder has taken from its accounting so far (all messages): its caller gives back each
+   * message's length as it hands it on, and the rest when the call ends.
+   */
+  get takenBytes(): number {
+    return this.#taken;
   }
 
   /** True between messages: no prefix or message begun and not finished. */
@@ -120,14 +130,15 @@ export class MessageDecoder {
           this.#length = chunk.readUInt32BE(offset + 1);
           offset += 5;
         } else {
+          const header = this.#header ??= Buffer.alloc(5);
           const take = Math.min(5 - this.#headerFill, chunk.length - offset);
-          chunk.copy(this.#header, this.#headerFill, offset, offset + take);
+          chunk.copy(header, this.#headerFill, offset, offset + take);
           this.#headerFill += take;
           offset += take;
           if (this.#headerFill < 5) break;
           this.#headerFill = 0;
-          flag = this.#header[0];
-          this.#length = this.#header.readUInt32BE(1);
+          flag = header[0];
+          this.#length = header.readUInt32BE(1);
         }
         if (flag !== 0) return [GrpcStatus.INTERNAL, "compressed message received, none was negotiated"];
         if (this.#length > this.#max) return tooLargeStatus(this.#length, this.#max, this.#accounting?.peer);
@@ -158,15 +169,28 @@ export class MessageDecoder {
       return undefined;
     }
     const accounting = this.#accounting;
+    if (this.#partsBytes === 0 && piece.length === this.#length) {
+      // The whole message in one chunk (most calls): straight into its own buffer.
+      const refused = accounting?.take(piece.length);
+      if (refused) return refused;
+      this.#taken += piece.length;
+      this.#whole = Buffer.allocUnsafe(piece.length);
+      this.#whole.set(piece);
+      this.#filled = piece.length;
+      return undefined;
+    }
     const refused = accounting?.take(piece.length);
     if (refused) return refused;
+    this.#taken += piece.length;
     this.#parts.push(piece);
     this.#partsBytes += piece.length;
     if (this.#partsBytes < wholeAfter(this.#length)) return undefined;
     // Enough of it came to be worth its own buffer (all of it, for a message within one chunk).
     // Counted at its full length from here on: the pieces copied into it are let go.
-    const whole = accounting?.take(this.#length - this.#partsBytes);
+    const rest = this.#length - this.#partsBytes;
+    const whole = accounting?.take(rest);
     if (whole) return whole;
+    this.#taken += rest;
     this.#whole = Buffer.allocUnsafe(this.#length);
     for (const part of this.#parts) {
       this.#whole.set(part, this.#filled);

@@ -21,7 +21,13 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Buffer } from "node:buffer";
 import type { PeerCertificate } from "node:tls";
-import { decodeStatusMessage, formatTimeout, frame, MessageDecoder } from "./grpc_wire.ts";
+import {
+  type DecoderAccounting,
+  decodeStatusMessage,
+  formatTimeout,
+  frame,
+  MessageDecoder,
+} from "./grpc_wire.ts";
 import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, giveReceiveBytes, takeReceiveBytes } from "./receive_limits.ts";
 
 type Deadline = Date | number;
@@ -134,9 +140,52 @@ export class H2Channel {
     { resets: (() => void)[]; timer: ReturnType<typeof setTimeout> }
   >();
 
+  /** How every call's decoder takes from the process's receive budget: one object for the channel's calls. */
+  readonly accounting: DecoderAccounting;
+  /** Request headers of calls without metadata or deadline, by path: the same object each time (http2 copies it). */
+  readonly #plainHeaders = new Map<string, Readonly<http2.OutgoingHttpHeaders>>();
+
   /** A channel that dials `config.target` when first used. */
   constructor(config: H2ChannelConfig) {
     this.#config = config;
+    const peer = config.peer;
+    this.accounting = { peer, take: (bytes) => takeReceiveBytes(bytes, peer) };
+  }
+
+  /**
+   * The request headers of a call to `path`: the constant ones (made once per path), then `metadata`, then
+   * `grpc-timeout` when there is a deadline.
+   */
+  requestHeaders(
+    path: string,
+    metadata: http2.OutgoingHttpHeaders,
+    timeout: string | undefined,
+  ): Readonly<http2.OutgoingHttpHeaders> {
+    let plain = this.#plainHeaders.get(path);
+    if (!plain) {
+      plain = Object.freeze({
+        ":method": "POST",
+        ":scheme": this.scheme,
+        ":path": path,
+        ":authority": this.#config.authority,
+        "content-type": "application/grpc",
+        "te": "trailers",
+        "user-agent": USER_AGENT,
+        "grpc-accept-encoding": "identity",
+      });
+      // Paths are the methods of the services a host uses: few, and fixed by its code.
+      this.#plainHeaders.set(path, plain);
+    }
+    let empty = true;
+    for (const _ in metadata) {
+      empty = false;
+      break;
+    }
+    if (empty && timeout === undefined) return plain;
+    // Metadata first, as before: a caller's key never replaces a transport header.
+    const headers: http2.OutgoingHttpHeaders = { ...metadata, ...plain };
+    if (timeout !== undefined) headers["grpc-timeout"] = timeout;
+    return headers;
   }
 
   /** Closes the connection once its calls have finished; new calls fail with UNAVAILABLE. */
@@ -458,8 +507,8 @@ export class H2Call {
   #ended = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #decoder: MessageDecoder;
-  /** Bytes of this call's answers taken from the process's receive budget: in the decoder or not yet read. */
-  #held = 0;
+  /** Bytes of this call's answers given back to the receive budget (as messages were handed over). */
+  #given = 0;
   #httpStatus = 0;
   #withMetadata = true;
   #trailerHeaders: http2.IncomingHttpHeaders | undefined;
@@ -473,15 +522,7 @@ export class H2Call {
     this.#method = method;
     this.#deadline = deadline;
     this.#number = number;
-    const peer = channel.peer;
-    this.#decoder = new MessageDecoder(channel.maxMessageBytes, {
-      peer,
-      take: (bytes) => {
-        const refused = takeReceiveBytes(bytes, peer);
-        if (!refused) this.#held += bytes;
-        return refused;
-      },
-    });
+    this.#decoder = new MessageDecoder(channel.maxMessageBytes, channel.accounting);
   }
 
   /** Sends the request headers (after dialling, if needed): grpc-js's entry, with its `Metadata`. */
@@ -502,29 +543,20 @@ export class H2Call {
     this.#listener = listener;
     this.#withMetadata = withMetadata && this.#Metadata !== undefined;
     const deadline = Number(this.#deadline);
-    const headers: http2.OutgoingHttpHeaders = {
-      ...metadata,
-      ":method": "POST",
-      ":scheme": this.#channel.scheme,
-      ":path": this.#method,
-      ":authority": this.#channel.authority,
-      "content-type": "application/grpc",
-      "te": "trailers",
-      "user-agent": USER_AGENT,
-      "grpc-accept-encoding": "identity",
-    };
+    let timeout: string | undefined;
     if (Number.isFinite(deadline)) {
       const ms = deadline - Date.now();
       if (ms <= 0) {
         queueMicrotask(() => this.#end(DEADLINE_EXCEEDED, "Deadline exceeded"));
         return;
       }
-      headers["grpc-timeout"] = formatTimeout(ms);
+      timeout = formatTimeout(ms);
       this.#timer = setTimeout(
         () => this.cancelWithStatus(DEADLINE_EXCEEDED, "Deadline exceeded"),
         ms,
       );
     }
+    const headers = this.#channel.requestHeaders(this.#method, metadata, timeout);
     const session = this.#channel.session();
     if (session instanceof Promise) {
       session.then((result) => {
@@ -536,7 +568,7 @@ export class H2Call {
     } else this.#open(session, headers);
   }
 
-  #open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): void {
+  #open(session: http2.ClientHttp2Session, headers: Readonly<http2.OutgoingHttpHeaders>): void {
     let stream: http2.ClientHttp2Stream;
     try {
       stream = session.request(headers, { endStream: false });
@@ -601,7 +633,9 @@ export class H2Call {
     this.#pendingWrites = [];
     // A unary request: headers, one message and the end of the stream leave together.
     if (this.#halfClosed && writes.length === 1) {
-      stream.end(writes[0].data, () => writes[0].callback?.());
+      const { data, callback } = writes[0];
+      if (callback) stream.end(data, () => callback());
+      else stream.end(data);
       this.#wakeProducers();
       return;
     }
@@ -644,7 +678,7 @@ export class H2Call {
       this.#reads--;
       const message = this.#messages.shift()!;
       // Handed over: the caller holds it from here, not the receive budget.
-      this.#held -= message.length;
+      this.#given += message.length;
       giveReceiveBytes(message.length);
       this.#listener?.onReceiveMessage(message);
     }
@@ -653,8 +687,9 @@ export class H2Call {
     if (this.#status && this.#messages.length === 0 && !this.#ended) {
       this.#ended = true;
       // Whatever is still held (a message cut short, answers dropped by a cancel) goes back to the budget.
-      giveReceiveBytes(this.#held);
-      this.#held = 0;
+      const held = this.#decoder.takenBytes - this.#given;
+      this.#given += held;
+      giveReceiveBytes(held);
       this.#listener?.onReceiveStatus(this.#status);
     }
   }

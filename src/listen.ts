@@ -73,10 +73,17 @@ export interface Bindable {
   stop(): void;
 }
 
+/** What a server accepts from its callers. */
+export interface ServerLimits {
+  /** Largest request message accepted (default go-plugin's, 2^31-1 bytes); the host's brokered servers pass its own. */
+  readonly maxReceiveMessageBytes?: number;
+}
+
 /** Makes the server {@linkcode startServer} binds. */
 export type ServerFactory = (
   services: readonly ServiceRegistration[],
   tls: TlsMaterial | undefined,
+  limits?: ServerLimits,
 ) => Bindable;
 
 let serverFactory: ServerFactory | undefined;
@@ -98,8 +105,12 @@ export function setServerFactory(factory: ServerFactory | undefined): void {
   serverFactory = factory;
 }
 
-function leanServer(services: readonly ServiceRegistration[], tls: TlsMaterial | undefined): Bindable {
-  const h2 = new H2Server(services, { tls });
+function leanServer(
+  services: readonly ServiceRegistration[],
+  tls: TlsMaterial | undefined,
+  limits?: ServerLimits,
+): Bindable {
+  const h2 = new H2Server(services, { tls, maxReceiveMessageBytes: limits?.maxReceiveMessageBytes });
   const server = h2.server;
   return {
     bind: (where) =>
@@ -142,7 +153,8 @@ const MAX_SOCKET_PATH = Deno.build.os === "darwin" ? 103 : 107;
 /**
  * Starts a gRPC server with the given services on a new unix socket or
  * TCP port, chosen as go-plugin chooses: mTLS (a verified client
- * certificate required) with `tls`, plaintext (h2c) without.
+ * certificate required) with `tls`, plaintext (h2c) without. `limits` bounds
+ * what callers may send it.
  *
  * @example
  * ```ts ignore
@@ -156,8 +168,9 @@ export async function startServer(
   services: readonly ServiceRegistration[],
   listen: ListenOptions,
   tls: TlsMaterial | undefined,
+  limits?: ServerLimits,
 ): Promise<RunningServer> {
-  const server = (serverFactory ?? leanServer)(services, tls);
+  const server = (serverFactory ?? leanServer)(services, tls, limits);
   let endpoint: Endpoint;
   try {
     endpoint = await bindAsGoPluginDoes(server, listen);

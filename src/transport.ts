@@ -14,7 +14,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { grpcServiceDefinition, MAX_MESSAGE_BYTES, type ServiceRegistration } from "./rpc.ts";
-import { type Bindable, setServerFactory, type TlsMaterial } from "./listen.ts";
+import { type Bindable, type ServerLimits, setServerFactory, type TlsMaterial } from "./listen.ts";
 
 export {
   type Endpoint,
@@ -82,9 +82,10 @@ export function serverCredentials(tls: TlsMaterial | undefined): grpc.ServerCred
 export function grpcJsServer(
   services: readonly ServiceRegistration[],
   tls: TlsMaterial | undefined,
+  limits?: ServerLimits,
 ): Bindable {
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_receive_message_length": limits?.maxReceiveMessageBytes ?? MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
     "grpc.enable_channelz": 0,
   });

@@ -13,6 +13,9 @@ import {
   TetherError,
 } from "../../mod.ts";
 import * as grpc from "@grpc/grpc-js";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { Buffer } from "node:buffer";
 import { Broker, type ConnInfoInit } from "../../src/broker.ts";
 import { GRPCBroker } from "../../src/gen/plugin/grpc_broker_pb.ts";
 import { assertPinnedAddress } from "../../src/handshake.ts";
@@ -341,5 +344,70 @@ Deno.test("broker: a flood of announcements nobody dials keeps only the newest 1
     await rejectsWith(broker.dial(1, 1), "broker");
   } finally {
     broker.close();
+  }
+});
+
+/**
+ * Sends one Add request whose prefix announces `announced` bytes, then half-closes, to a brokered server;
+ * resolves with the call's grpc-status and grpc-message.
+ */
+async function announceRequest(socket: string, announced: number): Promise<[string, string]> {
+  const session = http2.connect("http://localhost", { createConnection: () => net.connect(socket) });
+  session.on("error", () => {});
+  try {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/tether.kv.v1.Adder/Add",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    const prefix = Buffer.alloc(5 + 1024);
+    prefix.writeUInt32BE(announced, 1);
+    stream.end(prefix);
+    stream.resume();
+    const headers: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => Object.assign(headers, h));
+    stream.on("trailers", (h) => Object.assign(headers, h));
+    await new Promise((resolve) => stream.once("close", resolve));
+    return [String(headers["grpc-status"]), decodeURIComponent(String(headers["grpc-message"] ?? ""))];
+  } finally {
+    session.destroy();
+  }
+}
+
+Deno.test("broker: the host's brokered servers refuse a request over the host's maxReceiveMessageBytes", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "tether-broker-limit-" });
+  const adder = registration(Adder, { add: ({ a, b }) => ({ sum: a + b }) });
+  // A host's broker (it has receive options): its own limit, default 128 MiB, not go-plugin's 2^31-1.
+  const host = new Broker(undefined, { network: "unix", socketDir: dir }, undefined, undefined, {
+    peer: 'plugin "kv"',
+  });
+  const raised = new Broker(undefined, { network: "unix", socketDir: dir }, undefined, undefined, {
+    maxReceiveMessageBytes: 1000,
+  });
+  // A plugin's broker: go-plugin's limit, as a Go host expects.
+  const plugin = new Broker(undefined, { network: "unix", socketDir: dir });
+  try {
+    const hostServer = await host.acceptAndServe(host.nextId(), [adder]);
+    const [code, message] = await announceRequest(hostServer.address, 2 ** 31 - 16);
+    assert.equal(Number(code), GrpcStatus.RESOURCE_EXHAUSTED, message);
+    assert.match(message, /Received message larger than max \(2147483632 vs\. 134217728\)/);
+
+    const small = await raised.acceptAndServe(raised.nextId(), [adder]);
+    const [smallCode, smallMessage] = await announceRequest(small.address, 1024);
+    assert.equal(Number(smallCode), GrpcStatus.RESOURCE_EXHAUSTED, smallMessage);
+    assert.match(smallMessage, /Received message larger than max \(1024 vs\. 1000\)/);
+
+    // The plugin's server takes the announcement and waits for the message: the half-close cuts it short.
+    const pluginServer = await plugin.acceptAndServe(plugin.nextId(), [adder]);
+    const [pluginCode, pluginMessage] = await announceRequest(pluginServer.address, 2 ** 31 - 16);
+    assert.equal(Number(pluginCode), GrpcStatus.INTERNAL, pluginMessage);
+    assert.match(pluginMessage, /ended in the middle of a message/);
+  } finally {
+    host.close();
+    raised.close();
+    plugin.close();
+    Deno.removeSync(dir, { recursive: true });
   }
 });

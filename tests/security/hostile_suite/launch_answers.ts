@@ -33,11 +33,15 @@ function statusKiB(pid: number, field: string): number {
   return Number(match[1]) * 1024;
 }
 
-/** Runs one attack's host to the end; `raised` lifts its limits (for measuring what they prevent). */
+/**
+ * Runs one attack's host to the end; `raised` lifts its limits (for measuring what they prevent). `script`
+ * is the host (in this directory) speaking answer_host.ts's protocol.
+ */
 export async function runHost(
   world: Pick<World, "dir" | "mode">,
   attack: string,
   raised = false,
+  script = "answer_host.ts",
 ): Promise<HostRun> {
   const sockets = `${world.dir}/s-answers-${attack}`;
   await Deno.mkdir(sockets, { recursive: true });
@@ -47,7 +51,7 @@ export async function runHost(
       "-A",
       "--config",
       `${repoRoot}/deno.json`,
-      `${repoRoot}/tests/security/hostile_suite/answer_host.ts`,
+      `${repoRoot}/tests/security/hostile_suite/${script}`,
       JSON.stringify({ attack, sockets, mode: world.mode, raised }),
     ],
     stdin: "piped",

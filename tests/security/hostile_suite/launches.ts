@@ -14,6 +14,7 @@ import { channelAttempts, moduleAttempts } from "./launch_code.ts";
 import { stateAttempts } from "./launch_state.ts";
 import { availabilityAttempts, outliveAttempt } from "./launch_availability.ts";
 import { answerAttempts } from "./launch_answers.ts";
+import { callbackAttempts } from "./launch_callbacks.ts";
 import { protocolAttempts } from "./launch_protocol.ts";
 import { inputAttempts, isolationAttempts } from "./launch_inputs.ts";
 
@@ -32,6 +33,7 @@ export const LAUNCH_ATTEMPTS: readonly LaunchAttempt[] = [
   ...availabilityAttempts.map(serial),
   serial(outliveAttempt),
   ...answerAttempts,
+  ...callbackAttempts,
   ...protocolAttempts.map((a) => SERIAL_LIES.has(a.id) ? serial(a) : a),
   ...inputAttempts,
 ];
