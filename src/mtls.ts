@@ -6,19 +6,21 @@
  * schema) encoded by `@peculiar/asn1-schema`, the layer under `@peculiar/x509`
  * without its algorithm registry (tsyringe, reflect-metadata) and the CMS,
  * PKCS#12, RSA and CSR schemas it loads: a plugin starts faster and smaller.
- * Nothing is written to disk.
+ * Those packages are CommonJS; they are imported as one pre-built ES module
+ * (`src/gen/x509/asn1.js`, `deno task gen` from the locked versions), which
+ * loads without Deno's CommonJS loader. Nothing is written to disk.
  *
  * @module
  */
 
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import { ECDSASigValue, id_ecdsaWithSHA512 } from "@peculiar/asn1-ecc";
 import {
   AlgorithmIdentifier,
+  AsnConvert,
   AttributeTypeAndValue,
   AttributeValue,
   BasicConstraints,
   Certificate,
+  ECDSASigValue,
   ExtendedKeyUsage,
   Extension,
   Extensions,
@@ -27,18 +29,20 @@ import {
   id_ce_extKeyUsage,
   id_ce_keyUsage,
   id_ce_subjectAltName,
+  id_ecdsaWithSHA512,
   id_kp_clientAuth,
   id_kp_serverAuth,
   KeyUsage,
   KeyUsageFlags,
   Name,
+  OctetString,
   RelativeDistinguishedName,
   SubjectAlternativeName,
   SubjectPublicKeyInfo,
   TBSCertificate,
   Validity,
   Version,
-} from "@peculiar/asn1-x509";
+} from "./gen/x509/asn1.js";
 import { TetherError } from "./errors.ts";
 
 /** A certificate and its private key, ready for `node:tls`/grpc-js. */

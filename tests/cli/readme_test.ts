@@ -188,7 +188,7 @@ Deno.test({
   },
 });
 
-Deno.test("README: the package holds only what users import (publish.include): entry points, src/, README, LICENSE, deno.json", async () => {
+Deno.test("README: the package holds only what users import (publish.include): entry points, src/ (with the generated X.509 bundle), README, LICENSE, deno.json", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["publish", "--dry-run", "--allow-dirty"],
     cwd: repoRoot,
@@ -202,7 +202,7 @@ Deno.test("README: the package holds only what users import (publish.include): e
   for (const file of files) {
     assert.match(
       file,
-      /^(mod|plugin|sftpgo|cli)\.ts$|^src\/.*\.ts$|^README\.md$|^LICENSE$|^deno\.json$/,
+      /^(mod|plugin|sftpgo|cli)\.ts$|^src\/.*\.ts$|^src\/gen\/x509\/asn1\.js$|^README\.md$|^LICENSE$|^deno\.json$/,
       file,
     );
   }
@@ -214,6 +214,8 @@ Deno.test("README: the package holds only what users import (publish.include): e
       "cli.ts",
       "src/pack/launcher.ts",
       "src/gen/tether/kv/v1/kv_pb.ts",
+      "src/gen/x509/asn1.js",
+      "src/gen/x509/asn1.d.ts",
     ]
   ) {
     assert.ok(files.includes(needed), `${needed} is published`);
