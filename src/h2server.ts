@@ -221,6 +221,7 @@ export class H2Server {
       return;
     }
     this.#sessions.add(session);
+    deferDestroy(session);
     session.on("error", () => {});
     session.once("close", () => this.#sessions.delete(session));
     try {
@@ -265,6 +266,24 @@ export class H2Server {
     }
     new ServerCall(stream, headers, route, this.#limits);
   }
+}
+
+/**
+ * Makes `session.destroy()` take effect on the next turn of the event loop, never inside nghttp2.
+ *
+ * Deno 2.9.6's `node:http2` calls into JavaScript from inside `nghttp2_session_mem_recv`, and its own handlers
+ * can destroy the session there: a GOAWAY from the client reaches `onGoawayData`, which calls
+ * `session.close()`; with no stream left open the graceful close completes at once and `destroy()` frees the
+ * nghttp2 session while `mem_recv` is still on the stack. nghttp2 then walks the freed session's streams
+ * (`session_close_stream_on_goaway`): the host dies with SIGSEGV or the assertion `stream->closed_next == NULL`
+ * (docs/security.md, callback02). So every destroy of a session waits one `setImmediate`, by which time
+ * nghttp2 has returned. One closure per connection, nothing per call.
+ */
+function deferDestroy(session: http2.ServerHttp2Session): void {
+  const destroyNow = session.destroy;
+  session.destroy = (...args: Parameters<typeof session.destroy>) => {
+    setImmediate(() => destroyNow.apply(session, args));
+  };
 }
 
 /** A listener that ignores its event: one function for every stream, not a closure per call. */

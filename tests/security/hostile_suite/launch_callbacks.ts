@@ -57,8 +57,9 @@ export const callbackAttempts: LaunchAttempt[] = [{
     try {
       run = await runHost(world, "callbacks", false, "callback_host.ts");
     } catch (error) {
-      // Seen on 2026-11-27 with and without the budget (Deno 2.9.6's node:http2 server under this load): the host
-      // process dies (SIGSEGV, or nghttp2's assertion `stream->closed_next == NULL` in find_stream_on_goaway_func).
+      // Before H2Server deferred session destroys (src/h2server.ts, deferDestroy) the host died here in 10 of 12
+      // runs: Deno 2.9.6's node:http2 freed a session inside nghttp2 on the plugin's GOAWAY (SIGSEGV, or nghttp2's
+      // assertion `stream->closed_next == NULL` in find_stream_on_goaway_func). A death is an escape again.
       return {
         evidence: [`the HOST process died during the attack: ${String(error).slice(0, 400)}`],
         note: "host died",
