@@ -13,7 +13,7 @@ import type { ChannelReceiveOptions, PluginChannel } from "./channel.ts";
 import { TetherError } from "./errors.ts";
 import { AsyncQueue } from "./queue.ts";
 import { validateTimerMs } from "./timers.ts";
-import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from "./receive_limits.ts";
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, requestAccounting } from "./receive_limits.ts";
 import { deserializer, serializer, type ServiceClient, type ServiceRegistration } from "./service.ts";
 import type { MessageCodec } from "./calls.ts";
 import {
@@ -113,7 +113,8 @@ export class Broker {
    * @param checkPeer throws for an address the peer announced that must not be dialled (the host pins
    *   a plugin's broker sockets to its launch directory)
    * @param receive what this side accepts, both on the connections it dials and as requests to the servers it
-   *   serves (the host's `maxReceiveMessageBytes`, default 128 MiB); without it (a plugin), go-plugin's 2^31-1
+   *   serves (the host's `maxReceiveMessageBytes`, default 128 MiB, and its receive budget); without it (a
+   *   plugin), go-plugin's 2^31-1 and no budget
    */
   constructor(
     tls: TlsMaterial | undefined,
@@ -123,9 +124,11 @@ export class Broker {
     receive?: ChannelReceiveOptions,
   ) {
     this.#receive = receive;
-    // The host's callbacks take the plugin's requests: they get the limit its answers get, not go-plugin's 2 GiB.
+    // The host's callbacks take the plugin's requests: they get the limit its answers get, not go-plugin's 2 GiB,
+    // and count against the same receive budget.
     this.#serverLimits = receive && {
       maxReceiveMessageBytes: receive.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+      receiveAccounting: requestAccounting(receive.peer),
     };
     this.#tls = tls;
     this.#listen = listen;

@@ -24,6 +24,7 @@ import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufb
 import { GrpcStatus, type GrpcStatusCode, TetherError } from "./errors.ts";
 import { encodeStatusMessage, frame, isGrpcContentType, MessageDecoder, parseTimeout } from "./grpc_wire.ts";
 import { type Deadline, DeadlineQueue } from "./deadline_queue.ts";
+import type { ReceiveAccounting } from "./receive_limits.ts";
 import {
   deserializer,
   type HandlerContext,
@@ -53,6 +54,12 @@ export interface H2ServerOptions {
   readonly maxReceiveMessageBytes?: number;
   /** Largest answer sent (default 2^31 - 1 bytes); a larger one ends the call with RESOURCE_EXHAUSTED. */
   readonly maxSendMessageBytes?: number;
+  /**
+   * Counts the requests held (received, not yet handed to a handler) against a budget: the host's brokered
+   * servers pass the process's receive budget (`src/receive_limits.ts`). A request the budget refuses ends its
+   * call with the status `take` gave. None by default: a plugin's servers count nothing, as a Go host expects.
+   */
+  readonly receiveAccounting?: ReceiveAccounting;
 }
 
 type Kind = "unary" | "server_streaming" | "client_streaming" | "bidi_streaming";
@@ -70,6 +77,7 @@ interface Route {
 interface Limits {
   readonly receive: number;
   readonly send: number;
+  readonly accounting: ReceiveAccounting | undefined;
 }
 
 // HTTP/2 flow-control credit granted to callers, as the lean channel grants servers: a large request
@@ -159,6 +167,7 @@ export class H2Server {
     this.#limits = {
       receive: options.maxReceiveMessageBytes ?? MAX_MESSAGE_BYTES,
       send: options.maxSendMessageBytes ?? MAX_MESSAGE_BYTES,
+      accounting: options.receiveAccounting,
     };
     const common: http2.ServerOptions = {
       settings: { initialWindowSize: STREAM_WINDOW },
@@ -212,6 +221,7 @@ export class H2Server {
       return;
     }
     this.#sessions.add(session);
+    deferDestroy(session);
     session.on("error", () => {});
     session.once("close", () => this.#sessions.delete(session));
     try {
@@ -256,6 +266,24 @@ export class H2Server {
     }
     new ServerCall(stream, headers, route, this.#limits);
   }
+}
+
+/**
+ * Makes `session.destroy()` take effect on the next turn of the event loop, never inside nghttp2.
+ *
+ * Deno 2.9.6's `node:http2` calls into JavaScript from inside `nghttp2_session_mem_recv`, and its own handlers
+ * can destroy the session there: a GOAWAY from the client reaches `onGoawayData`, which calls
+ * `session.close()`; with no stream left open the graceful close completes at once and `destroy()` frees the
+ * nghttp2 session while `mem_recv` is still on the stack. nghttp2 then walks the freed session's streams
+ * (`session_close_stream_on_goaway`): the host dies with SIGSEGV or the assertion `stream->closed_next == NULL`
+ * (docs/security.md, callback02). So every destroy of a session waits one `setImmediate`, by which time
+ * nghttp2 has returned. One closure per connection, nothing per call.
+ */
+function deferDestroy(session: http2.ServerHttp2Session): void {
+  const destroyNow = session.destroy;
+  session.destroy = (...args: Parameters<typeof session.destroy>) => {
+    setImmediate(() => destroyNow.apply(session, args));
+  };
 }
 
 /** A listener that ignores its event: one function for every stream, not a closure per call. */
@@ -308,6 +336,8 @@ class ServerCall implements HandlerContext {
   #decoder: MessageDecoder | undefined;
   /** Messages received and not yet taken by the handler. */
   readonly #queue: Uint8Array[] = [];
+  /** With accounting: bytes given back of those the decoder took. */
+  #given = 0;
   #controller: AbortController | undefined;
   #abortReason: TetherError | undefined;
   #metadata: Record<string, string> | undefined;
@@ -412,15 +442,44 @@ class ServerCall implements HandlerContext {
       );
     }
     this.#queue.length = 0;
+    this.#settle();
     this.#wake(undefined);
+  }
+
+  /** A message leaves the queue (to the handler, or dropped): the budget no longer counts it. */
+  #handOver(message: Uint8Array | undefined): Uint8Array | undefined {
+    const accounting = this.#limits.accounting;
+    if (accounting && message) {
+      this.#given += message.length;
+      accounting.give(message.length);
+    }
+    return message;
+  }
+
+  /** Drops the messages the handler will not read, giving their bytes back. */
+  #dropQueued(): void {
+    if (this.#limits.accounting) { for (const message of this.#queue) this.#handOver(message); }
+    this.#queue.length = 0;
+  }
+
+  /** The call is over: what its decoder still holds (queued messages dropped, one cut short) goes back. */
+  #settle(): void {
+    const accounting = this.#limits.accounting;
+    if (!accounting || !this.#decoder) return;
+    const held = this.#decoder.takenBytes - this.#given;
+    this.#given += held;
+    if (held > 0) accounting.give(held);
   }
 
   #onData(chunk: Buffer): void {
     if (this.#done) return;
-    const message = this.#decoder === undefined ? wholeMessage(chunk, this.#limits.receive) : undefined;
+    // Counted requests all go through the decoder, which takes from the budget as bytes arrive.
+    const message = this.#decoder === undefined && this.#limits.accounting === undefined
+      ? wholeMessage(chunk, this.#limits.receive)
+      : undefined;
     if (message !== undefined) this.#queue.push(message);
     else {
-      this.#decoder ??= new MessageDecoder(this.#limits.receive);
+      this.#decoder ??= new MessageDecoder(this.#limits.receive, this.#limits.accounting);
       const refused = this.#decoder.push(chunk, this.#queue as Buffer[]);
       if (refused) {
         this.#fail(...refused);
@@ -437,10 +496,10 @@ class ServerCall implements HandlerContext {
       return;
     }
     if (this.#readerGone) {
-      this.#queue.length = 0;
+      this.#dropQueued();
       return;
     }
-    if (this.#waiter && this.#queue.length > 0) this.#wake(this.#queue.shift());
+    if (this.#waiter && this.#queue.length > 0) this.#wake(this.#handOver(this.#queue.shift()));
     // Backpressure: messages the handler has not asked for stay in HTTP/2's window, not here.
     if (this.#queue.length > 0) this.#stream.pause();
   }
@@ -458,7 +517,7 @@ class ServerCall implements HandlerContext {
       return;
     }
     if (this.#route.kind === "unary" || this.#route.kind === "server_streaming") {
-      const request = this.#queue.shift();
+      const request = this.#handOver(this.#queue.shift());
       if (request === undefined) {
         this.#fail(
           GrpcStatus.UNIMPLEMENTED,
@@ -490,7 +549,7 @@ class ServerCall implements HandlerContext {
 
   /** The next request of a stream, or `undefined` once the caller half-closed; rejects if the call was cut off. */
   #read(): Promise<Uint8Array | undefined> {
-    const message = this.#queue.shift();
+    const message = this.#handOver(this.#queue.shift());
     if (message !== undefined) return Promise.resolve(message);
     const cutOff = this.#cutOff();
     if (cutOff) return Promise.reject(cutOff);
@@ -512,7 +571,7 @@ class ServerCall implements HandlerContext {
       return: (value?: unknown) => {
         // The handler stopped reading: what the caller still sends is dropped, without stalling its window.
         this.#readerGone = true;
-        this.#queue.length = 0;
+        this.#dropQueued();
         this.#stream.resume();
         return Promise.resolve({ done: true, value });
       },
@@ -684,6 +743,7 @@ class ServerCall implements HandlerContext {
     const stream = this.#stream;
     // Whatever the caller still sends is read and dropped, so its flow-control window does not stall.
     this.#queue.length = 0;
+    this.#settle();
     this.#wake(undefined);
     stream.resume();
     if (stream.destroyed || stream.closed) return;

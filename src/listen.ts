@@ -11,6 +11,7 @@
 
 import { TetherError } from "./errors.ts";
 import { H2Server } from "./h2server.ts";
+import type { ReceiveAccounting } from "./receive_limits.ts";
 import type { ServiceRegistration } from "./service.ts";
 
 /** A listening address, as in a handshake line or a broker ConnInfo. */
@@ -77,6 +78,11 @@ export interface Bindable {
 export interface ServerLimits {
   /** Largest request message accepted (default go-plugin's, 2^31-1 bytes); the host's brokered servers pass its own. */
   readonly maxReceiveMessageBytes?: number;
+  /**
+   * Counts the requests held against a budget (the host's brokered servers: the process's receive budget).
+   * The lean server honours it; grpc-js's server (`setServerImplementation("grpc-js")`, for comparisons) does not.
+   */
+  readonly receiveAccounting?: ReceiveAccounting;
 }
 
 /** Makes the server {@linkcode startServer} binds. */
@@ -110,7 +116,11 @@ function leanServer(
   tls: TlsMaterial | undefined,
   limits?: ServerLimits,
 ): Bindable {
-  const h2 = new H2Server(services, { tls, maxReceiveMessageBytes: limits?.maxReceiveMessageBytes });
+  const h2 = new H2Server(services, {
+    tls,
+    maxReceiveMessageBytes: limits?.maxReceiveMessageBytes,
+    receiveAccounting: limits?.receiveAccounting,
+  });
   const server = h2.server;
   return {
     bind: (where) =>

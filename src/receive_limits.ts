@@ -11,7 +11,7 @@
  */
 
 import { GrpcStatus, TetherError } from "./errors.ts";
-import type { WireStatus } from "./grpc_wire.ts";
+import type { DecoderAccounting, WireStatus } from "./grpc_wire.ts";
 
 /** The largest message gRPC's 4-byte length (and go-plugin's MaxInt32 limit) allows: 2^31-1 bytes. */
 export const MAX_RECEIVE_MESSAGE_BYTES = 2 ** 31 - 1;
@@ -163,15 +163,56 @@ export function receiveBudget(): ReceiveBudgetUsage {
  */
 export function takeReceiveBytes(bytes: number, peer: string | undefined): WireStatus | undefined {
   if (heldBytes + bytes > budgetBytes) {
-    return [
-      GrpcStatus.RESOURCE_EXHAUSTED,
-      `Received messages held at once would exceed the receive budget (${heldBytes} held + ${bytes} vs. ` +
-      `max ${budgetBytes}, all plugins and calls of this process)` + (peer ? ` receiving from ${peer}` : "") +
-      "; raise it with setReceiveBudget()",
-    ];
+    return overBudget(bytes, peer ? ` receiving from ${peer}` : "", "; raise it with setReceiveBudget()");
   }
   heldBytes += bytes;
   return undefined;
+}
+
+function overBudget(bytes: number, from: string, advice: string): WireStatus {
+  return [
+    GrpcStatus.RESOURCE_EXHAUSTED,
+    `Received messages held at once would exceed the receive budget (${heldBytes} held + ${bytes} vs. ` +
+    `max ${budgetBytes}, all plugins and calls of this process)${from}${advice}`,
+  ];
+}
+
+/**
+ * How a server's calls hold requests against the receive budget: what a
+ * decoder takes ({@linkcode DecoderAccounting}) and gives back.
+ */
+export interface ReceiveAccounting extends DecoderAccounting {
+  /** Gives back bytes `take` took: as each message is handed to the handler, and the rest when the call ends. */
+  give(bytes: number): void;
+}
+
+/**
+ * The receive budget for the requests a plugin sends to the servers the host
+ * serves for it over the broker (callbacks): they are held in the host as its
+ * answers are, so they count against the same budget. A refusal goes to the
+ * plugin, so it says whose request it was and that the host sets the budget;
+ * `peer` is not named in the over-limit status (no `raise ...` advice to the
+ * plugin).
+ *
+ * @example
+ * ```ts
+ * import { requestAccounting } from "./receive_limits.ts";
+ * const accounting = requestAccounting('plugin "kv"');
+ * if (accounting.take(4096) === undefined) accounting.give(4096);
+ * ```
+ */
+export function requestAccounting(peer: string | undefined): ReceiveAccounting {
+  const from = peer ? ` receiving a request from ${peer}` : " receiving a request";
+  return {
+    take(bytes: number): WireStatus | undefined {
+      if (heldBytes + bytes > budgetBytes) {
+        return overBudget(bytes, from, "; the host can raise it with setReceiveBudget()");
+      }
+      heldBytes += bytes;
+      return undefined;
+    },
+    give: giveReceiveBytes,
+  };
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * go-plugin's broker through PluginClient: the host serves a service the
  * plugin dials (callbacks), the plugin serves one the host dials, errors
- * cross both hops, and dialing an id nobody announced times out.
+ * cross both hops, and dialing an id nobody announced times out. The host's
+ * brokered servers take the host's receive limit and count the requests they
+ * hold against its receive budget.
  */
 
 import assert from "node:assert/strict";
@@ -9,7 +11,9 @@ import {
   GrpcStatus,
   type PluginClient,
   type PluginClientOptions,
+  receiveBudget,
   registration,
+  setReceiveBudget,
   TetherError,
 } from "../../mod.ts";
 import * as grpc from "@grpc/grpc-js";
@@ -408,6 +412,190 @@ Deno.test("broker: the host's brokered servers refuse a request over the host's 
     host.close();
     raised.close();
     plugin.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** A framed AddRequest {a: 1, b: 2} of exactly `length` bytes: its bulk an unknown bytes field 15 of zeros. */
+function largeAdd(length: number): Buffer {
+  const fixed = [0x08, 0x01, 0x10, 0x02, 0x7a];
+  const inner = length - fixed.length - varint(length).length;
+  const head = [...fixed, ...varint(inner)];
+  assert.equal(head.length + inner, length);
+  const framed = Buffer.alloc(5 + length);
+  framed.writeUInt32BE(length, 1);
+  framed.set(head, 5);
+  return framed;
+}
+
+interface OpenCall {
+  readonly session: http2.ClientHttp2Session;
+  readonly stream: http2.ClientHttp2Stream;
+  /** grpc-status and grpc-message once the stream closed. */
+  readonly status: Promise<[number, string]>;
+  /** Whether the status has come. */
+  readonly settled: () => boolean;
+}
+
+/** Opens an Add call on a connection of its own to a brokered server; nothing is written yet. */
+function openAdd(socket: string): OpenCall {
+  const session = http2.connect("http://localhost", { createConnection: () => net.connect(socket) });
+  session.on("error", () => {});
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/tether.kv.v1.Adder/Add",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  stream.resume();
+  const headers: http2.IncomingHttpHeaders = {};
+  // A status can come before the caller half-closed (a refusal): the stream stays open until the caller ends it.
+  let done = false;
+  const take = (h: http2.IncomingHttpHeaders) => {
+    Object.assign(headers, h);
+    if (headers["grpc-status"] !== undefined) done = true;
+  };
+  stream.on("response", take);
+  stream.on("trailers", take);
+  const status = new Promise<[number, string]>((resolve) =>
+    stream.once("close", () => {
+      done = true;
+      session.destroy();
+      resolve([Number(headers["grpc-status"]), decodeURIComponent(String(headers["grpc-message"] ?? ""))]);
+    })
+  );
+  return { session, stream, status, settled: () => done };
+}
+
+/** Waits (up to 20 s) for `condition`; fails naming `what` if it never holds. */
+async function until(what: string, condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(condition(), `never happened: ${what} (budget holds ${receiveBudget().heldBytes} bytes)`);
+}
+
+const MIB = 2 ** 20;
+const OVER_BUDGET =
+  /^Received messages held at once would exceed the receive budget \(\d+ held \+ \d+ vs\. max 20971520, all plugins and calls of this process\) receiving a request from plugin "kv"; the host can raise it with setReceiveBudget\(\)$/;
+
+/** A host's broker (it has receive options, as PluginClient gives it) serving an Adder on one socket. */
+async function hostAdder(dir: string): Promise<{ broker: Broker; socket: string; added: () => number }> {
+  let added = 0;
+  const broker = new Broker(undefined, { network: "unix", socketDir: dir }, undefined, undefined, {
+    peer: 'plugin "kv"',
+  });
+  const endpoint = await broker.acceptAndServe(broker.nextId(), [
+    registration(Adder, {
+      add: ({ a, b }) => {
+        added++;
+        return { sum: a + b };
+      },
+    }),
+  ]);
+  return { broker, socket: endpoint.address, added: () => added };
+}
+
+Deno.test("broker: the host's brokered servers count concurrent requests against the receive budget", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "tether-broker-budget-" });
+  const { broker, socket, added } = await hostAdder(dir);
+  setReceiveBudget(20 * MIB);
+  try {
+    // Six requests of 7 MiB at once (42 MiB) against a 20 MiB budget: the first 2 MiB of each arrive (past
+    // 1/8, each decoder counts its whole message), so some must be refused before any is complete.
+    const request = largeAdd(7 * MIB);
+    const calls = Array.from({ length: 6 }, () => openAdd(socket));
+    for (const call of calls) call.stream.write(request.subarray(0, 2 * MIB));
+    await until("a request refused on the budget", () => calls.some((call) => call.settled()));
+    for (const call of calls) call.stream.end(call.settled() ? undefined : request.subarray(2 * MIB));
+    const statuses = await Promise.all(calls.map((call) => call.status));
+    const refused = statuses.filter(([code]) => code === GrpcStatus.RESOURCE_EXHAUSTED);
+    const served = statuses.filter(([code]) => code === GrpcStatus.OK);
+    assert.equal(refused.length + served.length, 6, JSON.stringify(statuses));
+    assert.ok(refused.length >= 1 && served.length >= 1, JSON.stringify(statuses));
+    for (const [, message] of refused) assert.match(message, OVER_BUDGET);
+    assert.equal(added(), served.length);
+    // Every byte went back: to the handlers that ran, and from the calls refused.
+    assert.equal(receiveBudget().heldBytes, 0);
+
+    // The same server serves the next request, a large one too.
+    const next = openAdd(socket);
+    next.stream.end(largeAdd(7 * MIB));
+    assert.deepEqual(await next.status, [GrpcStatus.OK, ""]);
+    assert.equal(receiveBudget().heldBytes, 0);
+  } finally {
+    setReceiveBudget(512 * MIB);
+    broker.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("broker: a request cut off mid-message gives its bytes back (cancel, lost connection, killed caller)", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "tether-broker-budget-" });
+  const { broker, socket, added } = await hostAdder(dir);
+  const request = largeAdd(4 * MIB);
+  try {
+    // The caller cancels (RST_STREAM) half-way.
+    const cancelled = openAdd(socket);
+    cancelled.stream.write(request.subarray(0, 2 * MIB));
+    await until("the request counted", () => receiveBudget().heldBytes === 4 * MIB);
+    cancelled.stream.close(http2.constants.NGHTTP2_CANCEL);
+    await cancelled.status;
+    await until("the cancelled request given back", () => receiveBudget().heldBytes === 0);
+
+    // The connection is lost half-way.
+    const lost = openAdd(socket);
+    lost.stream.write(request.subarray(0, 2 * MIB));
+    await until("the request counted", () => receiveBudget().heldBytes === 4 * MIB);
+    lost.session.destroy();
+    await until("the lost request given back", () => receiveBudget().heldBytes === 0);
+
+    // A caller process killed half-way (SIGKILL), as a plugin that dies mid-callback.
+    const caller = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import * as http2 from "node:http2"; import * as net from "node:net"; import { Buffer } from "node:buffer";
+         const session = http2.connect("http://localhost", { createConnection: () => net.connect(${
+          JSON.stringify(socket)
+        }) });
+         const stream = session.request({ ":method": "POST", ":path": "/tether.kv.v1.Adder/Add",
+           "content-type": "application/grpc", te: "trailers" });
+         const part = Buffer.alloc(5 + 2 * 2 ** 20); part.writeUInt32BE(4 * 2 ** 20, 1);
+         stream.write(part, () => console.log("sent"));
+         setInterval(() => {}, 1000);`,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const output = caller.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      assert.equal((await output.read()).value?.trim(), "sent");
+      await until("the killed caller's request counted", () => receiveBudget().heldBytes === 4 * MIB);
+    } finally {
+      caller.kill("SIGKILL");
+      await caller.status;
+      await output.cancel();
+    }
+    await until("the killed caller's request given back", () => receiveBudget().heldBytes === 0);
+    assert.equal(added(), 0);
+
+    // The server still serves.
+    const next = openAdd(socket);
+    next.stream.end(request);
+    assert.deepEqual(await next.status, [GrpcStatus.OK, ""]);
+    assert.equal(added(), 1);
+    assert.equal(receiveBudget().heldBytes, 0);
+  } finally {
+    broker.close();
     Deno.removeSync(dir, { recursive: true });
   }
 });

@@ -5,9 +5,11 @@
  * limits, serves an Adder callback on a brokered server (`broker.acceptAndServe`), prints `ready`, waits for
  * a line on stdin, asks the plugin (a KV `Get` naming the broker id) to call it, prints one JSON line of
  * what came of it, then waits for stdin to close, kills the plugin and exits. The protocol is
- * answer_host.ts's, so `runHost` (launch_answers.ts) drives both.
+ * answer_host.ts's, so `runHost` (launch_answers.ts) drives both. Attacks: `callback` (one oversized
+ * request), `callbacks` (16 concurrent requests just under the limit); `raised` sets a 4 GiB receive budget
+ * (no budget in effect for 2 GiB, as before callbacks were counted).
  *
- * Usage: callback_host.ts '{"attack":"callback","sockets":…,"mode":…}'
+ * Usage: callback_host.ts '{"attack":"callback","sockets":…,"mode":…,"raised":false}'
  *
  * @module
  */
@@ -17,13 +19,15 @@ import {
   type PluginClientOptions,
   receiveBudget,
   registration,
+  setReceiveBudget,
   silentLogger,
 } from "../../../mod.ts";
 import { Adder, KV } from "../../../src/gen/tether/kv/v1/kv_pb.ts";
 import { repoRoot } from "../../helpers.ts";
 import { kvHandshake } from "../support.ts";
 
-const { sockets, mode } = JSON.parse(Deno.args[0]);
+const { attack, sockets, mode, raised } = JSON.parse(Deno.args[0]);
+if (raised) setReceiveBudget(4 * 2 ** 30);
 const client = new PluginClient({
   cmd: `${repoRoot}/tests/fixtures/hostile_suite/callback_attacker.ts`,
   runtime: "deno",
@@ -50,11 +54,12 @@ try {
   ]);
   console.log("ready");
   await lines.read();
-  const outcome = await client.dispense(KV).get({ key: String(id) }, { timeoutMs: 60_000 }).then(
-    (r) => `callback answered ${new TextDecoder().decode(r.value)}`,
-    (error) => String(error).slice(0, 300),
+  const key = attack === "callbacks" ? `many:${id}` : String(id);
+  const answered = await client.dispense(KV).get({ key }, { timeoutMs: 120_000 }).then(
+    (r) => new TextDecoder().decode(r.value).split("\n").map((status) => `callback answered ${status}`),
+    (error) => [String(error).slice(0, 300)],
   );
-  const outcomes = [outcome, ...(added > 0 ? [`the host's Adder ran ${added} time(s)`] : [])];
+  const outcomes = [...answered, ...(added > 0 ? [`the host's Adder ran ${added} time(s)`] : [])];
   console.log(JSON.stringify({ outcomes, heldAfter: receiveBudget().heldBytes, plugin: client.pid }));
   while (!(await lines.read()).done) { /* until the suite closes stdin */ }
 } finally {
