@@ -56,7 +56,7 @@ server.on("session", (session) => {
     };
   }
 });
-server.on("stream", (stream) => {
+server.on("stream", (stream: http2.ServerHttp2Stream) => {
   stream.on("error", () => {});
   stream.on("data", () => {});
   stream.on("end", () => {
