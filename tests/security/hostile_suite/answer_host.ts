@@ -8,7 +8,7 @@
  * of them (and the receive budget held afterwards), then waits for stdin to
  * close, kills the plugin and exits.
  *
- * Usage: answer_host.ts '{"attack":"one"|"many"|"slow","sockets":…,"mode":…[,"raised":true]}'
+ * Usage: answer_host.ts '{"attack":"one"|"many"|"slow"|"goaway","sockets":…,"mode":…[,"raised":true]}'
  * (`raised`: go-plugin's 2^31-1 limit and an 8 GiB budget, to measure what the defaults prevent)
  *
  * @module
@@ -59,6 +59,13 @@ try {
       () => kv.get({ key: "x" }, { timeoutMs: 60_000 }).then((r) => `answered ${r.value.length}`, describe),
     );
     outcomes.push(...await Promise.all(calls));
+  } else if (attack === "goaway") {
+    // One call at a time: each answer is followed by the plugin's GOAWAY, so every call dials again.
+    for (let i = 0; i < 48; i++) {
+      outcomes.push(
+        await kv.get({ key: "x" }, { timeoutMs: 30_000 }).then((r) => `answered ${r.value.length}`, describe),
+      );
+    }
   } else {
     // Reads one entry every 200 ms for 3 s, then stops reading (the stream is cancelled).
     let read = 0;

@@ -196,4 +196,18 @@ export const answerAttempts: LaunchAttempt[] = [
     256 * MIB,
     ([outcome]) => /^read 15 entries, then stopped$/.test(outcome) ? [] : [`the stream ended: ${outcome}`],
   ),
+  answerAttack(
+    "answer04",
+    "goaway",
+    "48 Gets in a row, each answered with 16 MiB and then a GOAWAY on the host's client connection once no " +
+      "stream is open (Deno's destroy-inside-receive, which deferDestroy mends only for H2Server's sessions)",
+    // One 16 MiB answer at a time, plus garbage not yet collected; a host that dies fails runHost.
+    256 * MIB,
+    (outcomes) => {
+      const other = outcomes.filter((o) => !/^answered \d+$/.test(o));
+      return outcomes.length === 48 && other.length === 0
+        ? []
+        : [`${outcomes.length} calls, unexpected outcomes: ${other.join(" | ").slice(0, 300)}`];
+    },
+  ),
 ];
